@@ -1,0 +1,114 @@
+//! Hot swap: generation never sees half an update, and sees every finished update.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use secretgen::alphabet::CharClass;
+use secretgen::{
+    ConfigDraft, GeneratorConfig, GeneratorType, Instance, InstanceId, Snapshot, Version,
+};
+
+const SWAPS: u64 = 5_000;
+const READERS: usize = 3;
+
+/// Eight digits, 300 s: the SMS default.
+fn config_a() -> GeneratorConfig {
+    GeneratorConfig::default_for(GeneratorType::OtpSms)
+}
+
+/// Forty letters and symbols with every class, one hour: nothing in common with A.
+fn config_b() -> GeneratorConfig {
+    GeneratorConfig::new(&ConfigDraft {
+        generator_type: "OTP_SMS".into(),
+        length: 40,
+        expiry: "3600s".into(),
+        include_lower_letters: true,
+        include_upper_letters: true,
+        include_digits: false,
+        include_symbols: true,
+        exclude_ambiguous: true,
+        require_each_class: true,
+    })
+    .unwrap()
+}
+
+fn matches(config: &GeneratorConfig, code: &str) -> bool {
+    code.len() == config.length().get()
+        && code.bytes().all(|b| config.alphabet().as_bytes().contains(&b))
+        && (!config.require_each_class()
+            || config
+                .classes()
+                .iter()
+                .all(|c: CharClass| code.bytes().any(|b| c.chars().as_bytes().contains(&b))))
+}
+
+#[test]
+fn readers_see_whole_snapshots_and_every_finished_swap() {
+    let (a, b) = (config_a(), config_b());
+    let t = GeneratorType::OtpSms;
+    let start = SystemTime::now();
+    let instance = Arc::new(Instance::with_defaults(InstanceId::new("test").unwrap(), start));
+    // Odd sequences carry A, even ones B.
+    let published = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+
+    let readers: Vec<_> = (0..READERS)
+        .map(|reader| {
+            let (instance, published, done) = (instance.clone(), published.clone(), done.clone());
+            let (a, b) = (a.clone(), b.clone());
+            std::thread::spawn(move || {
+                let mut seen = [0u64; 2];
+                let mut buf = Vec::new();
+                while !done.load(Ordering::Acquire) {
+                    let floor = published.load(Ordering::Acquire);
+                    let snapshot = instance.load(t);
+                    let seq = snapshot.version().sequence;
+                    assert!(seq >= floor, "reader {reader}: saw {seq} after {floor} was done");
+                    if seq == 0 {
+                        continue; // the default, before the first swap
+                    }
+                    let now = SystemTime::now();
+                    let code = snapshot.generator().generate().unwrap();
+                    let code = code.expose();
+                    let (in_a, in_b) = (matches(&a, code), matches(&b, code));
+                    assert!(in_a != in_b, "code of length {} matches A {in_a}, B {in_b}", code.len());
+                    let want = if seq % 2 == 1 { &a } else { &b };
+                    assert!(matches(want, code), "sequence {seq} gave the other config's code");
+                    assert_eq!(snapshot.config(), want);
+                    // The buffer path, sized from the same snapshot.
+                    buf.resize(snapshot.generator().length(), 0);
+                    snapshot.generator().fill(&mut buf).unwrap();
+                    assert!(matches(want, std::str::from_utf8(&buf).unwrap()));
+                    let expiry = want.expiry().duration();
+                    let expires = snapshot.generator().generate().unwrap().expires_at().unwrap();
+                    assert!(expires >= now + expiry && expires <= now + expiry + Duration::from_secs(5));
+                    seen[usize::from(seq % 2 == 0)] += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+
+    for seq in 1..=SWAPS {
+        let config = if seq % 2 == 1 { a.clone() } else { b.clone() };
+        let version = Version { sequence: seq, creation_date: start, change_date: SystemTime::now() };
+        instance.replace(Snapshot::new(config, version));
+        published.store(seq, Ordering::Release);
+        if seq % 64 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    // Let the readers run on the last configuration for a moment, then stop them.
+    std::thread::sleep(Duration::from_millis(20));
+    done.store(true, Ordering::Release);
+
+    let mut total = [0u64; 2];
+    for r in readers {
+        let seen = r.join().expect("a reader failed");
+        total[0] += seen[0];
+        total[1] += seen[1];
+    }
+    assert!(total[0] > 0 && total[1] > 0, "readers saw both configurations: {total:?}");
+    assert_eq!(instance.load(t).version().sequence, SWAPS);
+}

@@ -1,0 +1,314 @@
+//! Statistical tests of uniformity, with fixed seeds.
+//!
+//! Each test draws codes from a reproducible [`CodeRng`] and applies Pearson's chi-square test
+//! per position and over disjoint adjacent pairs. The threshold is the chi-square quantile at
+//! p = 1e-6 (Wilson-Hilferty), so a correct generator passes with overwhelming probability
+//! and, the seeds being fixed, the outcome never changes between runs. The same checks are run
+//! against two known-bad samplers (ZITADEL's `b % (N - 1)`, and plain `b % N` modulo bias) to
+//! show that they fail: these tests can fail.
+
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{RngExt, SeedableRng};
+use secretgen::alphabet::{AMBIGUOUS, CharClass};
+use secretgen::{CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType};
+
+/// Upper tail quantile of chi-square with `df` degrees of freedom at p = 1e-6.
+fn chi_square_limit(df: usize) -> f64 {
+    const Z: f64 = 4.753_424; // standard normal quantile at 1 - 1e-6
+    let df = df as f64;
+    let h = 2.0 / (9.0 * df);
+    df * (1.0 - h + Z * h.sqrt()).powi(3)
+}
+
+fn chi_square(observed: &[u64], expected: &[f64]) -> f64 {
+    observed
+        .iter()
+        .zip(expected)
+        .map(|(&o, &e)| (o as f64 - e).powi(2) / e)
+        .sum()
+}
+
+/// What a sample of codes looked like.
+struct Verdict {
+    /// Chi-square statistic and its limit, per position.
+    positions: Vec<(f64, f64)>,
+    /// Chi-square statistic and its limit over disjoint adjacent pairs.
+    pairs: (f64, f64),
+    /// Alphabet characters never seen.
+    missing: Vec<char>,
+    /// Characters seen that are not in the alphabet.
+    foreign: Vec<char>,
+}
+
+impl Verdict {
+    fn uniform(&self) -> bool {
+        self.positions.iter().all(|(s, l)| s < l)
+            && self.pairs.0 < self.pairs.1
+            && self.missing.is_empty()
+            && self.foreign.is_empty()
+    }
+
+    fn assert_uniform(&self, what: &str) {
+        assert!(self.foreign.is_empty(), "{what}: foreign characters {:?}", self.foreign);
+        assert!(self.missing.is_empty(), "{what}: never drew {:?}", self.missing);
+        for (pos, (stat, limit)) in self.positions.iter().enumerate() {
+            assert!(stat < limit, "{what}: position {pos}: chi-square {stat:.1} >= {limit:.1}");
+        }
+        let (stat, limit) = self.pairs;
+        assert!(stat < limit, "{what}: pairs: chi-square {stat:.1} >= {limit:.1}");
+    }
+}
+
+/// Draws `codes` codes of `length` with `draw` and tests them against a uniform distribution
+/// over `alphabet`.
+fn examine(alphabet: &[u8], length: usize, codes: usize, mut draw: impl FnMut(&mut [u8])) -> Verdict {
+    let k = alphabet.len();
+    let mut index = [usize::MAX; 256];
+    for (i, &c) in alphabet.iter().enumerate() {
+        index[usize::from(c)] = i;
+    }
+    let mut per_position = vec![vec![0u64; k]; length];
+    let mut pairs = vec![0u64; k * k];
+    let mut seen = vec![false; k];
+    let mut foreign = Vec::new();
+    let mut code = vec![0u8; length];
+    for _ in 0..codes {
+        draw(&mut code);
+        let mut idx = Vec::with_capacity(length);
+        for (pos, &c) in code.iter().enumerate() {
+            let i = index[usize::from(c)];
+            if i == usize::MAX {
+                foreign.push(c as char);
+                continue;
+            }
+            per_position[pos][i] += 1;
+            seen[i] = true;
+            idx.push(i);
+        }
+        if idx.len() == length {
+            for pair in idx.chunks_exact(2) {
+                pairs[pair[0] * k + pair[1]] += 1;
+            }
+        }
+    }
+    let uniform = |n: u64, cells: usize| vec![n as f64 / cells as f64; cells];
+    let positions = per_position
+        .iter()
+        .map(|counts| {
+            let stat = chi_square(counts, &uniform(counts.iter().sum(), k));
+            (stat, chi_square_limit(k - 1))
+        })
+        .collect();
+    let pair_stat = chi_square(&pairs, &uniform(pairs.iter().sum(), k * k));
+    foreign.sort_unstable();
+    foreign.dedup();
+    Verdict {
+        positions,
+        pairs: (pair_stat, chi_square_limit(k * k - 1)),
+        missing: alphabet
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| !**s)
+            .map(|(&c, _)| c as char)
+            .collect(),
+        foreign,
+    }
+}
+
+fn config(classes: [bool; 4], length: i64, exclude_ambiguous: bool) -> GeneratorConfig {
+    GeneratorConfig::new(&ConfigDraft {
+        generator_type: "PASSWORDLESS_INIT_CODE".into(),
+        length,
+        expiry: "3600s".into(),
+        include_lower_letters: classes[0],
+        include_upper_letters: classes[1],
+        include_digits: classes[2],
+        include_symbols: classes[3],
+        exclude_ambiguous,
+        require_each_class: false,
+    })
+    .unwrap()
+}
+
+/// Runs the checks on the real generator for `config`, from a fixed seed.
+fn examine_generator(config: &GeneratorConfig, codes: usize, seed: u8) -> Verdict {
+    let generator = Generator::new(config);
+    let mut rng = CodeRng::from_seed([seed; 32]);
+    examine(
+        config.alphabet().as_bytes(),
+        config.length().get(),
+        codes,
+        |out| generator.fill_with(&mut rng, out).unwrap(),
+    )
+}
+
+/// Enough codes that the rarest pair cell expects about 25 draws.
+fn codes_for(alphabet_len: usize, length: usize) -> usize {
+    (25 * alphabet_len * alphabet_len / (length / 2)).max(20_000)
+}
+
+#[test]
+fn digits_only_codes_contain_the_9() {
+    // ZITADEL drew `b % (len - 1)`, so its digit codes never held a 9. Ours hold it at every
+    // position, as often as any other digit.
+    let config = GeneratorConfig::default_for(GeneratorType::OtpSms);
+    let generator = Generator::new(&config);
+    let mut rng = CodeRng::from_seed([9; 32]);
+    let mut nines = [0u32; 8];
+    let codes = 100_000;
+    let mut code = [0u8; 8];
+    for _ in 0..codes {
+        generator.fill_with(&mut rng, &mut code).unwrap();
+        for (pos, &c) in code.iter().enumerate() {
+            nines[pos] += u32::from(c == b'9');
+        }
+    }
+    for (pos, &n) in nines.iter().enumerate() {
+        // Binomial(100000, 0.1): mean 10000, sd 95; 6 sd either side.
+        assert!((9430..=10570).contains(&n), "position {pos}: {n} nines in {codes}");
+    }
+    examine_generator(&config, codes, 10).assert_uniform("OTP_SMS");
+}
+
+#[test]
+fn ten_digits_are_uniform() {
+    let c = config([false, false, true, false], 8, false);
+    examine_generator(&c, codes_for(10, 8), 1).assert_uniform("digits");
+}
+
+#[test]
+fn thirty_six_upper_and_digits_are_uniform() {
+    let c = config([false, true, true, false], 8, false);
+    assert_eq!(c.alphabet().len(), 36);
+    examine_generator(&c, codes_for(36, 8), 2).assert_uniform("upper+digits");
+}
+
+#[test]
+fn sixty_two_alphanumerics_are_uniform() {
+    let c = config([true, true, true, false], 8, false);
+    assert_eq!(c.alphabet().len(), 62);
+    examine_generator(&c, codes_for(62, 8), 3).assert_uniform("alphanumeric");
+}
+
+#[test]
+fn eighty_nine_characters_are_uniform() {
+    let c = config([true, true, true, true], 8, false);
+    assert_eq!(c.alphabet().len(), 89);
+    examine_generator(&c, codes_for(89, 8), 4).assert_uniform("all classes");
+}
+
+#[test]
+fn exclude_ambiguous_is_uniform_over_what_is_left() {
+    let c = config([true, true, true, true], 8, true);
+    assert_eq!(c.alphabet().len(), 82);
+    let verdict = examine_generator(&c, codes_for(82, 8), 5);
+    verdict.assert_uniform("all classes, unambiguous");
+    let digits = config([false, false, true, false], 8, true);
+    assert_eq!(digits.alphabet().as_str(), "23456789");
+    let verdict = examine_generator(&digits, codes_for(8, 8), 6);
+    verdict.assert_uniform("digits, unambiguous");
+    assert!(!AMBIGUOUS.contains(digits.alphabet().as_str()));
+}
+
+#[test]
+fn the_checks_catch_zitadels_bug() {
+    // `b % (N - 1)` over the ten digits: the 9 never appears.
+    let digits = b"0123456789";
+    let mut rng = StdRng::seed_from_u64(11);
+    let verdict = examine(digits, 8, 20_000, |out| {
+        for c in out.iter_mut() {
+            *c = digits[usize::from(rng.random::<u8>()) % (digits.len() - 1)];
+        }
+    });
+    assert!(!verdict.uniform());
+    assert_eq!(verdict.missing, ['9']);
+}
+
+#[test]
+fn the_checks_catch_modulo_bias() {
+    // `b % 62` without rejection: eight characters get 5 bytes of 256, the rest 4.
+    let c = config([true, true, true, false], 8, false);
+    let alphabet = c.alphabet().as_bytes().to_vec();
+    let mut rng = StdRng::seed_from_u64(12);
+    let verdict = examine(&alphabet, 8, codes_for(62, 8), |out| {
+        for c in out.iter_mut() {
+            *c = alphabet[usize::from(rng.random::<u8>()) % alphabet.len()];
+        }
+    });
+    assert!(verdict.missing.is_empty());
+    assert!(verdict.positions.iter().all(|(s, l)| s > l), "{:?}", verdict.positions);
+}
+
+/// Class pattern of a code: digit `i` (base 4) is the class of character `i`.
+fn pattern(code: &[u8]) -> usize {
+    code.iter().rev().fold(0, |acc, &c| {
+        let class = CharClass::ALL
+            .into_iter()
+            .position(|k| k.chars().as_bytes().contains(&c))
+            .unwrap();
+        acc * 4 + class
+    })
+}
+
+/// Chi-square of class patterns of length-6 codes holding every class, against the exact
+/// distribution: a pattern's probability is the product of its classes' sizes over the
+/// number of valid codes.
+fn examine_patterns(codes: usize, mut draw: impl FnMut(&mut [u8; 6])) -> (f64, f64) {
+    let sizes = [26.0, 26.0, 10.0, 27.0];
+    let cells = 4usize.pow(6);
+    let covers = |p: usize| (0..6).fold(0u8, |m, i| m | 1 << (p / 4usize.pow(i) % 4)) == 0b1111;
+    let weight = |p: usize| (0..6).map(|i| sizes[p / 4usize.pow(i) % 4]).product::<f64>();
+    let valid: Vec<usize> = (0..cells).filter(|&p| covers(p)).collect();
+    let total: f64 = valid.iter().map(|&p| weight(p)).sum();
+    let mut counts = vec![0u64; cells];
+    let mut code = [0u8; 6];
+    for _ in 0..codes {
+        draw(&mut code);
+        counts[pattern(&code)] += 1;
+    }
+    let stray: u64 = (0..cells).filter(|&p| !covers(p)).map(|p| counts[p]).sum();
+    assert_eq!(stray, 0, "codes without every class");
+    let observed: Vec<u64> = valid.iter().map(|&p| counts[p]).collect();
+    let expected: Vec<f64> = valid
+        .iter()
+        .map(|&p| weight(p) / total * codes as f64)
+        .collect();
+    (chi_square(&observed, &expected), chi_square_limit(valid.len() - 1))
+}
+
+fn require_each_class_config() -> GeneratorConfig {
+    let mut draft = config([true, true, true, true], 6, false).to_draft();
+    draft.require_each_class = true;
+    GeneratorConfig::new(&draft).unwrap()
+}
+
+#[test]
+fn require_each_class_is_uniform_over_the_codes_that_qualify() {
+    let config = require_each_class_config();
+    let generator = Generator::new(&config);
+    let mut rng = CodeRng::from_seed([13; 32]);
+    let (stat, limit) = examine_patterns(300_000, |out| generator.fill_with(&mut rng, out).unwrap());
+    assert!(stat < limit, "chi-square {stat:.1} >= {limit:.1}");
+    // And the characters themselves stay uniform at every position, given their class.
+    let verdict = examine_generator(&config, 60_000, 14);
+    assert!(verdict.missing.is_empty() && verdict.foreign.is_empty());
+}
+
+#[test]
+fn the_pattern_check_catches_place_one_of_each_and_shuffle() {
+    // The common shortcut: one character of each class, two from the whole alphabet, then a
+    // shuffle. Every code qualifies, but codes with a class three times are too rare.
+    let all = config([true, true, true, true], 8, false);
+    let alphabet = all.alphabet().as_bytes().to_vec();
+    let mut rng = StdRng::seed_from_u64(15);
+    let (stat, limit) = examine_patterns(300_000, |out| {
+        for (slot, class) in out.iter_mut().zip(CharClass::ALL) {
+            *slot = *class.chars().as_bytes().choose(&mut rng).unwrap();
+        }
+        out[4] = *alphabet.choose(&mut rng).unwrap();
+        out[5] = *alphabet.choose(&mut rng).unwrap();
+        out.shuffle(&mut rng);
+    });
+    assert!(stat > limit, "shortcut not detected: {stat:.1} < {limit:.1}");
+}
