@@ -9,7 +9,7 @@ use zeroize::Zeroize;
 
 /// Cryptographically random, exactly uniform secrets and one-time codes.
 #[derive(Debug, Parser)]
-#[command(name = "secretgen", version, about)]
+#[command(name = "secretgen", version, about, arg_required_else_help = false)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
