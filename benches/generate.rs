@@ -1,1 +1,196 @@
-fn main(){}
+//! Code generation, side by side with what a Rust user would otherwise reach for.
+//!
+//! One group per default generator type (ZITADEL's defaults), plus `alnum8` (8 characters of
+//! `A-Za-z0-9`, where every contender applies) and `swap` (generation while another thread
+//! swaps the configuration 1000 times a second). Run: `cargo bench --bench generate`.
+//!
+//! Contenders, all cryptographically secure:
+//! - `secretgen/owned`: [`Generator::generate`], an owned code with its expiry.
+//! - `secretgen/fill`: [`Generator::fill`], one code into the caller's buffer.
+//! - `secretgen/fill_codes`: [`Generator::fill_codes`], 1000 codes per call into the caller's
+//!   buffer; the time shown is per code.
+//! - `rand/choose`: rand 0.10, `IndexedRandom::choose` per character over `StdRng` (ChaCha12).
+//! - `rand/alphanumeric`: rand 0.10, `Alphanumeric.sample_string` over `StdRng` (62-character
+//!   alphabets only: it has no other).
+//! - `nanoid`: `nanoid!(len, &alphabet)`, nanoid's default (it keys a new `StdRng` per call).
+//! - `passwords`: `PasswordGenerator::generate_one` with the matching classes.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::distr::{Alphanumeric, SampleString};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use secretgen::{
+    CharClass, ConfigDraft, Generator, GeneratorConfig, GeneratorType, Instance, InstanceId,
+    Snapshot, Version,
+};
+
+/// Codes per call of the bulk path.
+const BULK: usize = 1000;
+
+fn contenders(c: &mut Criterion, name: &str, config: &GeneratorConfig) {
+    let generator = Generator::new(config);
+    let alphabet = config.alphabet().as_bytes().to_vec();
+    let alphabet_chars: Vec<char> = alphabet.iter().map(|&b| char::from(b)).collect();
+    let len = config.length().get();
+    let mut group = c.benchmark_group(name);
+
+    group.bench_function("secretgen/owned", |b| {
+        b.iter(|| black_box(generator.generate().unwrap()))
+    });
+    let mut buf = vec![0u8; len];
+    group.bench_function("secretgen/fill", |b| {
+        b.iter(|| {
+            generator.fill(&mut buf).unwrap();
+            black_box(&buf);
+        })
+    });
+    // The bulk path: 1000 codes per call into one buffer, timed per code.
+    let mut bulk = vec![0u8; len * BULK];
+    group.bench_function("secretgen/fill_codes", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                generator.fill_codes(&mut bulk).unwrap();
+                black_box(&bulk);
+            }
+            start.elapsed() / BULK as u32
+        })
+    });
+    let mut rng: StdRng = rand::make_rng();
+    group.bench_function("rand/choose", |b| {
+        b.iter(|| {
+            let code: String = (0..len)
+                .map(|_| char::from(*alphabet.choose(&mut rng).unwrap()))
+                .collect();
+            black_box(code)
+        })
+    });
+    let alphanumeric = config.classes().len() == 3 && !config.includes(CharClass::Symbols);
+    if alphanumeric && !config.exclude_ambiguous() {
+        group.bench_function("rand/alphanumeric", |b| {
+            b.iter(|| black_box(Alphanumeric.sample_string(&mut rng, len)))
+        });
+    }
+    group.bench_function("nanoid", |b| {
+        b.iter(|| black_box(nanoid::nanoid!(len, &alphabet_chars)))
+    });
+    if !config.includes(CharClass::Symbols) && !config.exclude_ambiguous() {
+        let passwords = passwords::PasswordGenerator::new()
+            .length(len)
+            .numbers(config.includes(CharClass::Digits))
+            .lowercase_letters(config.includes(CharClass::Lower))
+            .uppercase_letters(config.includes(CharClass::Upper))
+            .symbols(false)
+            .spaces(false)
+            .exclude_similar_characters(false)
+            .strict(false);
+        group.bench_function("passwords", |b| {
+            b.iter(|| black_box(passwords.generate_one().unwrap()))
+        });
+    }
+    group.finish();
+}
+
+fn by_type(c: &mut Criterion) {
+    for t in GeneratorType::ALL {
+        contenders(c, t.short_name(), &GeneratorConfig::default_for(t));
+    }
+}
+
+fn alnum8(c: &mut Criterion) {
+    let config = GeneratorConfig::new(&ConfigDraft {
+        generator_type: "OTP_SMS".into(),
+        length: 8,
+        expiry: "300s".into(),
+        include_lower_letters: true,
+        include_upper_letters: true,
+        include_digits: true,
+        ..ConfigDraft::default()
+    })
+    .unwrap();
+    contenders(c, "alnum8", &config);
+}
+
+/// Generation through the registry, alone and while another thread swaps the configuration
+/// 1000 times a second between two of the same shape (so only the swapping differs).
+fn swap(c: &mut Criterion) {
+    let t = GeneratorType::OtpSms;
+    let start = SystemTime::now();
+    let instance = Arc::new(Instance::with_defaults(
+        InstanceId::new("bench").unwrap(),
+        start,
+    ));
+    let a = GeneratorConfig::default_for(t);
+    let mut draft = a.to_draft();
+    draft.expiry = "600s".into();
+    let b = GeneratorConfig::new(&draft).unwrap();
+    let mut group = c.benchmark_group("swap");
+    let mut buf = vec![0u8; a.length().get()];
+
+    let mut run = |name: &str, group: &mut criterion::BenchmarkGroup<_>| {
+        group.bench_function(name, |bench| {
+            bench.iter(|| {
+                let snapshot = instance.load(t);
+                snapshot.generator().fill(&mut buf).unwrap();
+                black_box(&buf);
+            })
+        });
+    };
+    run("no_swaps", &mut group);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (instance, stop) = (instance.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut sequence = 0u64;
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                sequence += 1;
+                let config = if sequence % 2 == 0 {
+                    a.clone()
+                } else {
+                    b.clone()
+                };
+                let version = Version {
+                    sequence,
+                    creation_date: start,
+                    change_date: SystemTime::now(),
+                };
+                instance.replace(Snapshot::new(config, version));
+                next += Duration::from_millis(1);
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            sequence
+        })
+    };
+    let began = Instant::now();
+    run("1000_swaps_per_second", &mut group);
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    group.finish();
+    eprintln!(
+        "swap: {swaps} swaps in {:.1} s ({:.0} per second)",
+        began.elapsed().as_secs_f64(),
+        swaps as f64 / began.elapsed().as_secs_f64()
+    );
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = alnum8, swap, by_type
+}
+criterion_main!(benches);

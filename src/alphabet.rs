@@ -72,10 +72,10 @@ impl ClassSet {
     /// The set holding the classes whose flag is true.
     pub const fn from_flags(lower: bool, upper: bool, digits: bool, symbols: bool) -> ClassSet {
         ClassSet(
-            (lower as u8) * CharClass::Lower.bit()
-                | (upper as u8) * CharClass::Upper.bit()
-                | (digits as u8) * CharClass::Digits.bit()
-                | (symbols as u8) * CharClass::Symbols.bit(),
+            ((lower as u8) * CharClass::Lower.bit())
+                | ((upper as u8) * CharClass::Upper.bit())
+                | ((digits as u8) * CharClass::Digits.bit())
+                | ((symbols as u8) * CharClass::Symbols.bit()),
         )
     }
 
@@ -106,7 +106,9 @@ impl ClassSet {
 
     /// The classes of the set, in alphabet order.
     pub fn iter(self) -> impl Iterator<Item = CharClass> {
-        CharClass::ALL.into_iter().filter(move |c| self.contains(*c))
+        CharClass::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 }
 

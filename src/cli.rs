@@ -97,10 +97,7 @@ fn clap_reason(e: &clap::Error) -> String {
 
 /// The configuration for this run: the default of the type, with the flags applied.
 fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, String> {
-    let generator_type: GeneratorType = args
-        .generator_type
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let generator_type: GeneratorType = args.generator_type.parse().map_err(|e| format!("{e}"))?;
     let mut draft: ConfigDraft = GeneratorConfig::default_for(generator_type).to_draft();
     if let Some(length) = args.length {
         draft.length = length;

@@ -35,7 +35,12 @@ pub struct LengthError(i64);
 
 impl fmt::Display for LengthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "must be between 1 and {}, got {}", CodeLength::MAX, self.0)
+        write!(
+            f,
+            "must be between 1 and {}, got {}",
+            CodeLength::MAX,
+            self.0
+        )
     }
 }
 
@@ -224,6 +229,34 @@ impl GeneratorConfig {
             require_each_class: false,
         };
         GeneratorConfig::new(&draft).expect("ZITADEL's defaults satisfy every rule")
+    }
+
+    /// A configuration that skips the entropy floor and the expiry rules, for tests of
+    /// sampling that need tiny alphabets or lengths.
+    #[cfg(test)]
+    pub(crate) fn unchecked_for_tests(draft: &ConfigDraft) -> GeneratorConfig {
+        let classes = ClassSet::from_flags(
+            draft.include_lower_letters,
+            draft.include_upper_letters,
+            draft.include_digits,
+            draft.include_symbols,
+        );
+        let alphabet = Alphabet::new(classes, draft.exclude_ambiguous).unwrap();
+        let sizes: Vec<u32> = classes.iter().map(|c| alphabet.class_size(c)).collect();
+        GeneratorConfig {
+            generator_type: draft.generator_type.parse().unwrap(),
+            length: CodeLength::new(draft.length).unwrap(),
+            expiry: Expiry::parse(&draft.expiry).unwrap(),
+            classes,
+            exclude_ambiguous: draft.exclude_ambiguous,
+            require_each_class: draft.require_each_class,
+            entropy_bits: entropy::entropy_bits(
+                &sizes,
+                draft.length as u32,
+                draft.require_each_class,
+            ),
+            alphabet,
+        }
     }
 
     /// The configuration as a draft, to change a field and check it again.
@@ -419,26 +452,50 @@ mod tests {
                 "includeSymbols"
             ]
         );
-        assert!(err.to_string().contains("length must be between 1 and 1024, got 0"));
+        assert!(
+            err.to_string()
+                .contains("length must be between 1 and 1024, got 0")
+        );
     }
 
     #[test]
     fn each_rule_names_its_field() {
         let fields = |d: ConfigDraft| GeneratorConfig::new(&d).unwrap_err().fields();
-        assert_eq!(fields(draft("nope", 8, "300s", DIGITS_ONLY)), ["generatorType"]);
-        assert_eq!(fields(draft("0", 8, "300s", DIGITS_ONLY)), ["generatorType"]);
-        assert_eq!(fields(draft("OTP_SMS", 1025, "300s", DIGITS_ONLY)), ["length"]);
-        assert_eq!(fields(draft("OTP_SMS", -1, "300s", DIGITS_ONLY)), ["length"]);
+        assert_eq!(
+            fields(draft("nope", 8, "300s", DIGITS_ONLY)),
+            ["generatorType"]
+        );
+        assert_eq!(
+            fields(draft("0", 8, "300s", DIGITS_ONLY)),
+            ["generatorType"]
+        );
+        assert_eq!(
+            fields(draft("OTP_SMS", 1025, "300s", DIGITS_ONLY)),
+            ["length"]
+        );
+        assert_eq!(
+            fields(draft("OTP_SMS", -1, "300s", DIGITS_ONLY)),
+            ["length"]
+        );
         assert_eq!(fields(draft("OTP_SMS", 8, "300", DIGITS_ONLY)), ["expiry"]);
-        assert_eq!(fields(draft("OTP_SMS", 8, "2678401s", DIGITS_ONLY)), ["expiry"]);
+        assert_eq!(
+            fields(draft("OTP_SMS", 8, "2678401s", DIGITS_ONLY)),
+            ["expiry"]
+        );
         assert_eq!(fields(draft("OTP_SMS", 8, "0s", DIGITS_ONLY)), ["expiry"]);
         assert_eq!(fields(draft("OTP_SMS", 8, "", DIGITS_ONLY)), ["expiry"]);
         // Five digits are 16.6 bits, below the floor; six are 19.93, above it.
-        assert_eq!(fields(draft("OTP_SMS", 5, "300s", DIGITS_ONLY)), ["entropyBits"]);
+        assert_eq!(
+            fields(draft("OTP_SMS", 5, "300s", DIGITS_ONLY)),
+            ["entropyBits"]
+        );
         assert!(GeneratorConfig::new(&draft("OTP_SMS", 6, "300s", DIGITS_ONLY)).is_ok());
         // An app secret needs 128 bits: 21 alphanumerics are 125, 22 are 131.
         let alnum = [true, true, true, false];
-        assert_eq!(fields(draft("APP_SECRET", 21, "0s", alnum)), ["entropyBits"]);
+        assert_eq!(
+            fields(draft("APP_SECRET", 21, "0s", alnum)),
+            ["entropyBits"]
+        );
         assert!(GeneratorConfig::new(&draft("APP_SECRET", 22, "0s", alnum)).is_ok());
         let mut d = draft("INIT_CODE", 3, "60s", [true, true, true, true]);
         d.require_each_class = true;
@@ -451,14 +508,21 @@ mod tests {
         let mut d = draft("OTP_SMS", 6, "300s", DIGITS_ONLY);
         assert!(GeneratorConfig::new(&d).is_ok());
         d.exclude_ambiguous = true;
-        assert_eq!(GeneratorConfig::new(&d).unwrap_err().fields(), ["entropyBits"]);
+        assert_eq!(
+            GeneratorConfig::new(&d).unwrap_err().fields(),
+            ["entropyBits"]
+        );
     }
 
     /// Draws drafts of any shape, valid or not.
     fn any_draft() -> impl Strategy<Value = ConfigDraft> {
         let types = prop_oneof![
             (0u8..=9).prop_map(|n| n.to_string()),
-            prop::sample::select(GeneratorType::ALL.map(|t| t.short_name().to_lowercase()).to_vec()),
+            prop::sample::select(
+                GeneratorType::ALL
+                    .map(|t| t.short_name().to_lowercase())
+                    .to_vec()
+            ),
             Just("bogus".to_owned()),
         ];
         let expiry = prop_oneof![

@@ -167,7 +167,10 @@ mod tests {
         // a digit (79/89 to the 20th is 0.093).
         let full = entropy_bits(&[26, 26, 10, 27], 20, false);
         let required = entropy_bits(&[26, 26, 10, 27], 20, true);
-        assert!(full - required > 0.14 && full - required < 0.2, "{full} vs {required}");
+        assert!(
+            full - required > 0.14 && full - required < 0.2,
+            "{full} vs {required}"
+        );
     }
 
     #[test]

@@ -144,8 +144,23 @@ mod tests {
         use ExpiryError::*;
         let bad = |s: &str, e: ExpiryError| assert_eq!(Expiry::parse(s), Err(e), "{s:?}");
         for s in [
-            "", "s", "300", "300S", "5m", "1h", " 3s", "3s ", "+3s", "1.s", ".5s", "1.0000000001s",
-            "1e3s", "--1s", "1,5s", "0x10s", "３s",
+            "",
+            "s",
+            "300",
+            "300S",
+            "5m",
+            "1h",
+            " 3s",
+            "3s ",
+            "+3s",
+            "1.s",
+            ".5s",
+            "1.0000000001s",
+            "1e3s",
+            "--1s",
+            "1,5s",
+            "0x10s",
+            "３s",
         ] {
             bad(s, NotADuration);
         }

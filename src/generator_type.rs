@@ -180,7 +180,10 @@ mod tests {
         for t in GeneratorType::ALL {
             assert_eq!(t.full_name().parse::<GeneratorType>(), Ok(t));
             assert_eq!(t.short_name().parse::<GeneratorType>(), Ok(t));
-            assert_eq!(t.short_name().to_lowercase().parse::<GeneratorType>(), Ok(t));
+            assert_eq!(
+                t.short_name().to_lowercase().parse::<GeneratorType>(),
+                Ok(t)
+            );
             assert_eq!(t.number().to_string().parse::<GeneratorType>(), Ok(t));
             assert_eq!(t.to_string(), t.full_name());
             assert_eq!(GeneratorType::ALL[t.index()], t);
@@ -197,7 +200,12 @@ mod tests {
 
     #[test]
     fn unspecified_is_refused_in_every_spelling() {
-        for s in ["SECRET_GENERATOR_TYPE_UNSPECIFIED", "unspecified", "0", "000"] {
+        for s in [
+            "SECRET_GENERATOR_TYPE_UNSPECIFIED",
+            "unspecified",
+            "0",
+            "000",
+        ] {
             let err = s.parse::<GeneratorType>().unwrap_err();
             assert!(err.is_unspecified(), "{s}");
             assert!(err.to_string().contains("UNSPECIFIED"));

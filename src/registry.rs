@@ -123,7 +123,11 @@ impl Instance {
     pub fn new(id: InstanceId, mut initial: impl FnMut(GeneratorType) -> Snapshot) -> Instance {
         let slots = GeneratorType::ALL.map(|t| {
             let snapshot = initial(t);
-            assert_eq!(snapshot.config.generator_type(), t, "snapshot for the wrong slot");
+            assert_eq!(
+                snapshot.config.generator_type(),
+                t,
+                "snapshot for the wrong slot"
+            );
             ArcSwap::from_pointee(snapshot)
         });
         Instance { id, slots }
@@ -285,7 +289,14 @@ mod tests {
         assert_eq!(now.config(), &config);
         assert_eq!(now.version(), version);
         assert_eq!(now.generator().generate().unwrap().len(), 10);
-        assert_eq!(instance.load(GeneratorType::OtpEmail).config().length().get(), 8);
+        assert_eq!(
+            instance
+                .load(GeneratorType::OtpEmail)
+                .config()
+                .length()
+                .get(),
+            8
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ fn secretgen(args: &[&str]) -> Output {
 }
 
 fn lines(out: &Output) -> Vec<String> {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stderr.is_empty());
     String::from_utf8(out.stdout.clone())
         .unwrap()
@@ -26,9 +30,16 @@ fn lines(out: &Output) -> Vec<String> {
 fn prints_count_codes_of_the_default_configuration() {
     let codes = lines(&secretgen(&["generate", "otp_sms", "--count", "1000"]));
     assert_eq!(codes.len(), 1000);
-    assert!(codes.iter().all(|c| c.len() == 8 && c.bytes().all(|b| b.is_ascii_digit())));
+    assert!(
+        codes
+            .iter()
+            .all(|c| c.len() == 8 && c.bytes().all(|b| b.is_ascii_digit()))
+    );
     let distinct: std::collections::HashSet<_> = codes.iter().collect();
-    assert!(distinct.len() > 990, "10^8 codes, so 1000 draws barely collide");
+    assert!(
+        distinct.len() > 990,
+        "10^8 codes, so 1000 draws barely collide"
+    );
 }
 
 #[test]
@@ -58,7 +69,10 @@ fn flags_override_the_configuration_for_one_run() {
     assert_eq!(codes.len(), 300);
     for code in &codes {
         assert_eq!(code.len(), 10);
-        assert!(code.chars().all(|c| DIGITS.contains(c) || SYMBOLS.contains(c)));
+        assert!(
+            code.chars()
+                .all(|c| DIGITS.contains(c) || SYMBOLS.contains(c))
+        );
         assert!(code.chars().any(|c| DIGITS.contains(c)));
         assert!(code.chars().any(|c| SYMBOLS.contains(c)));
         assert!(!code.chars().any(|c| AMBIGUOUS.contains(c)));
@@ -74,8 +88,14 @@ fn bad_arguments_give_one_line_and_a_failure() {
         (&["generate", "OTP_SMS", "--count", "0"], "--count"),
         (&["generate", "OTP_SMS", "--count", "many"], "--count"),
         (&["generate", "OTP_SMS", "--length", "5"], "entropyBits"),
-        (&["generate", "OTP_SMS", "--length", "2000"], "length must be between 1 and 1024"),
-        (&["generate", "APP_SECRET", "--digits", "--length", "30"], "at least 128"),
+        (
+            &["generate", "OTP_SMS", "--length", "2000"],
+            "length must be between 1 and 1024",
+        ),
+        (
+            &["generate", "APP_SECRET", "--digits", "--length", "30"],
+            "at least 128",
+        ),
         (&["generate", "OTP_SMS", "--bogus"], "--bogus"),
         (&["generate"], "<TYPE>"),
         (&["launch"], "launch"),
@@ -96,7 +116,11 @@ fn bad_arguments_give_one_line_and_a_failure() {
 fn help_succeeds() {
     let out = secretgen(&["generate", "--help"]);
     assert!(out.status.success());
-    assert!(String::from_utf8(out.stdout).unwrap().contains("--require-each-class"));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("--require-each-class")
+    );
 }
 
 #[test]
@@ -111,7 +135,15 @@ fn a_reader_that_stops_early_ends_the_run_quietly() {
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     // The pipe is closed here; the writer must notice and stop.
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stderr.is_empty());
-    assert!(first.chunks(9).all(|l| l[..8].iter().all(u8::is_ascii_digit) && l[8] == b'\n'));
+    assert!(
+        first
+            .chunks(9)
+            .all(|l| l[..8].iter().all(u8::is_ascii_digit) && l[8] == b'\n')
+    );
 }

@@ -50,19 +50,38 @@ impl Verdict {
     }
 
     fn assert_uniform(&self, what: &str) {
-        assert!(self.foreign.is_empty(), "{what}: foreign characters {:?}", self.foreign);
-        assert!(self.missing.is_empty(), "{what}: never drew {:?}", self.missing);
+        assert!(
+            self.foreign.is_empty(),
+            "{what}: foreign characters {:?}",
+            self.foreign
+        );
+        assert!(
+            self.missing.is_empty(),
+            "{what}: never drew {:?}",
+            self.missing
+        );
         for (pos, (stat, limit)) in self.positions.iter().enumerate() {
-            assert!(stat < limit, "{what}: position {pos}: chi-square {stat:.1} >= {limit:.1}");
+            assert!(
+                stat < limit,
+                "{what}: position {pos}: chi-square {stat:.1} >= {limit:.1}"
+            );
         }
         let (stat, limit) = self.pairs;
-        assert!(stat < limit, "{what}: pairs: chi-square {stat:.1} >= {limit:.1}");
+        assert!(
+            stat < limit,
+            "{what}: pairs: chi-square {stat:.1} >= {limit:.1}"
+        );
     }
 }
 
 /// Draws `codes` codes of `length` with `draw` and tests them against a uniform distribution
 /// over `alphabet`.
-fn examine(alphabet: &[u8], length: usize, codes: usize, mut draw: impl FnMut(&mut [u8])) -> Verdict {
+fn examine(
+    alphabet: &[u8],
+    length: usize,
+    codes: usize,
+    mut draw: impl FnMut(&mut [u8]),
+) -> Verdict {
     let k = alphabet.len();
     let mut index = [usize::MAX; 256];
     for (i, &c) in alphabet.iter().enumerate() {
@@ -166,7 +185,10 @@ fn digits_only_codes_contain_the_9() {
     }
     for (pos, &n) in nines.iter().enumerate() {
         // Binomial(100000, 0.1): mean 10000, sd 95; 6 sd either side.
-        assert!((9430..=10570).contains(&n), "position {pos}: {n} nines in {codes}");
+        assert!(
+            (9430..=10570).contains(&n),
+            "position {pos}: {n} nines in {codes}"
+        );
     }
     examine_generator(&config, codes, 10).assert_uniform("OTP_SMS");
 }
@@ -237,7 +259,11 @@ fn the_checks_catch_modulo_bias() {
         }
     });
     assert!(verdict.missing.is_empty());
-    assert!(verdict.positions.iter().all(|(s, l)| s > l), "{:?}", verdict.positions);
+    assert!(
+        verdict.positions.iter().all(|(s, l)| s > l),
+        "{:?}",
+        verdict.positions
+    );
 }
 
 /// Class pattern of a code: digit `i` (base 4) is the class of character `i`.
@@ -258,7 +284,11 @@ fn examine_patterns(codes: usize, mut draw: impl FnMut(&mut [u8; 6])) -> (f64, f
     let sizes = [26.0, 26.0, 10.0, 27.0];
     let cells = 4usize.pow(6);
     let covers = |p: usize| (0..6).fold(0u8, |m, i| m | 1 << (p / 4usize.pow(i) % 4)) == 0b1111;
-    let weight = |p: usize| (0..6).map(|i| sizes[p / 4usize.pow(i) % 4]).product::<f64>();
+    let weight = |p: usize| {
+        (0..6)
+            .map(|i| sizes[p / 4usize.pow(i) % 4])
+            .product::<f64>()
+    };
     let valid: Vec<usize> = (0..cells).filter(|&p| covers(p)).collect();
     let total: f64 = valid.iter().map(|&p| weight(p)).sum();
     let mut counts = vec![0u64; cells];
@@ -274,7 +304,10 @@ fn examine_patterns(codes: usize, mut draw: impl FnMut(&mut [u8; 6])) -> (f64, f
         .iter()
         .map(|&p| weight(p) / total * codes as f64)
         .collect();
-    (chi_square(&observed, &expected), chi_square_limit(valid.len() - 1))
+    (
+        chi_square(&observed, &expected),
+        chi_square_limit(valid.len() - 1),
+    )
 }
 
 fn require_each_class_config() -> GeneratorConfig {
@@ -288,7 +321,8 @@ fn require_each_class_is_uniform_over_the_codes_that_qualify() {
     let config = require_each_class_config();
     let generator = Generator::new(&config);
     let mut rng = CodeRng::from_seed([13; 32]);
-    let (stat, limit) = examine_patterns(300_000, |out| generator.fill_with(&mut rng, out).unwrap());
+    let (stat, limit) =
+        examine_patterns(300_000, |out| generator.fill_with(&mut rng, out).unwrap());
     assert!(stat < limit, "chi-square {stat:.1} >= {limit:.1}");
     // And the characters themselves stay uniform at every position, given their class.
     let verdict = examine_generator(&config, 60_000, 14);
@@ -310,5 +344,8 @@ fn the_pattern_check_catches_place_one_of_each_and_shuffle() {
         out[5] = *alphabet.choose(&mut rng).unwrap();
         out.shuffle(&mut rng);
     });
-    assert!(stat > limit, "shortcut not detected: {stat:.1} < {limit:.1}");
+    assert!(
+        stat > limit,
+        "shortcut not detected: {stat:.1} < {limit:.1}"
+    );
 }
