@@ -9,7 +9,9 @@
 //! - `secretgen/fill`: [`Generator::fill`], one code into the caller's buffer.
 //! - `secretgen/fill_codes`: [`Generator::fill_codes`], 1000 codes per call into the caller's
 //!   buffer; the time shown is per code.
-//! - `rand/choose`: rand 0.10, `IndexedRandom::choose` per character over `StdRng` (ChaCha12).
+//! - `rand/choose`: rand 0.10, `IndexedRandom::choose` per character over `StdRng` (ChaCha12),
+//!   collected into a `String`.
+//! - `rand/choose_into_buffer`: the same draws written into a byte buffer.
 //! - `rand/alphanumeric`: rand 0.10, `Alphanumeric.sample_string` over `StdRng` (62-character
 //!   alphabets only: it has no other).
 //! - `nanoid`: `nanoid!(len, &alphabet)`, nanoid's default (it keys a new `StdRng` per call).
@@ -68,6 +70,15 @@ fn contenders(c: &mut Criterion, name: &str, config: &GeneratorConfig) {
                 .map(|_| char::from(*alphabet.choose(&mut rng).unwrap()))
                 .collect();
             black_box(code)
+        })
+    });
+    // The same draws into a buffer, no String: the like of our fill path.
+    group.bench_function("rand/choose_into_buffer", |b| {
+        b.iter(|| {
+            for slot in buf.iter_mut() {
+                *slot = *alphabet.choose(&mut rng).unwrap();
+            }
+            black_box(&buf);
         })
     });
     let alphanumeric = config.classes().len() == 3 && !config.includes(CharClass::Symbols);
