@@ -162,7 +162,7 @@ fn swap(c: &mut Criterion) {
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 sequence += 1;
-                let config = if sequence % 2 == 0 {
+                let config = if sequence.is_multiple_of(2) {
                     a.clone()
                 } else {
                     b.clone()

@@ -3,8 +3,15 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use clap::{Args, Parser, Subcommand};
-use secretgen::{CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType};
+use secretgen::token::{self, Permission, Token};
+use secretgen::{
+    CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType, SqliteStore,
+    Store, StoreErrorKind, control,
+};
 use zeroize::Zeroize;
 
 /// Cryptographically random, exactly uniform secrets and one-time codes.
@@ -19,10 +26,45 @@ struct Cli {
 enum Command {
     /// Print codes of one generator type, one per line.
     Generate(GenerateArgs),
+    /// Manage access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
-/// `secretgen generate <TYPE>`: ZITADEL's default configuration of the type, changed for this
-/// run by the flags. Giving any class flag replaces the type's classes with those given.
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token, store its hash and print it, once, alone on standard output.
+    Create(TokenCreateArgs),
+}
+
+/// The data directory flag, shared by the commands that use the store.
+#[derive(Debug, Args)]
+struct DataDir {
+    /// Directory of the embedded store.
+    #[arg(
+        long = "data-dir",
+        env = "SECRETGEN_DATA_DIR",
+        default_value = "./data"
+    )]
+    path: PathBuf,
+}
+
+/// `secretgen token create --name NAME --permissions LIST`.
+#[derive(Debug, Args)]
+struct TokenCreateArgs {
+    /// The token's name; changes made with the token are recorded under it.
+    #[arg(long)]
+    name: String,
+    /// Comma-separated: iam.read, iam.write, codes.generate.
+    #[arg(long)]
+    permissions: String,
+    #[command(flatten)]
+    data_dir: DataDir,
+}
+
+/// `secretgen generate <TYPE>`: the stored configuration of the type when the data directory
+/// holds a store, ZITADEL's default otherwise, changed for this run by the flags. Giving any
+/// class flag replaces the type's classes with those given.
 #[derive(Debug, Args)]
 struct GenerateArgs {
     /// Generator type: full name, short name (any case) or number, e.g. OTP_SMS or 7.
@@ -52,6 +94,8 @@ struct GenerateArgs {
     /// Every included class appears at least once in every code.
     #[arg(long)]
     require_each_class: bool,
+    #[command(flatten)]
+    data_dir: DataDir,
 }
 
 /// Parses the command line and runs it; every failure is one line on standard error.
@@ -67,6 +111,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Generate(args) => generate(&args),
+        Command::Token(TokenCommand::Create(args)) => token_create(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,10 +140,13 @@ fn clap_reason(e: &clap::Error) -> String {
     )
 }
 
-/// The configuration for this run: the default of the type, with the flags applied.
+/// The configuration for this run: the stored one or the default of the type, with the
+/// flags applied.
 fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, String> {
     let generator_type: GeneratorType = args.generator_type.parse().map_err(|e| format!("{e}"))?;
-    let mut draft: ConfigDraft = GeneratorConfig::default_for(generator_type).to_draft();
+    let base = stored_configuration(&args.data_dir.path, generator_type)?
+        .unwrap_or_else(|| GeneratorConfig::default_for(generator_type));
+    let mut draft: ConfigDraft = base.to_draft();
     if let Some(length) = args.length {
         draft.length = length;
     }
@@ -111,6 +159,53 @@ fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, String> {
     draft.exclude_ambiguous |= args.exclude_ambiguous;
     draft.require_each_class |= args.require_each_class;
     GeneratorConfig::new(&draft).map_err(|e| e.to_string())
+}
+
+/// The configuration of `generator_type` stored in `data_dir`, if it holds a store. The
+/// store is only read: a server may be running on it.
+fn stored_configuration(
+    data_dir: &Path,
+    generator_type: GeneratorType,
+) -> Result<Option<GeneratorConfig>, String> {
+    if !SqliteStore::exists(data_dir) {
+        return Ok(None);
+    }
+    let store = SqliteStore::open_read_only(data_dir).map_err(|e| e.to_string())?;
+    let Some(instance) = store.default_instance().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let events = store.events(&instance).map_err(|e| e.to_string())?;
+    let mut snapshots = control::replay(&events).map_err(|e| e.to_string())?;
+    Ok(snapshots
+        .remove(&generator_type)
+        .map(|s| s.config().clone()))
+}
+
+/// Creates a token in the store of `args.data_dir`, creating the store if need be. With a
+/// server running on the directory, the token is added beside it and works at once.
+fn token_create(args: &TokenCreateArgs) -> Result<(), String> {
+    let permissions = Permission::parse_list(&args.permissions)?;
+    token::check_name(&args.name)?;
+    let dir = &args.data_dir.path;
+    let store: Arc<dyn Store> = match SqliteStore::open(dir) {
+        Ok(store) => {
+            let store: Arc<dyn Store> = Arc::new(store);
+            // First use of the directory: write the defaults as a server would.
+            ControlPlane::open(Arc::clone(&store), None).map_err(|e| e.to_string())?;
+            store
+        }
+        Err(e) if e.kind() == StoreErrorKind::Locked => {
+            Arc::new(SqliteStore::open_shared(dir).map_err(|e| e.to_string())?)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let token = Token::generate().map_err(|e| e.to_string())?;
+    let record = token::record(&token, &args.name, &permissions)?;
+    store.add_token(&record).map_err(|e| e.to_string())?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", token.expose())
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("the token was stored but could not be printed: {e}"))
 }
 
 /// Output is written in chunks of about this many bytes.

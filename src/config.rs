@@ -115,16 +115,17 @@ impl GeneratorConfig {
         let expiry = Expiry::parse(&draft.expiry)
             .map_err(|e| errors.push("expiry", e.to_string()))
             .ok();
-        if let (Some(expiry), Some(t)) = (expiry, generator_type) {
-            if expiry.is_never() && t != GeneratorType::AppSecret {
-                errors.push(
-                    "expiry",
-                    format!(
-                        "0s (never expires) is allowed only for {}",
-                        GeneratorType::AppSecret
-                    ),
-                );
-            }
+        if let (Some(expiry), Some(t)) = (expiry, generator_type)
+            && expiry.is_never()
+            && t != GeneratorType::AppSecret
+        {
+            errors.push(
+                "expiry",
+                format!(
+                    "0s (never expires) is allowed only for {}",
+                    GeneratorType::AppSecret
+                ),
+            );
         }
 
         let classes = ClassSet::from_flags(
@@ -147,18 +148,19 @@ impl GeneratorConfig {
             .ok();
 
         let mut positions_suffice = true;
-        if let Some(length) = length {
-            if draft.require_each_class && length.get() < classes.len() {
-                positions_suffice = false;
-                errors.push(
-                    "requireEachClass",
-                    format!(
-                        "needs at least one position per included class: {} classes, length {}",
-                        classes.len(),
-                        length.get()
-                    ),
-                );
-            }
+        if let Some(length) = length
+            && draft.require_each_class
+            && length.get() < classes.len()
+        {
+            positions_suffice = false;
+            errors.push(
+                "requireEachClass",
+                format!(
+                    "needs at least one position per included class: {} classes, length {}",
+                    classes.len(),
+                    length.get()
+                ),
+            );
         }
 
         let mut entropy_bits = f64::NAN;

@@ -57,9 +57,9 @@ impl fmt::Display for Expiry {
         let nanos = self.0.subsec_nanos();
         if nanos == 0 {
             write!(f, "{secs}s")
-        } else if nanos % 1_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000) {
             write!(f, "{secs}.{:03}s", nanos / 1_000_000)
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             write!(f, "{secs}.{:06}s", nanos / 1_000)
         } else {
             write!(f, "{secs}.{nanos:09}s")

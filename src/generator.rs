@@ -144,7 +144,7 @@ impl Generator {
     /// `out.chunks_exact(generator.length())`. `out.len()` must be a multiple of
     /// [`Generator::length`].
     pub fn fill_codes(&self, out: &mut [u8]) -> Result<usize, FillError> {
-        if out.len() % self.length != 0 {
+        if !out.len().is_multiple_of(self.length) {
             return Err(FillError::NotWhole {
                 code_length: self.length,
                 got: out.len(),

@@ -26,17 +26,22 @@
 
 pub mod alphabet;
 pub mod config;
+pub mod control;
 mod entropy;
 pub mod expiry;
 pub mod generator;
 pub mod generator_type;
 pub mod registry;
 pub mod rng;
+pub mod store;
+pub mod token;
 
 pub use alphabet::{Alphabet, CharClass, ClassSet};
 pub use config::{CodeLength, ConfigDraft, ConfigError, FieldViolation, GeneratorConfig};
+pub use control::{ControlPlane, OpenError, UpdateError};
 pub use expiry::Expiry;
 pub use generator::{Code, FillError, Generator};
 pub use generator_type::GeneratorType;
 pub use registry::{Instance, InstanceId, Registry, Snapshot, Version};
 pub use rng::{CodeRng, EntropyError};
+pub use store::{SqliteStore, Store, StoreError, StoreErrorKind};

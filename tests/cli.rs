@@ -8,6 +8,8 @@ use secretgen::alphabet::{AMBIGUOUS, DIGITS, SYMBOLS};
 fn secretgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_secretgen"))
         .args(args)
+        // Never a store that happens to be in the working directory: the defaults.
+        .env("SECRETGEN_DATA_DIR", "/nonexistent/secretgen-cli-test")
         .output()
         .expect("the binary runs")
 }

@@ -1,0 +1,83 @@
+//! Latency of a configuration update: validate, append the event to the embedded store (WAL,
+//! full synchronous commit: the change is on disk when it returns), swap the snapshot.
+//! Run: `cargo bench --bench update`.
+//!
+//! Criterion times `changed` (every update writes an event) and `unchanged` (an update equal
+//! to the live configuration: validated, compared, nothing written). Criterion reports means
+//! and medians, not tails, so the bench also times 2000 single updates itself and prints
+//! p50, p99 and the maximum. The store lives in a temporary directory: set `TMPDIR` to
+//! measure another disk.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use secretgen::{ConfigDraft, ControlPlane, GeneratorType, SqliteStore};
+
+fn draft(n: u64) -> ConfigDraft {
+    ConfigDraft {
+        length: 8,
+        expiry: format!("{}s", 60 + n % 2),
+        include_digits: true,
+        ..ConfigDraft::default()
+    }
+}
+
+fn open(dir: &std::path::Path) -> ControlPlane {
+    let store = Arc::new(SqliteStore::open(dir).expect("store opens"));
+    ControlPlane::open(store, None).expect("control plane opens")
+}
+
+fn update(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let control = open(dir.path());
+    let mut group = c.benchmark_group("update");
+    let mut n = 0u64;
+    group.bench_function("changed", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(
+                control
+                    .update(GeneratorType::OtpSms, &draft(n), "bench")
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("unchanged", |b| {
+        b.iter(|| {
+            black_box(
+                control
+                    .update(GeneratorType::OtpSms, &draft(n), "bench")
+                    .unwrap(),
+            )
+        })
+    });
+    group.finish();
+    percentiles(&control);
+}
+
+/// Times single changed updates and prints their percentiles.
+fn percentiles(control: &ControlPlane) {
+    const SAMPLES: usize = 2000;
+    let mut times: Vec<Duration> = (0..SAMPLES as u64)
+        .map(|i| {
+            let start = Instant::now();
+            control
+                .update(GeneratorType::OtpEmail, &draft(i), "bench")
+                .unwrap();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    let at = |q: f64| times[((SAMPLES as f64 * q) as usize).min(SAMPLES - 1)];
+    println!(
+        "update/changed latency over {SAMPLES} updates: p50 {:?}, p99 {:?}, max {:?}",
+        at(0.50),
+        at(0.99),
+        times[SAMPLES - 1]
+    );
+}
+
+criterion_group!(benches, update);
+criterion_main!(benches);

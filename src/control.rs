@@ -1,0 +1,281 @@
+//! The control plane's core: a [`Store`] and the live [`Registry`] kept in step.
+//!
+//! On open, the event log is replayed into the registry; types that have no event yet get
+//! ZITADEL's default written as an `added` event first, so every type has details from the
+//! start. An update validates, appends its event (durable when the store returns), then swaps
+//! the snapshot, all under one writer lock: the order of the log is the order of the swaps,
+//! and no code is generated from a configuration the log does not hold.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::config::{ConfigDraft, ConfigError, GeneratorConfig};
+use crate::generator_type::GeneratorType;
+use crate::registry::{Instance, InstanceId, Registry, Snapshot, Version};
+use crate::store::{
+    Event, EventType, NewEvent, Store, StoreError, StoreErrorKind, truncate_to_micros,
+};
+
+/// Who wrote the defaults on first start.
+pub const SYSTEM_CREATOR: &str = "system";
+
+/// The live generators of the default instance, and the log they come from.
+pub struct ControlPlane {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    /// Held from validation to swap by every update: one writer at a time.
+    writer: Mutex<()>,
+}
+
+impl ControlPlane {
+    /// Opens the control plane on `store` (which must be writable): takes the stored
+    /// instance id, or `requested` (or a new random one) on a first start; writes the
+    /// defaults of the types that have no event yet; replays the log into a registry.
+    ///
+    /// `requested` must match the stored id when there is one: a data directory belongs to
+    /// one instance.
+    pub fn open(
+        store: Arc<dyn Store>,
+        requested: Option<InstanceId>,
+    ) -> Result<ControlPlane, OpenError> {
+        let id = match (store.default_instance()?, requested) {
+            (Some(stored), Some(requested)) if stored != requested => {
+                return Err(OpenError::InstanceMismatch { stored, requested });
+            }
+            (Some(stored), _) => stored,
+            (None, requested) => {
+                let id = match requested {
+                    Some(id) => id,
+                    None => new_instance_id()?,
+                };
+                store.set_default_instance(&id)?;
+                id
+            }
+        };
+        let mut events = store.events(&id)?;
+        let missing: Vec<GeneratorType> = GeneratorType::ALL
+            .into_iter()
+            .filter(|t| !events.iter().any(|e| e.generator_type == *t))
+            .collect();
+        if !missing.is_empty() {
+            let now = truncate_to_micros(SystemTime::now());
+            let defaults: Vec<NewEvent> = missing
+                .into_iter()
+                .map(|t| NewEvent {
+                    event_type: EventType::Added,
+                    config: GeneratorConfig::default_for(t),
+                    created_at: now,
+                    creator: SYSTEM_CREATOR.to_owned(),
+                })
+                .collect();
+            events.extend(store.append(&id, &defaults)?);
+        }
+        let mut snapshots = replay(&events)?;
+        let instance = Instance::new(id, |t| {
+            snapshots
+                .remove(&t)
+                .expect("every type has an event after the defaults are written")
+        });
+        Ok(ControlPlane {
+            store,
+            registry: Registry::new(instance),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The live generators.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The default instance.
+    pub fn instance(&self) -> &Arc<Instance> {
+        self.registry.default_instance()
+    }
+
+    /// The store behind the control plane.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The live snapshot of `generator_type`.
+    pub fn get(&self, generator_type: GeneratorType) -> Arc<Snapshot> {
+        self.instance().snapshot(generator_type)
+    }
+
+    /// Replaces the configuration of `generator_type` with `draft` (whose own type is
+    /// ignored: the caller names the type), recording `creator` as the author.
+    ///
+    /// Returns the new snapshot once the change is durable and live; every code generated
+    /// afterwards uses it. A draft equal to the live configuration writes nothing and returns
+    /// the live snapshot, details unchanged. A refused update changes nothing.
+    pub fn update(
+        &self,
+        generator_type: GeneratorType,
+        draft: &ConfigDraft,
+        creator: &str,
+    ) -> Result<Arc<Snapshot>, UpdateError> {
+        let draft = ConfigDraft {
+            generator_type: generator_type.full_name().to_owned(),
+            ..draft.clone()
+        };
+        let config = GeneratorConfig::new(&draft).map_err(UpdateError::Invalid)?;
+        let instance = self.instance();
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = instance.snapshot(generator_type);
+        if current.config() == &config {
+            return Ok(current);
+        }
+        let now = truncate_to_micros(SystemTime::now());
+        let event = NewEvent {
+            event_type: EventType::Changed,
+            config,
+            created_at: now,
+            creator: creator.to_owned(),
+        };
+        let stored = self
+            .store
+            .append(instance.id(), std::slice::from_ref(&event))?;
+        let sequence = stored
+            .first()
+            .map(|e| e.sequence)
+            .expect("one event appended");
+        let snapshot = Snapshot::new(
+            event.config,
+            Version {
+                sequence,
+                creation_date: current.version().creation_date,
+                change_date: now,
+            },
+        );
+        instance.replace(snapshot);
+        Ok(instance.snapshot(generator_type))
+    }
+}
+
+impl fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("store", &self.store)
+            .field("instance", self.instance().id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The live snapshot of each type after `events` (sorted by sequence): the configuration of
+/// its last event, that event's sequence and time, and the time of its first event.
+///
+/// Every stored configuration is checked again: a log that holds one this build refuses is
+/// reported, never served.
+pub fn replay(events: &[Event]) -> Result<BTreeMap<GeneratorType, Snapshot>, StoreError> {
+    let mut last: BTreeMap<GeneratorType, (&Event, SystemTime)> = BTreeMap::new();
+    let mut previous = 0;
+    for event in events {
+        if event.sequence <= previous {
+            return Err(bad_event(event, "is out of order"));
+        }
+        previous = event.sequence;
+        let created = last
+            .get(&event.generator_type)
+            .map_or(event.created_at, |(_, created)| *created);
+        last.insert(event.generator_type, (event, created));
+    }
+    last.into_iter()
+        .map(|(t, (event, creation_date))| {
+            let config = GeneratorConfig::new(&event.config)
+                .map_err(|e| bad_event(event, &format!("holds a refused configuration: {e}")))?;
+            let version = Version {
+                sequence: event.sequence,
+                creation_date,
+                change_date: event.created_at,
+            };
+            Ok((t, Snapshot::new(config, version)))
+        })
+        .collect()
+}
+
+fn bad_event(event: &Event, what: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!(
+            "event {} of instance {} ({}) {what}",
+            event.sequence, event.instance_id, event.generator_type
+        ),
+    )
+}
+
+/// A new instance id: 18 random decimal digits, like ZITADEL's ids.
+fn new_instance_id() -> Result<InstanceId, StoreError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!("cannot make an instance id: the operating system's random source failed: {e}"),
+        )
+    })?;
+    let n = 100_000_000_000_000_000 + u64::from_le_bytes(bytes) % 900_000_000_000_000_000;
+    Ok(InstanceId::new(&n.to_string()).expect("digits make a valid id"))
+}
+
+/// Why the control plane could not open.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The store failed.
+    Store(StoreError),
+    /// The data directory belongs to another instance than the one asked for.
+    InstanceMismatch {
+        /// The id in the store.
+        stored: InstanceId,
+        /// The id asked for.
+        requested: InstanceId,
+    },
+}
+
+impl From<StoreError> for OpenError {
+    fn from(e: StoreError) -> Self {
+        OpenError::Store(e)
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Store(e) => e.fmt(f),
+            OpenError::InstanceMismatch { stored, requested } => write!(
+                f,
+                "the data directory belongs to instance {stored}, not {requested}: \
+                 drop --instance-id or use another data directory"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Why an update was refused.
+#[derive(Debug)]
+pub enum UpdateError {
+    /// The configuration breaks rules; nothing was written.
+    Invalid(ConfigError),
+    /// The store could not make the change durable; nothing was swapped.
+    Store(StoreError),
+}
+
+impl From<StoreError> for UpdateError {
+    fn from(e: StoreError) -> Self {
+        UpdateError::Store(e)
+    }
+}
+
+impl fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpdateError::Invalid(e) => e.fmt(f),
+            UpdateError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for UpdateError {}

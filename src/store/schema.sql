@@ -1,0 +1,30 @@
+-- secretgen's store, schema version 1. SQLite and PostgreSQL run this file unchanged:
+-- TEXT and BIGINT columns only, times as microseconds since the Unix epoch (UTC), JSON as
+-- text. Statements are separated by semicolons at the end of a line.
+
+-- Facts about the store itself: the schema version, the default instance's id.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- The append-only log of configuration changes. Rows are never updated or deleted.
+CREATE TABLE IF NOT EXISTS events (
+    instance_id    TEXT   NOT NULL,
+    sequence       BIGINT NOT NULL,  -- 1, 2, 3, ... per instance, without gaps
+    event_type     TEXT   NOT NULL,  -- instance.secret.generator.added / .changed
+    generator_type TEXT   NOT NULL,  -- SECRET_GENERATOR_TYPE_...
+    payload        TEXT   NOT NULL,  -- the configuration, as the API's JSON
+    created_at     BIGINT NOT NULL,  -- microseconds since the Unix epoch
+    creator        TEXT   NOT NULL,  -- the name of the token that made the change
+    PRIMARY KEY (instance_id, sequence)
+);
+
+-- Access tokens: only the SHA-256 of each token is kept.
+CREATE TABLE IF NOT EXISTS tokens (
+    id          TEXT   PRIMARY KEY,
+    name        TEXT   NOT NULL,
+    hash        TEXT   NOT NULL UNIQUE,  -- lower-case hex SHA-256 of the token
+    permissions TEXT   NOT NULL,         -- comma-separated, e.g. iam.read,iam.write
+    created_at  BIGINT NOT NULL
+);

@@ -1,0 +1,224 @@
+//! Access tokens (SPEC section 6): made here, shown once, stored only as a SHA-256 hash.
+//!
+//! A token is `sg_` followed by 43 characters of `A-Za-z0-9` drawn by secretgen's own
+//! engine: 256 bits, exactly uniform. With that much entropy a plain SHA-256 is the right
+//! hash (nothing to guess, so nothing to slow down), and comparing hashes in constant time
+//! leaks nothing about the token.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::config::{ConfigDraft, GeneratorConfig};
+use crate::generator::Generator;
+use crate::rng::EntropyError;
+use crate::store::{TokenRecord, truncate_to_micros};
+
+/// What every token starts with, so that scanners can recognise a leaked one.
+pub const PREFIX: &str = "sg_";
+
+/// Random characters after the prefix: 43 of 62 give 256 bits.
+const RANDOM_CHARS: i64 = 43;
+
+/// The longest token name.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// What a token allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    /// Read generator configurations.
+    IamRead,
+    /// Change generator configurations.
+    IamWrite,
+    /// Generate codes.
+    CodesGenerate,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 3] = [
+        Permission::IamRead,
+        Permission::IamWrite,
+        Permission::CodesGenerate,
+    ];
+
+    /// The permission's name, e.g. `iam.read`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Permission::IamRead => "iam.read",
+            Permission::IamWrite => "iam.write",
+            Permission::CodesGenerate => "codes.generate",
+        }
+    }
+
+    /// The permission named `name`.
+    pub fn from_name(name: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// A comma-separated list of names, each known, at least one; repeats are merged.
+    pub fn parse_list(list: &str) -> Result<Vec<Permission>, String> {
+        let mut permissions = Vec::new();
+        for name in list.split(',').map(str::trim) {
+            let p = Permission::from_name(name).ok_or_else(|| {
+                format!(
+                    "unknown permission {name:?}: use {}",
+                    Permission::ALL.map(Permission::name).join(", ")
+                )
+            })?;
+            if !permissions.contains(&p) {
+                permissions.push(p);
+            }
+        }
+        permissions.sort();
+        Ok(permissions)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A token in clear: shown once to whoever created it, never stored, never logged.
+/// `Debug` hides it and its memory is zeroed when it is dropped.
+pub struct Token(Zeroizing<String>);
+
+impl Token {
+    /// A new random token.
+    pub fn generate() -> Result<Token, EntropyError> {
+        let config = GeneratorConfig::new(&ConfigDraft {
+            generator_type: "APP_SECRET".into(),
+            length: RANDOM_CHARS,
+            expiry: "0s".into(),
+            include_lower_letters: true,
+            include_upper_letters: true,
+            include_digits: true,
+            ..ConfigDraft::default()
+        })
+        .expect("43 alphanumeric characters carry 256 bits");
+        let code = Generator::new(&config).generate()?;
+        let mut token = Zeroizing::new(String::with_capacity(PREFIX.len() + code.len()));
+        token.push_str(PREFIX);
+        token.push_str(code.expose());
+        Ok(Token(token))
+    }
+
+    /// A token given from outside (a bootstrap token), checked for length.
+    pub fn from_given(token: &str) -> Result<Token, String> {
+        if token.len() < 32 || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "a token is 32 to 512 printable ASCII characters without spaces".to_owned(),
+            );
+        }
+        Ok(Token(Zeroizing::new(token.to_owned())))
+    }
+
+    /// The token, to show once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its SHA-256, what the store keeps.
+    pub fn hash(&self) -> [u8; 32] {
+        hash(&self.0)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// SHA-256 of `token`.
+pub fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether two hashes are equal, in time that does not depend on where they differ.
+pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Checks a token's name: 1 to 200 characters, no control characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(format!("a token name is 1 to {MAX_NAME_LEN} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a token name has no control characters".to_owned());
+    }
+    Ok(())
+}
+
+/// The record to store for `token`.
+pub fn record(
+    token: &Token,
+    name: &str,
+    permissions: &[Permission],
+) -> Result<TokenRecord, String> {
+    check_name(name)?;
+    if permissions.is_empty() {
+        return Err("a token needs at least one permission".to_owned());
+    }
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| format!("cannot make a token id: {e}"))?;
+    Ok(TokenRecord {
+        id: format!("tok_{:016x}", u64::from_le_bytes(id)),
+        name: name.to_owned(),
+        hash: token.hash(),
+        permissions: permissions.iter().map(|p| p.name().to_owned()).collect(),
+        created_at: truncate_to_micros(SystemTime::now()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_prefixed_alphanumeric_and_differ() {
+        let a = Token::generate().unwrap();
+        let b = Token::generate().unwrap();
+        assert_eq!(a.expose().len(), 46);
+        assert!(a.expose().starts_with(PREFIX));
+        assert!(a.expose()[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(format!("{a:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn hashes_compare_by_content() {
+        let a = Token::generate().unwrap();
+        assert!(hashes_equal(&a.hash(), &hash(a.expose())));
+        let mut other = a.hash();
+        other[31] ^= 1;
+        assert!(!hashes_equal(&a.hash(), &other));
+    }
+
+    #[test]
+    fn permission_lists_are_checked() {
+        assert_eq!(
+            Permission::parse_list("iam.write, iam.read,iam.read").unwrap(),
+            vec![Permission::IamRead, Permission::IamWrite]
+        );
+        assert!(Permission::parse_list("iam.read,admin").is_err());
+        assert!(Permission::parse_list("").is_err());
+    }
+
+    #[test]
+    fn names_and_given_tokens_are_checked() {
+        assert!(check_name("ci").is_ok());
+        assert!(check_name(" ").is_err());
+        assert!(check_name("a\nb").is_err());
+        assert!(check_name(&"x".repeat(201)).is_err());
+        assert!(Token::from_given("short").is_err());
+        assert!(Token::from_given(&"k".repeat(40)).is_ok());
+        assert!(Token::from_given(&format!("{} x", "k".repeat(40))).is_err());
+    }
+}

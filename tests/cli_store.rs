@@ -1,0 +1,276 @@
+//! The commands that use the data directory, run as real processes: `generate` with a
+//! stored configuration, `token create`, and the clear refusals of stores that cannot be used.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use secretgen::store::database_path;
+use secretgen::{ConfigDraft, ControlPlane, GeneratorType, SqliteStore, Store};
+
+fn secretgen(args: &[&str], data_dir: &Path) -> Output {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_secretgen")),
+        args,
+        data_dir,
+    )
+}
+
+fn run(mut command: Command, args: &[&str], data_dir: &Path) -> Output {
+    command
+        .args(args)
+        .env("SECRETGEN_DATA_DIR", data_dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The one-line reason of a failed command.
+fn refusal(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("secretgen: "), "{err}");
+    err
+}
+
+#[test]
+fn generate_uses_the_stored_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let control = ControlPlane::open(store, None).unwrap();
+        let draft = ConfigDraft {
+            length: 12,
+            expiry: "60s".into(),
+            include_upper_letters: true,
+            ..ConfigDraft::default()
+        };
+        control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+    }
+    let codes = stdout(&secretgen(
+        &["generate", "otp_sms", "--count", "50"],
+        dir.path(),
+    ));
+    assert_eq!(codes.lines().count(), 50);
+    assert!(
+        codes
+            .lines()
+            .all(|c| c.len() == 12 && c.bytes().all(|b| b.is_ascii_uppercase())),
+        "{codes}"
+    );
+    // Flags still override the stored configuration for one run.
+    let codes = stdout(&secretgen(
+        &["generate", "otp_sms", "--length", "20"],
+        dir.path(),
+    ));
+    assert!(
+        codes.trim_end().len() == 20 && codes.bytes().all(|b| b.is_ascii_uppercase() || b == b'\n')
+    );
+    // A type left at its default keeps it.
+    let codes = stdout(&secretgen(&["generate", "otp_email"], dir.path()));
+    assert!(codes.trim_end().len() == 8 && codes.trim_end().bytes().all(|b| b.is_ascii_digit()));
+}
+
+#[test]
+fn generate_reads_the_store_while_a_writer_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let control = ControlPlane::open(store, None).unwrap();
+    let draft = ConfigDraft {
+        length: 7,
+        expiry: "60s".into(),
+        include_digits: true,
+        ..ConfigDraft::default()
+    };
+    control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+    let codes = stdout(&secretgen(&["generate", "7"], dir.path()));
+    assert_eq!(codes.trim_end().len(), 7);
+}
+
+#[test]
+fn token_create_prints_a_token_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("new");
+    let out = stdout(&secretgen(
+        &[
+            "token",
+            "create",
+            "--name",
+            "deploy bot",
+            "--permissions",
+            "iam.read,codes.generate",
+        ],
+        &data,
+    ));
+    let token = out.strip_suffix('\n').unwrap();
+    assert!(token.starts_with("sg_") && token.len() == 46, "{token}");
+    let db = fs::read(database_path(&data)).unwrap();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token itself is in the file"
+    );
+    let store = SqliteStore::open_read_only(&data).unwrap();
+    let record = store
+        .token_by_hash(&secretgen::token::hash(token))
+        .unwrap()
+        .expect("its hash is stored");
+    assert_eq!(record.name, "deploy bot");
+    assert_eq!(record.permissions, ["iam.read", "codes.generate"]);
+    // The first use of the directory wrote the defaults too.
+    let id = store.default_instance().unwrap().unwrap();
+    assert_eq!(store.events(&id).unwrap().len(), 8);
+}
+
+#[test]
+fn token_create_works_beside_a_running_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let _control = ControlPlane::open(Arc::clone(&store) as Arc<dyn Store>, None).unwrap();
+    let out = stdout(&secretgen(
+        &[
+            "token",
+            "create",
+            "--name",
+            "n",
+            "--permissions",
+            "iam.write",
+        ],
+        dir.path(),
+    ));
+    let hash = secretgen::token::hash(out.trim_end());
+    assert!(store.token_by_hash(&hash).unwrap().is_some());
+}
+
+#[test]
+fn token_create_refuses_bad_arguments_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let err = refusal(&secretgen(
+        &[
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--permissions",
+            "iam.read,root",
+        ],
+        &data,
+    ));
+    assert!(err.contains("unknown permission \"root\""), "{err}");
+    let err = refusal(&secretgen(
+        &["token", "create", "--name", "", "--permissions", "iam.read"],
+        &data,
+    ));
+    assert!(err.contains("token name"), "{err}");
+    assert!(
+        !data.exists(),
+        "a refused command created the data directory"
+    );
+}
+
+#[test]
+fn a_corrupt_store_stops_every_command_and_is_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 131 % 253) as u8).collect();
+    fs::write(database_path(dir.path()), &garbage).unwrap();
+    for args in [
+        &["generate", "otp_sms"][..],
+        &[
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--permissions",
+            "iam.read",
+        ][..],
+    ] {
+        let err = refusal(&secretgen(args, dir.path()));
+        assert!(err.contains("not a usable secretgen store"), "{err}");
+        assert!(err.contains("left as it is"), "{err}");
+        assert_eq!(fs::read(database_path(dir.path())).unwrap(), garbage);
+    }
+}
+
+/// A command run without the capabilities that let root ignore file permissions, so that
+/// a read-only directory is read-only for it even when the tests run as root.
+fn without_override(args: &[&str], data_dir: &Path) -> Output {
+    let probe = data_dir.join(".probe");
+    if fs::write(&probe, b"").is_err() {
+        return secretgen(args, data_dir); // permissions already apply to us
+    }
+    let _ = fs::remove_file(&probe);
+    let mut command = Command::new("setpriv");
+    command.args([
+        "--bounding-set",
+        "-dac_override,-dac_read_search,-fowner",
+        "--",
+        env!("CARGO_BIN_EXE_secretgen"),
+    ]);
+    run(command, args, data_dir)
+}
+
+fn make_read_only(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+}
+
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn an_unwritable_directory_gives_a_clear_error_and_leaves_the_store_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty directory nobody may write in: no store can be made there.
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    make_read_only(&empty);
+    let args = [
+        "token",
+        "create",
+        "--name",
+        "x",
+        "--permissions",
+        "iam.read",
+    ];
+    let err = refusal(&without_override(&args, &empty));
+    assert!(
+        err.contains("secretgen.lock") && err.contains("ermission denied"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
+    make_writable(&empty);
+
+    // A directory with a store in it, made read-only afterwards.
+    let full = dir.path().join("full");
+    drop(ControlPlane::open(Arc::new(SqliteStore::open(&full).unwrap()), None).unwrap());
+    let before = fs::read(database_path(&full)).unwrap();
+    let listing = |d: &Path| {
+        let mut names: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let files = listing(&full);
+    make_read_only(&full);
+    let err = refusal(&without_override(&args, &full));
+    assert!(err.contains(&full.display().to_string()), "{err}");
+    assert!(err.contains("must be writable"), "{err}");
+    assert_eq!(fs::read(database_path(&full)).unwrap(), before);
+    assert_eq!(listing(&full), files);
+    make_writable(&full);
+}
