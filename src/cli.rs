@@ -9,8 +9,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use secretgen::token::{self, Permission, Token};
 use secretgen::{
-    CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType, SqliteStore,
-    Store, StoreErrorKind, control,
+    CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType, InstanceId,
+    SqliteStore, Store, StoreErrorKind, control, server,
 };
 use zeroize::Zeroize;
 
@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP server: ZITADEL's secret-generator admin API and the code endpoint.
+    Serve(ServeArgs),
     /// Print codes of one generator type, one per line.
     Generate(GenerateArgs),
     /// Manage access tokens.
@@ -35,6 +37,28 @@ enum Command {
 enum TokenCommand {
     /// Create a token, store its hash and print it, once, alone on standard output.
     Create(TokenCreateArgs),
+}
+
+/// `secretgen serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "SECRETGEN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    data_dir: DataDir,
+    /// Instance id for a first start; generated once and stored when not given.
+    #[arg(long, env = "SECRETGEN_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// Store this token as the first admin token instead of printing a new one.
+    #[arg(long, env = "SECRETGEN_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    bootstrap_token: Option<String>,
+    /// Log format.
+    #[arg(long, env = "SECRETGEN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "SECRETGEN_WORKERS")]
+    workers: Option<usize>,
 }
 
 /// The data directory flag, shared by the commands that use the store.
@@ -110,6 +134,7 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&clap_reason(&e)),
     };
     let result = match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Generate(args) => generate(&args),
         Command::Token(TokenCommand::Create(args)) => token_create(&args),
     };
@@ -138,6 +163,45 @@ fn clap_reason(e: &clap::Error) -> String {
         "{} (see secretgen --help)",
         reason.strip_prefix("error: ").unwrap_or(&reason)
     )
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    init_logging(&args.log_format);
+    let instance_id = args
+        .instance_id
+        .as_deref()
+        .map(InstanceId::new)
+        .transpose()
+        .map_err(|e| format!("--instance-id: {e}"))?;
+    let bootstrap_token = args
+        .bootstrap_token
+        .as_deref()
+        .map(Token::from_given)
+        .transpose()
+        .map_err(|e| format!("--bootstrap-token: {e}"))?;
+    server::serve(server::Settings {
+        listen: args.listen,
+        data_dir: args.data_dir.path,
+        instance_id,
+        bootstrap_token,
+        workers: args.workers,
+    })
+}
+
+/// Logs go to standard error, as text or JSON lines; `SECRETGEN_LOG` filters them
+/// (default `info`).
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("SECRETGEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
 }
 
 /// The configuration for this run: the stored one or the default of the type, with the

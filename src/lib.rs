@@ -25,6 +25,7 @@
 //! drawn from ChaCha12 keyed by the operating system per thread (see [`rng`]).
 
 pub mod alphabet;
+pub mod api;
 pub mod config;
 pub mod control;
 mod entropy;
@@ -33,6 +34,7 @@ pub mod generator;
 pub mod generator_type;
 pub mod registry;
 pub mod rng;
+pub mod server;
 pub mod store;
 pub mod token;
 

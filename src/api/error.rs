@@ -1,0 +1,218 @@
+//! The one error body of SPEC section 5: every failure of every route leaves through
+//! [`ApiError`]'s `ResponseError` implementation.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{Value, json};
+
+use crate::config::ConfigError;
+
+/// gRPC status codes used by the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GrpcCode {
+    /// 3.
+    InvalidArgument = 3,
+    /// 5.
+    NotFound = 5,
+    /// 7.
+    PermissionDenied = 7,
+    /// 8.
+    ResourceExhausted = 8,
+    /// 12.
+    Unimplemented = 12,
+    /// 13.
+    Internal = 13,
+    /// 14.
+    Unavailable = 14,
+    /// 16.
+    Unauthenticated = 16,
+}
+
+/// One field violation of a `google.rpc.BadRequest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The JSON field, e.g. `length`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+impl Violation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Violation {
+        Violation {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// An API failure: HTTP status, gRPC code, message and the field violations, if any.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: GrpcCode,
+    message: String,
+    violations: Vec<Violation>,
+    allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: GrpcCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            violations: Vec::new(),
+            allow: None,
+        }
+    }
+
+    /// 400: the request is malformed (no field to name).
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument, message)
+    }
+
+    /// 400 with every violated rule as a field violation.
+    pub fn invalid(message: impl Into<String>, violations: Vec<Violation>) -> ApiError {
+        ApiError {
+            violations,
+            ..ApiError::bad_request(message)
+        }
+    }
+
+    /// 400 from a configuration's violations.
+    pub fn invalid_config(error: &ConfigError) -> ApiError {
+        let violations = error
+            .violations()
+            .iter()
+            .map(|v| Violation::new(v.field, v.description.clone()))
+            .collect();
+        ApiError::invalid("invalid secret generator configuration", violations)
+    }
+
+    /// 401: no token, or one the server does not know.
+    pub fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, GrpcCode::Unauthenticated, message)
+    }
+
+    /// 403: the token lacks `permission`.
+    pub fn permission_denied(permission: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            GrpcCode::PermissionDenied,
+            format!("the token lacks the permission {permission}"),
+        )
+    }
+
+    /// 404: no such route.
+    pub fn not_found(path: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            GrpcCode::NotFound,
+            format!("no route {path}"),
+        )
+    }
+
+    /// 405: the route exists, with other methods (grpc-gateway answers the same).
+    pub fn method_not_allowed(method: &str, allow: &'static str) -> ApiError {
+        ApiError {
+            allow: Some(allow),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                GrpcCode::Unimplemented,
+                format!("method {method} is not allowed here; allowed: {allow}"),
+            )
+        }
+    }
+
+    /// 413: the body is over the limit.
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            GrpcCode::InvalidArgument,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 429: over the token's rate.
+    pub fn rate_limited() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            GrpcCode::ResourceExhausted,
+            "too many requests for this token; slow down",
+        )
+    }
+
+    /// 500: a failure of the server itself.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            GrpcCode::Internal,
+            message,
+        )
+    }
+
+    /// 503: the store cannot be reached.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            GrpcCode::Unavailable,
+            message,
+        )
+    }
+
+    /// The gRPC code.
+    pub fn code(&self) -> GrpcCode {
+        self.code
+    }
+
+    /// The body: `{"code", "message", "details"}`.
+    pub fn body(&self) -> Value {
+        let details = if self.violations.is_empty() {
+            Vec::new()
+        } else {
+            let field_violations: Vec<Value> = self
+                .violations
+                .iter()
+                .map(|v| json!({"field": v.field, "description": v.description}))
+                .collect();
+            vec![json!({
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": field_violations,
+            })]
+        };
+        json!({
+            "code": self.code as u8,
+            "message": self.message,
+            "details": details,
+        })
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(allow) = self.allow {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        response.json(self.body())
+    }
+}

@@ -1,0 +1,317 @@
+//! The HTTP API of SPEC section 5: ZITADEL's admin routes for secret generators, the code
+//! endpoint, and the operational routes. Only this module knows HTTP and JSON; it turns
+//! requests into calls on [`ControlPlane`] and the live generators, and every failure into
+//! the one error body ([`ApiError`]).
+
+pub mod auth;
+pub mod error;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::ContentType;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::json;
+use zeroize::Zeroize;
+
+pub use auth::{Authenticator, Principal};
+pub use error::{ApiError, Violation};
+
+use crate::config::GeneratorConfig;
+use crate::control::{ControlPlane, UpdateError};
+use crate::generator_type::GeneratorType;
+use crate::store::StoreErrorKind;
+use crate::token::Permission;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    control: Arc<ControlPlane>,
+    auth: Authenticator,
+}
+
+impl AppState {
+    /// The state of a server over `control`.
+    pub fn new(control: Arc<ControlPlane>) -> AppState {
+        let auth = Authenticator::new(Arc::clone(control.store()));
+        AppState { control, auth }
+    }
+}
+
+/// Registers every route. Unknown routes answer 404 through [`not_found`], which the app
+/// installs as its default service; known routes answer other methods with 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/admin/v1/secretgenerators/_search")
+            .route(web::post().to(search))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        web::resource("/admin/v1/secretgenerators/{generatorType}")
+            .route(web::get().to(get))
+            .route(web::put().to(put))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, PUT"))),
+    )
+    .service(
+        web::resource("/v1/codes/{generatorType}/_generate")
+            .route(web::post().to(generate))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+    );
+}
+
+/// The default service: no such route.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::not_found(req.path()).error_response()
+}
+
+async fn not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse {
+    ApiError::method_not_allowed(req.method().as_str(), allow).error_response()
+}
+
+/// Logs every request: method, path, status and time taken. Never headers or bodies, which
+/// carry tokens and codes.
+pub async fn log_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await?;
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    Ok(response)
+}
+
+fn generator_type(raw: &str) -> Result<GeneratorType, ApiError> {
+    raw.parse()
+        .map_err(|e: crate::generator_type::ParseGeneratorTypeError| {
+            ApiError::invalid(
+                "invalid generator type",
+                vec![Violation::new("generatorType", e.to_string())],
+            )
+        })
+}
+
+async fn body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    match payload.to_bytes_limited(BODY_LIMIT).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+        Err(_limit) => Err(ApiError::too_large(BODY_LIMIT)),
+    }
+}
+
+fn json_response(value: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok().json(value)
+}
+
+async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.require(&req, Permission::IamRead)?;
+    let t = generator_type(&path)?;
+    let snapshot = state.control.get(t);
+    let id = state.control.instance().id();
+    Ok(json_response(
+        &json!({"secretGenerator": wire::SecretGenerator::of(&snapshot, id)}),
+    ))
+}
+
+async fn put(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = state.auth.require(&req, Permission::IamWrite)?;
+    let t = generator_type(&path)?;
+    let object = wire::object(&body(payload).await?)?;
+    let (draft, mut violations) = wire::config_draft(&object, t);
+    // Fields of the wrong JSON type are reported once, as such; every other rule as the
+    // configuration's own check finds it.
+    if let Err(e) = GeneratorConfig::new(&draft) {
+        let hidden = consequences(&violations);
+        violations.extend(
+            e.violations()
+                .iter()
+                .filter(|v| !hidden.contains(&v.field))
+                .map(|v| Violation::new(v.field, v.description.clone())),
+        );
+    }
+    if !violations.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid secret generator configuration",
+            violations,
+        ));
+    }
+    let control = Arc::clone(&state.control);
+    let creator = principal.name.clone();
+    // The update waits for the disk: off the async workers.
+    let snapshot = web::block(move || control.update(t, &draft, &creator))
+        .await
+        .map_err(|_| ApiError::internal("the update was interrupted"))?
+        .map_err(|e| match e {
+            UpdateError::Invalid(e) => ApiError::invalid_config(&e),
+            UpdateError::Store(e) => {
+                tracing::error!(error = %e, "a configuration change could not be stored");
+                match e.kind() {
+                    StoreErrorKind::Corrupt => ApiError::internal("the store is damaged"),
+                    _ => ApiError::unavailable("the store cannot record the change"),
+                }
+            }
+        })?;
+    tracing::info!(
+        generator_type = %t,
+        sequence = snapshot.version().sequence,
+        by = %principal.name,
+        "configuration changed"
+    );
+    let id = state.control.instance().id();
+    Ok(json_response(
+        &json!({"details": wire::Details::of(snapshot.version(), id)}),
+    ))
+}
+
+/// The fields whose rules cannot be judged when `broken` fields (of the wrong JSON type)
+/// were read as their zero value: the broken fields themselves, and the rules that depend
+/// on them.
+fn consequences(broken: &[Violation]) -> Vec<&'static str> {
+    const CLASSES: [&str; 5] = [
+        "includeLowerLetters",
+        "includeUpperLetters",
+        "includeDigits",
+        "includeSymbols",
+        "excludeAmbiguous",
+    ];
+    let mut hidden = Vec::new();
+    for v in broken {
+        let f = v.field.as_str();
+        if CLASSES.contains(&f) {
+            hidden.extend(CLASSES);
+            hidden.extend(["entropyBits", "requireEachClass"]);
+        } else if f == "length" {
+            hidden.extend(["length", "entropyBits", "requireEachClass"]);
+        } else if f == "expiry" {
+            hidden.push("expiry");
+        } else if f == "requireEachClass" {
+            hidden.extend(["requireEachClass", "entropyBits"]);
+        }
+    }
+    hidden
+}
+
+async fn search(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.require(&req, Permission::IamRead)?;
+    let search = wire::search(&wire::object(&body(payload).await?)?)?;
+    let instance = state.control.instance();
+    let mut snapshots: Vec<_> = GeneratorType::ALL
+        .into_iter()
+        .filter(|t| search.types.as_ref().is_none_or(|types| types.contains(t)))
+        .map(|t| instance.snapshot(t))
+        .collect();
+    if !search.ascending {
+        snapshots.reverse();
+    }
+    let processed = GeneratorType::ALL
+        .into_iter()
+        .map(|t| instance.load(t).version().sequence)
+        .max()
+        .unwrap_or(0);
+    let total = snapshots.len();
+    let limit = if search.limit == 0 {
+        usize::MAX
+    } else {
+        search.limit as usize
+    };
+    let result: Vec<_> = snapshots
+        .iter()
+        .skip(search.offset.min(usize::MAX as u64) as usize)
+        .take(limit)
+        .map(|s| wire::SecretGenerator::of(s, instance.id()))
+        .collect();
+    Ok(json_response(&json!({
+        "details": {
+            "totalResult": total.to_string(),
+            "processedSequence": processed.to_string(),
+            "viewTimestamp": wire::timestamp(SystemTime::now()),
+        },
+        "result": result,
+    })))
+}
+
+async fn generate(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.require(&req, Permission::CodesGenerate)?;
+    let t = generator_type(&path)?;
+    let count = wire::count(&wire::object(&body(payload).await?)?)?;
+    // Loaded after the request was read: a PUT answered before this point is seen.
+    let snapshot = state.control.instance().load(t);
+    let generator = snapshot.generator();
+    let mut codes = vec![0u8; count * generator.length()];
+    let made_at = SystemTime::now();
+    generator.fill_codes(&mut codes).map_err(|e| {
+        tracing::error!(error = %e, "code generation failed");
+        ApiError::internal("the random source failed; no code was made")
+    })?;
+    let body = wire::generate_response(
+        t,
+        snapshot.version().sequence,
+        &codes,
+        generator.length(),
+        generator.expires_at(made_at),
+    );
+    codes.zeroize();
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let control = Arc::clone(&state.control);
+    web::block(move || control.store().check())
+        .await
+        .map_err(|_| ApiError::internal("the check was interrupted"))?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "store not ready");
+            ApiError::unavailable("the store cannot be reached")
+        })?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ok"})))
+}

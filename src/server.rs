@@ -1,0 +1,167 @@
+//! `secretgen serve`: opens the store, makes sure a token exists, binds its own listener and
+//! serves the API until SIGTERM or SIGINT, then finishes the requests in flight.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::api::{self, AppState};
+use crate::control::ControlPlane;
+use crate::registry::InstanceId;
+use crate::store::{SqliteStore, Store};
+use crate::token::{self, Permission, Token};
+
+/// How long a stopping server waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The name of the token made or given on a first start.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
+
+/// What `serve` needs to start.
+#[derive(Debug)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// The instance id for a first start (must match the stored one later).
+    pub instance_id: Option<InstanceId>,
+    /// A token to store as the first admin token instead of making one.
+    pub bootstrap_token: Option<Token>,
+    /// Worker threads; `None` for one per core.
+    pub workers: Option<usize>,
+}
+
+/// A server, bound and ready to run.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    new_admin_token: Option<Token>,
+}
+
+impl Application {
+    /// Opens the store, makes sure a token exists, binds the listener. Must be called
+    /// inside an actix system (see [`serve`]).
+    pub fn build(settings: Settings) -> Result<Application, String> {
+        let store = SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)
+            .map_err(|e| e.to_string())?;
+        let new_admin_token = bootstrap(store.as_ref(), settings.bootstrap_token)?;
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        let state = web::Data::new(AppState::new(Arc::new(control)));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(api::log_requests))
+                .configure(api::routes)
+                .default_service(web::to(api::not_found))
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+            .run();
+        Ok(Application {
+            addr,
+            server,
+            new_admin_token,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The admin token made on this first start, once.
+    pub fn take_new_admin_token(&mut self) -> Option<Token> {
+        self.new_admin_token.take()
+    }
+
+    /// Serves until SIGTERM or SIGINT; requests in flight are finished first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes sure the store has a token: on a first start, stores `given` or a new one (which
+/// it returns, to be shown once). A given token is stored only when the store has none.
+fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, String> {
+    let count = store.token_count().map_err(|e| e.to_string())?;
+    if count > 0 {
+        if let Some(given) = given {
+            let stored = store
+                .token_by_hash(&given.hash())
+                .map_err(|e| e.to_string())?;
+            if stored.is_none() {
+                tracing::warn!(
+                    "the bootstrap token was not stored: the store already has tokens \
+                     (create more with `secretgen token create`)"
+                );
+            }
+        }
+        return Ok(None);
+    }
+    let (token, shown) = match given {
+        Some(token) => (token, false),
+        None => (Token::generate().map_err(|e| e.to_string())?, true),
+    };
+    let record = token::record(&token, BOOTSTRAP_TOKEN_NAME, &Permission::ALL)?;
+    store.add_token(&record).map_err(|e| e.to_string())?;
+    tracing::info!(token_id = %record.id, name = BOOTSTRAP_TOKEN_NAME, "first admin token stored");
+    Ok(shown.then_some(token))
+}
+
+/// Runs `secretgen serve`: builds the server, prints a new admin token once (to standard
+/// output, never to the log) and the address, and serves until stopped.
+pub fn serve(settings: Settings) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let mut app = Application::build(settings)?;
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            if let Some(token) = app.take_new_admin_token() {
+                let _ = writeln!(
+                    out,
+                    "first start: an admin token with every permission, shown this once:\n{}",
+                    token.expose()
+                );
+            }
+            let _ = writeln!(out, "listening on http://{}", app.addr());
+            let _ = out.flush();
+        }
+        tracing::info!(addr = %app.addr(), "secretgen serving");
+        app.run_until_stopped()
+            .await
+            .map_err(|e| format!("the server failed: {e}"))?;
+        tracing::info!("secretgen stopped");
+        Ok(())
+    })
+}

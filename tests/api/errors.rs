@@ -1,0 +1,213 @@
+//! Every error row of the SPEC's table, in the one error body; refused requests change
+//! nothing.
+
+use serde_json::json;
+
+use crate::helpers::{assert_error_shape, spawn_app, violated_fields};
+
+#[test]
+fn unknown_routes_answer_404_in_the_error_body() {
+    let app = spawn_app();
+    for path in [
+        "/",
+        "/nope",
+        "/admin/v1/secretgenerators",
+        "/v1/codes/otp_sms",
+    ] {
+        let answer = app.request("GET", path, Some(&app.token), None);
+        assert_eq!(answer.status, 404, "{path}");
+        assert_error_shape(&answer, 5);
+    }
+}
+
+#[test]
+fn wrong_methods_answer_405_with_the_allowed_ones() {
+    let app = spawn_app();
+    for (method, path, allow) in [
+        ("DELETE", "/admin/v1/secretgenerators/otp_sms", "GET, PUT"),
+        ("POST", "/admin/v1/secretgenerators/otp_sms", "GET, PUT"),
+        ("GET", "/admin/v1/secretgenerators/_search", "POST"),
+        ("GET", "/v1/codes/otp_sms/_generate", "POST"),
+        ("POST", "/healthz", "GET"),
+        ("PUT", "/readyz", "GET"),
+    ] {
+        let answer = app.request(method, path, Some(&app.token), None);
+        assert_eq!(answer.status, 405, "{method} {path}");
+        assert_error_shape(&answer, 12);
+        assert_eq!(answer.allow.as_deref(), Some(allow));
+    }
+}
+
+#[test]
+fn requests_without_a_known_token_answer_401() {
+    let app = spawn_app();
+    let routes = [
+        ("GET", "/admin/v1/secretgenerators/otp_sms"),
+        ("PUT", "/admin/v1/secretgenerators/otp_sms"),
+        ("POST", "/admin/v1/secretgenerators/_search"),
+        ("POST", "/v1/codes/otp_sms/_generate"),
+    ];
+    for (method, path) in routes {
+        let none = app.request(method, path, None, Some("{}"));
+        assert_eq!(none.status, 401, "{method} {path}");
+        assert_error_shape(&none, 16);
+        let unknown = app.request(
+            method,
+            path,
+            Some("sg_not-a-token-anybody-ever-made-xxxxxxxxxxx"),
+            None,
+        );
+        assert_eq!(unknown.status, 401, "{method} {path}");
+        assert_error_shape(&unknown, 16);
+    }
+}
+
+#[test]
+fn tokens_need_the_permission_of_the_route() {
+    let app = spawn_app();
+    let reader = app.create_token("reader", "iam.read");
+    let writer = app.create_token("writer", "iam.write");
+    let coder = app.create_token("coder", "codes.generate");
+    let put_body = json!({"length": 10, "expiry": "60s", "includeDigits": true}).to_string();
+    let cases = [
+        (
+            "GET",
+            "/admin/v1/secretgenerators/otp_sms",
+            None,
+            &reader,
+            &coder,
+        ),
+        (
+            "PUT",
+            "/admin/v1/secretgenerators/otp_sms",
+            Some(put_body.as_str()),
+            &writer,
+            &reader,
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/_search",
+            Some("{}"),
+            &reader,
+            &writer,
+        ),
+        ("POST", "/v1/codes/otp_sms/_generate", None, &coder, &reader),
+    ];
+    for (method, path, body, allowed, denied) in cases {
+        let ok = app.request(method, path, Some(allowed), body);
+        assert_eq!(ok.status, 200, "{method} {path}: {:?}", ok.body);
+        let refused = app.request(method, path, Some(denied), body);
+        assert_eq!(refused.status, 403, "{method} {path}");
+        assert_error_shape(&refused, 7);
+    }
+}
+
+#[test]
+fn authentication_and_permission_come_before_validation() {
+    let app = spawn_app();
+    let reader = app.create_token("reader", "iam.read");
+    let bad = "{\"length\": 0";
+    // Bad type and bad body, no token: 401.
+    let answer = app.request("PUT", "/admin/v1/secretgenerators/nope", None, Some(bad));
+    assert_eq!(answer.status, 401);
+    // Same with a token lacking iam.write: 403.
+    let answer = app.request(
+        "PUT",
+        "/admin/v1/secretgenerators/nope",
+        Some(&reader),
+        Some(bad),
+    );
+    assert_eq!(answer.status, 403);
+    let answer = app.request(
+        "POST",
+        "/v1/codes/nope/_generate",
+        Some(&reader),
+        Some("{\"count\": 0}"),
+    );
+    assert_eq!(answer.status, 403);
+    // With the permission: 400.
+    let answer = app.request(
+        "PUT",
+        "/admin/v1/secretgenerators/nope",
+        Some(&app.token),
+        Some(bad),
+    );
+    assert_eq!(answer.status, 400);
+}
+
+#[test]
+fn bad_generator_types_answer_400_naming_the_field() {
+    let app = spawn_app();
+    for t in [
+        "nope",
+        "0",
+        "9",
+        "SECRET_GENERATOR_TYPE_UNSPECIFIED",
+        "unspecified",
+        "-1",
+    ] {
+        let answer = app.get_generator(t);
+        assert_eq!(violated_fields(&answer), ["generatorType"], "{t}");
+        let answer = app.generate(t, 1);
+        assert_eq!(violated_fields(&answer), ["generatorType"], "{t}");
+    }
+}
+
+#[test]
+fn malformed_bodies_answer_400_and_change_nothing() {
+    let app = spawn_app();
+    let before = app.get_generator("otp_sms").body;
+    for body in ["{", "[]", "\"length\"", "{\"length\": 10,}", "nul"] {
+        let answer = app.request(
+            "PUT",
+            "/admin/v1/secretgenerators/otp_sms",
+            Some(&app.token),
+            Some(body),
+        );
+        assert_eq!(answer.status, 400, "{body}");
+        assert_error_shape(&answer, 3);
+        let answer = app.request(
+            "POST",
+            "/v1/codes/otp_sms/_generate",
+            Some(&app.token),
+            Some(body),
+        );
+        assert_eq!(answer.status, 400, "{body}");
+        let answer = app.request(
+            "POST",
+            "/admin/v1/secretgenerators/_search",
+            Some(&app.token),
+            Some(body),
+        );
+        assert_eq!(answer.status, 400, "{body}");
+    }
+    assert_eq!(app.get_generator("otp_sms").body, before);
+}
+
+#[test]
+fn bodies_over_64_kib_answer_413_and_change_nothing() {
+    let app = spawn_app();
+    let before = app.get_generator("otp_sms").body;
+    let padding = "x".repeat(64 * 1024);
+    let body = json!({"length": 10, "expiry": "60s", "includeDigits": true, "padding": padding})
+        .to_string();
+    assert!(body.len() > 64 * 1024);
+    let answer = app.request(
+        "PUT",
+        "/admin/v1/secretgenerators/otp_sms",
+        Some(&app.token),
+        Some(&body),
+    );
+    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    assert_error_shape(&answer, 3);
+    assert_eq!(app.get_generator("otp_sms").body, before);
+    // Just under the limit is read.
+    let body = json!({"length": 10, "expiry": "60s", "includeDigits": true, "padding": "x".repeat(60 * 1024)}).to_string();
+    let answer = app.request(
+        "PUT",
+        "/admin/v1/secretgenerators/otp_sms",
+        Some(&app.token),
+        Some(&body),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}

@@ -1,0 +1,292 @@
+//! `spawn_app()`: the real `secretgen serve` on port 0 with a fresh data directory, and one
+//! typed helper per endpoint.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    /// The admin token printed on the first start (or given).
+    pub token: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+    agent: ureq::Agent,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// An answer: status, JSON body, and the headers we look at.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub allow: Option<String>,
+    pub content_type: Option<String>,
+}
+
+pub fn spawn_app() -> TestApp {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut app = spawn_app_in(&dir, &[]);
+    app._temp = Some(temp);
+    app
+}
+
+/// A server on `data_dir`, with extra environment variables.
+pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
+    let mut child = start(data_dir, env);
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&logs);
+    let stderr_reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let mut token = env
+        .iter()
+        .find(|(k, _)| *k == "SECRETGEN_BOOTSTRAP_TOKEN")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let base = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            let _ = stderr_reader.join();
+            panic!(
+                "the server stopped before listening: {:?}",
+                logs.lock().unwrap()
+            );
+        };
+        if line.starts_with("sg_") {
+            token = line;
+        } else if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_owned();
+        }
+    };
+    // Keep reading standard output so that the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build();
+    TestApp {
+        base,
+        token,
+        data_dir: data_dir.to_owned(),
+        child: Some(child),
+        logs,
+        stderr_reader: Some(stderr_reader),
+        agent: config.into(),
+        _temp: None,
+    }
+}
+
+/// Starts `secretgen serve` without waiting for it.
+pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_secretgen"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .env("SECRETGEN_DATA_DIR", data_dir)
+        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
+        .env_remove("SECRETGEN_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.spawn().expect("the server starts")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Any request: `method`, `path`, an optional token and an optional raw body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Answer {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        let request = match token {
+            Some(t) => request.header("Authorization", format!("Bearer {t}")),
+            None => request,
+        };
+        let result = match body {
+            Some(b) => self.agent.run(
+                request
+                    .header("Content-Type", "application/json")
+                    .body(b.to_owned())
+                    .unwrap(),
+            ),
+            None => self.agent.run(request.body(()).unwrap()),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let allow = header("allow");
+        let content_type = header("content-type");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+        };
+        Answer {
+            status,
+            body,
+            allow,
+            content_type,
+        }
+    }
+
+    pub fn get_generator(&self, t: &str) -> Answer {
+        self.request(
+            "GET",
+            &format!("/admin/v1/secretgenerators/{t}"),
+            Some(&self.token),
+            None,
+        )
+    }
+
+    pub fn put_generator(&self, t: &str, body: &Value) -> Answer {
+        self.request(
+            "PUT",
+            &format!("/admin/v1/secretgenerators/{t}"),
+            Some(&self.token),
+            Some(&body.to_string()),
+        )
+    }
+
+    pub fn search(&self, body: &Value) -> Answer {
+        self.request(
+            "POST",
+            "/admin/v1/secretgenerators/_search",
+            Some(&self.token),
+            Some(&body.to_string()),
+        )
+    }
+
+    pub fn generate(&self, t: &str, count: u32) -> Answer {
+        self.request(
+            "POST",
+            &format!("/v1/codes/{t}/_generate"),
+            Some(&self.token),
+            Some(&format!("{{\"count\": {count}}}")),
+        )
+    }
+
+    /// A new token with `permissions`, made by `secretgen token create` beside the server.
+    pub fn create_token(&self, name: &str, permissions: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))
+            .args([
+                "token",
+                "create",
+                "--name",
+                name,
+                "--permissions",
+                permissions,
+            ])
+            .env("SECRETGEN_DATA_DIR", &self.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the server to exit; returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                if let Some(reader) = self.stderr_reader.take() {
+                    reader.join().unwrap();
+                }
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The field names of a 400's field violations.
+pub fn violated_fields(answer: &Answer) -> Vec<String> {
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_error_shape(answer, 3);
+    answer.body["details"][0]["fieldViolations"]
+        .as_array()
+        .map(|vs| {
+            vs.iter()
+                .map(|v| v["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The SPEC's one error body, with gRPC code `code`.
+pub fn assert_error_shape(answer: &Answer, code: u64) {
+    let body = answer
+        .body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {:?}", answer.body));
+    assert_eq!(body.len(), 3, "{body:?}");
+    assert_eq!(body["code"], code, "{body:?}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body:?}"
+    );
+    assert!(body["details"].is_array(), "{body:?}");
+    for detail in body["details"].as_array().unwrap() {
+        assert_eq!(detail["@type"], "type.googleapis.com/google.rpc.BadRequest");
+    }
+    assert_eq!(answer.content_type.as_deref(), Some("application/json"));
+}

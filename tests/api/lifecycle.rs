@@ -1,0 +1,143 @@
+//! Start, stop, restart: health, durability through the API, the data directory's lock,
+//! bootstrap tokens, who made each change, and logs without secrets.
+
+use std::sync::Arc;
+
+use secretgen::{SqliteStore, Store};
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_in, start};
+
+#[test]
+fn health_and_readiness_need_no_token() {
+    let app = spawn_app();
+    for path in ["/healthz", "/readyz"] {
+        let answer = app.request("GET", path, None, None);
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.body, json!({"status": "ok"}));
+    }
+}
+
+#[test]
+fn changes_survive_a_restart_through_the_api() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut app = spawn_app_in(&dir, &[]);
+    assert!(app.token.starts_with("sg_"), "a first start prints a token");
+    let answer = app.put_generator(
+        "verify_email_code",
+        &json!({"length": 9, "expiry": "1800s", "includeUpperLetters": true, "includeDigits": true, "excludeAmbiguous": true}),
+    );
+    assert_eq!(answer.status, 200);
+    let before: Vec<_> = ["verify_email_code", "otp_sms", "app_secret"]
+        .iter()
+        .map(|t| app.get_generator(t).body)
+        .collect();
+    assert!(app.stop().success(), "SIGTERM ends the server cleanly");
+
+    let mut again = spawn_app_in(&dir, &[]);
+    assert!(again.token.is_empty(), "a restart prints no new token");
+    again.token = app.token.clone();
+    let after: Vec<_> = ["verify_email_code", "otp_sms", "app_secret"]
+        .iter()
+        .map(|t| again.get_generator(t).body)
+        .collect();
+    assert_eq!(before, after);
+    let codes = again.generate("verify_email_code", 10);
+    assert_eq!(codes.body["sequence"], "9");
+}
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() {
+    let app = spawn_app();
+    let child = start(&app.data_dir, &[]);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another secretgen process"), "{err}");
+    // The first one still serves.
+    assert_eq!(app.request("GET", "/healthz", None, None).status, 200);
+}
+
+#[test]
+fn a_bootstrap_token_is_stored_instead_of_printing_one() {
+    let temp = tempfile::tempdir().unwrap();
+    let given = "automation-bootstrap-token-0123456789abcdef";
+    let app = spawn_app_in(
+        &temp.path().join("d"),
+        &[("SECRETGEN_BOOTSTRAP_TOKEN", given)],
+    );
+    assert_eq!(app.token, given);
+    assert_eq!(app.get_generator("otp_sms").status, 200);
+    assert_eq!(app.generate("otp_sms", 1).status, 200);
+    assert!(!app.logs().contains(given));
+}
+
+#[test]
+fn every_event_records_the_token_that_made_it() {
+    let mut app = spawn_app();
+    let ops = app.create_token("ops-team", "iam.write");
+    let answer = app.request(
+        "PUT",
+        "/admin/v1/secretgenerators/otp_sms",
+        Some(&ops),
+        Some(&json!({"length": 9, "expiry": "60s", "includeDigits": true}).to_string()),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    app.put_generator(
+        "otp_email",
+        &json!({"length": 9, "expiry": "60s", "includeDigits": true}),
+    );
+    assert!(app.stop().success());
+    let store = Arc::new(SqliteStore::open_read_only(&app.data_dir).unwrap());
+    let id = store.default_instance().unwrap().unwrap();
+    let creators: Vec<String> = store
+        .events(&id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.creator)
+        .collect();
+    assert_eq!(&creators[8..], ["ops-team", "bootstrap-admin"]);
+    assert!(creators[..8].iter().all(|c| c == "system"));
+}
+
+/// Every code the test saw, looked for in every log line.
+fn assert_logs_hold_none_of(app: &TestApp, secrets: &[String]) {
+    let logs = app.logs();
+    assert!(logs.contains("request"), "the server logs requests: {logs}");
+    for secret in secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
+    }
+}
+
+#[test]
+fn logs_hold_no_code_and_no_token() {
+    let mut app = spawn_app();
+    // Long codes, so that no timestamp or id can hold one by chance.
+    let answer = app.put_generator(
+        "otp_sms",
+        &json!({"length": 16, "expiry": "60s", "includeUpperLetters": true, "includeDigits": true}),
+    );
+    assert_eq!(answer.status, 200);
+    let mut secrets = vec![app.token.clone()];
+    for t in ["otp_sms", "app_secret", "passwordless_init_code"] {
+        let answer = app.generate(t, 200);
+        for c in answer.body["codes"].as_array().unwrap() {
+            secrets.push(c["code"].as_str().unwrap().to_owned());
+        }
+    }
+    let reader = app.create_token("reader", "iam.read");
+    assert_eq!(
+        app.request("GET", "/admin/v1/secretgenerators/1", Some(&reader), None)
+            .status,
+        200
+    );
+    assert_eq!(
+        app.request("PUT", "/admin/v1/secretgenerators/1", Some(&reader), None)
+            .status,
+        403
+    );
+    secrets.push(reader);
+    assert!(app.stop().success());
+    assert_logs_hold_none_of(&app, &secrets);
+}
