@@ -120,6 +120,19 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Answer {
+        self.try_request(method, path, token, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`TestApp::request`], giving back transport errors (a stopped server) instead of
+    /// panicking.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<Answer, ureq::Error> {
         let request = ureq::http::Request::builder()
             .method(method)
             .uri(self.url(path));
@@ -136,7 +149,7 @@ impl TestApp {
             ),
             None => self.agent.run(request.body(()).unwrap()),
         };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut response = result?;
         let header = |name: &str| {
             response
                 .headers()
@@ -146,19 +159,19 @@ impl TestApp {
         let allow = header("allow");
         let content_type = header("content-type");
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
+        let text = response.body_mut().read_to_string()?;
         let body = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
         };
-        Answer {
+        Ok(Answer {
             status,
             body,
             allow,
             content_type,
-        }
+        })
     }
 
     pub fn get_generator(&self, t: &str) -> Answer {
@@ -224,14 +237,24 @@ impl TestApp {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Sends SIGTERM and waits for the server to exit; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+        self.wait()
+    }
+
+    /// Waits for the server to exit (after a signal); returns its exit status.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -141,3 +141,53 @@ fn logs_hold_no_code_and_no_token() {
     assert!(app.stop().success());
     assert_logs_hold_none_of(&app, &secrets);
 }
+
+#[test]
+fn sigterm_finishes_the_requests_in_flight() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut app = spawn_app();
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = "{\"count\": 5}";
+    // A request whose body is still on its way when the signal comes.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/codes/otp_sms/_generate HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        app.token,
+        body.len(),
+        &body[..5]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = app.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // The server is stopping: no new connection is served...
+    assert!(
+        app.try_request("GET", "/healthz", None, None).is_err(),
+        "a stopping server takes no new requests"
+    );
+    // ...but the request in flight is finished.
+    stream.write_all(&body.as_bytes()[5..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let answer: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(answer["codes"].as_array().unwrap().len(), 5);
+    assert!(
+        app.wait().success(),
+        "the server exits cleanly after SIGTERM"
+    );
+    assert!(app.logs().contains("secretgen stopped"));
+}
