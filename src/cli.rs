@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "SECRETGEN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Data-plane requests per second per token; 0 turns the limit off.
+    #[arg(long, env = "SECRETGEN_RATE_LIMIT", default_value_t = 0)]
+    rate_limit: u32,
     /// Worker threads (default: one per core).
     #[arg(long, env = "SECRETGEN_WORKERS")]
     workers: Option<usize>,
@@ -185,6 +188,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         instance_id,
         bootstrap_token,
         workers: args.workers,
+        rate_limit: std::num::NonZeroU32::new(args.rate_limit),
     })
 }
 

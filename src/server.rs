@@ -36,6 +36,8 @@ pub struct Settings {
     pub bootstrap_token: Option<Token>,
     /// Worker threads; `None` for one per core.
     pub workers: Option<usize>,
+    /// Data-plane requests per second per token; `None` for no limit.
+    pub rate_limit: Option<std::num::NonZeroU32>,
 }
 
 /// A server, bound and ready to run.
@@ -59,11 +61,11 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
-        let state = web::Data::new(AppState::new(Arc::new(control)));
+        let state = web::Data::new(AppState::new(Arc::new(control), settings.rate_limit));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(from_fn(api::log_requests))
+                .wrap(from_fn(api::observe_requests))
                 .configure(api::routes)
                 .default_service(web::to(api::not_found))
         })

@@ -59,6 +59,7 @@ pub struct ApiError {
     message: String,
     violations: Vec<Violation>,
     allow: Option<&'static str>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -69,6 +70,7 @@ impl ApiError {
             message: message.into(),
             violations: Vec::new(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -139,13 +141,16 @@ impl ApiError {
         )
     }
 
-    /// 429: over the token's rate.
-    pub fn rate_limited() -> ApiError {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            GrpcCode::ResourceExhausted,
-            "too many requests for this token; slow down",
-        )
+    /// 429: over the token's rate; a request may succeed again after `wait`.
+    pub fn rate_limited(wait: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                GrpcCode::ResourceExhausted,
+                "too many requests for this token; slow down",
+            )
+        }
     }
 
     /// 500: a failure of the server itself.
@@ -209,6 +214,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if let Some(allow) = self.allow {
             response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

@@ -5,8 +5,10 @@
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod wire;
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -20,6 +22,7 @@ use zeroize::Zeroize;
 
 pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, Violation};
+pub use metrics::Metrics;
 
 use crate::config::GeneratorConfig;
 use crate::control::{ControlPlane, UpdateError};
@@ -30,18 +33,42 @@ use crate::token::Permission;
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Requests per second per token on the data plane.
+type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState {
     control: Arc<ControlPlane>,
     auth: Authenticator,
+    metrics: Metrics,
+    limiter: Option<Limiter>,
 }
 
 impl AppState {
-    /// The state of a server over `control`.
-    pub fn new(control: Arc<ControlPlane>) -> AppState {
+    /// The state of a server over `control`, limiting each token to `rate_limit` data-plane
+    /// requests a second (bursts of as many), or not at all when `None`.
+    pub fn new(control: Arc<ControlPlane>, rate_limit: Option<NonZeroU32>) -> AppState {
         let auth = Authenticator::new(Arc::clone(control.store()));
-        AppState { control, auth }
+        AppState {
+            control,
+            auth,
+            metrics: Metrics::new(),
+            limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
+        }
+    }
+
+    /// Refuses `principal`'s request when it is over its rate.
+    fn check_rate(&self, principal: &Principal) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&principal.id).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            ApiError::rate_limited(wait)
+        })
     }
 }
 
@@ -70,6 +97,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
     )
     .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+    )
+    .service(
         web::resource("/readyz")
             .route(web::get().to(readyz))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
@@ -85,24 +117,74 @@ async fn not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse {
     ApiError::method_not_allowed(req.method().as_str(), allow).error_response()
 }
 
-/// Logs every request: method, path, status and time taken. Never headers or bodies, which
-/// carry tokens and codes.
-pub async fn log_requests(
+/// The header that carries a request's id, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id (the caller's `x-request-id` when it is short and plain, a new
+/// one otherwise), runs it inside a tracing span that carries the id, answers the id in
+/// `x-request-id`, logs the request (method, path, status, time; never headers or bodies,
+/// which carry tokens and codes) and counts it in the metrics.
+pub async fn observe_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let response = next.call(req).await?;
-    tracing::info!(
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        micros = start.elapsed().as_micros() as u64,
-        "request"
-    );
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(new_request_id, str::to_owned);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(REQUEST_ID),
+            value,
+        );
+    }
+    if let Some(state) = state {
+        state
+            .metrics
+            .request(&route, method.as_str(), status, elapsed.as_secs_f64());
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            path = %path,
+            status,
+            micros = elapsed.as_micros() as u64,
+            "request"
+        )
+    });
     Ok(response)
+}
+
+/// 16 random hex digits; a clock-based id if the OS cannot give randomness.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        bytes = nanos.to_le_bytes();
+    }
+    format!("{:016x}", u64::from_le_bytes(bytes))
 }
 
 fn generator_type(raw: &str) -> Result<GeneratorType, ApiError> {
@@ -170,6 +252,7 @@ async fn put(
             violations,
         ));
     }
+    let before = state.control.get(t).version().sequence;
     let control = Arc::clone(&state.control);
     let creator = principal.name.clone();
     // The update waits for the disk: off the async workers.
@@ -186,6 +269,9 @@ async fn put(
                 }
             }
         })?;
+    if snapshot.version().sequence != before {
+        state.metrics.config_changed(t);
+    }
     tracing::info!(
         generator_type = %t,
         sequence = snapshot.version().sequence,
@@ -275,7 +361,8 @@ async fn generate(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.require(&req, Permission::CodesGenerate)?;
+    let principal = state.auth.require(&req, Permission::CodesGenerate)?;
+    state.check_rate(&principal)?;
     let t = generator_type(&path)?;
     let count = wire::count(&wire::object(&body(payload).await?)?)?;
     // Loaded after the request was read: a PUT answered before this point is seen.
@@ -295,9 +382,16 @@ async fn generate(
         generator.expires_at(made_at),
     );
     codes.zeroize();
+    state.metrics.codes_generated(t, count);
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(body))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render(state.control.instance()))
 }
 
 async fn healthz() -> HttpResponse {

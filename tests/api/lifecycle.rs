@@ -191,3 +191,31 @@ fn sigterm_finishes_the_requests_in_flight() {
     );
     assert!(app.logs().contains("secretgen stopped"));
 }
+
+#[test]
+fn logs_at_every_level_and_in_json_hold_no_code_and_no_token() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_in(
+        &temp.path().join("d"),
+        &[("SECRETGEN_LOG", "trace"), ("SECRETGEN_LOG_FORMAT", "json")],
+    );
+    let answer = app.put_generator(
+        "otp_email",
+        &json!({"length": 20, "expiry": "60s", "includeUpperLetters": true, "includeDigits": true}),
+    );
+    assert_eq!(answer.status, 200);
+    let mut secrets = vec![app.token.clone()];
+    for _ in 0..5 {
+        let answer = app.generate("otp_email", 100);
+        for c in answer.body["codes"].as_array().unwrap() {
+            secrets.push(c["code"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(app.stop().success());
+    let logs = app.logs();
+    for line in logs.lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON line: {line}");
+    }
+    assert_logs_hold_none_of(&app, &secrets);
+}

@@ -6,4 +6,5 @@ mod errors;
 mod generators;
 mod helpers;
 mod lifecycle;
+mod operations;
 mod search;

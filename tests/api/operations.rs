@@ -1,0 +1,153 @@
+//! Operating the server: metrics, rate limits, request ids.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_error_shape, spawn_app, spawn_app_in};
+
+fn metrics(app: &TestApp) -> String {
+    let response = ureq::get(&app.url("/metrics"))
+        .call()
+        .expect("metrics need no token");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    response.into_body().read_to_string().unwrap()
+}
+
+/// The value of the sample `name{labels}`, 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_move_when_codes_are_generated_and_configurations_change() {
+    let app = spawn_app();
+    let sms = "{generator_type=\"SECRET_GENERATOR_TYPE_OTP_SMS\"}";
+    let before = metrics(&app);
+    assert_eq!(
+        sample(&before, &format!("secretgen_codes_generated_total{sms}")),
+        0.0
+    );
+    assert_eq!(
+        sample(&before, &format!("secretgen_config_sequence{sms}")),
+        7.0
+    );
+
+    assert_eq!(app.generate("otp_sms", 250).status, 200);
+    assert_eq!(app.generate("otp_sms", 1).status, 200);
+    let answer = app.put_generator(
+        "otp_sms",
+        &json!({"length": 9, "expiry": "60s", "includeDigits": true}),
+    );
+    assert_eq!(answer.status, 200);
+    // An unchanged PUT is not a change.
+    app.put_generator(
+        "otp_sms",
+        &json!({"length": 9, "expiry": "60s", "includeDigits": true}),
+    );
+    assert_eq!(app.request("GET", "/nope", None, None).status, 404);
+
+    let after = metrics(&app);
+    assert_eq!(
+        sample(&after, &format!("secretgen_codes_generated_total{sms}")),
+        251.0
+    );
+    assert_eq!(
+        sample(&after, &format!("secretgen_config_changes_total{sms}")),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, &format!("secretgen_config_sequence{sms}")),
+        9.0
+    );
+    let generate = "route=\"/v1/codes/{generatorType}/_generate\",method=\"POST\",status=\"200\"";
+    assert_eq!(
+        sample(
+            &after,
+            &format!("secretgen_http_requests_total{{{generate}}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("secretgen_http_request_duration_seconds_count{{{generate}}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "secretgen_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn the_rate_limit_answers_429_past_the_rate_and_200_after_the_window() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(&temp.path().join("d"), &[("SECRETGEN_RATE_LIMIT", "5")]);
+    let statuses: Vec<u16> = (0..12).map(|_| app.generate("otp_sms", 1).status).collect();
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    assert!(
+        (5..=7).contains(&ok),
+        "a burst of the rate passes: {statuses:?}"
+    );
+    let refused = app.generate("otp_sms", 1);
+    assert_eq!(refused.status, 429);
+    assert_error_shape(&refused, 8);
+    // Other tokens have their own allowance; the control plane is not limited.
+    let other = app.create_token("other", "codes.generate");
+    let answer = app.request("POST", "/v1/codes/otp_sms/_generate", Some(&other), None);
+    assert_eq!(answer.status, 200);
+    for _ in 0..10 {
+        assert_eq!(app.get_generator("otp_sms").status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        app.generate("otp_sms", 1).status,
+        200,
+        "back after the window"
+    );
+}
+
+#[test]
+fn every_answer_carries_a_request_id_that_the_logs_carry_too() {
+    let app = spawn_app();
+    let response = ureq::get(&app.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .call()
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let response = ureq::get(&app.url("/healthz")).call().unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 16, "{id}");
+    // A header that is not a plain id is replaced.
+    let response = ureq::get(&app.url("/healthz"))
+        .header("x-request-id", "a b\"c")
+        .call()
+        .unwrap();
+    assert_ne!(response.headers()["x-request-id"], "a b\"c");
+    std::thread::sleep(Duration::from_millis(100));
+    let logs = app.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("trace-me-42") && l.contains("status=200")),
+        "{logs}"
+    );
+    assert!(logs.contains(&id));
+}
