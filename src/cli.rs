@@ -59,6 +59,12 @@ struct ServeArgs {
     /// Data-plane requests per second per token; 0 turns the limit off.
     #[arg(long, env = "SECRETGEN_RATE_LIMIT", default_value_t = 0)]
     rate_limit: u32,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "SECRETGEN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SECRETGEN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long, env = "SECRETGEN_WORKERS")]
     workers: Option<usize>,
@@ -189,6 +195,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         bootstrap_token,
         workers: args.workers,
         rate_limit: std::num::NonZeroU32::new(args.rate_limit),
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
+            _ => None,
+        },
     })
 }
 

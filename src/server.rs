@@ -38,11 +38,51 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Data-plane requests per second per token; `None` for no limit.
     pub rate_limit: Option<std::num::NonZeroU32>,
+    /// Serve HTTPS with this certificate chain and key; `None` for plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS certificate chain and its private key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// A rustls server configuration from `files`, with ring as the crypto provider.
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "cannot read the TLS certificate {}: {e}",
+                files.cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the TLS certificate file {} holds no certificate",
+            files.cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("cannot read the TLS key {}: {e}", files.key.display()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the TLS certificate and key do not make a usable pair: {e}"))
 }
 
 /// A server, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
+    https: bool,
     server: Server,
     new_admin_token: Option<Token>,
 }
@@ -51,6 +91,7 @@ impl Application {
     /// Opens the store, makes sure a token exists, binds the listener. Must be called
     /// inside an actix system (see [`serve`]).
     pub fn build(settings: Settings) -> Result<Application, String> {
+        let tls = settings.tls.as_ref().map(tls_config).transpose()?;
         let store = SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?;
         let store: Arc<dyn Store> = Arc::new(store);
         let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)
@@ -73,12 +114,23 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?
-            .run();
+        if tls.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "serving plain HTTP beyond loopback: tokens and codes cross the network in \
+                 clear; use --tls-cert and --tls-key"
+            );
+        }
+        let https = tls.is_some();
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+        .run();
         Ok(Application {
             addr,
+            https,
             server,
             new_admin_token,
         })
@@ -87,6 +139,12 @@ impl Application {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's base URL, `http://` or `https://` and the address.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The port the server listens on.
@@ -156,10 +214,10 @@ pub fn serve(settings: Settings) -> Result<(), String> {
                     token.expose()
                 );
             }
-            let _ = writeln!(out, "listening on http://{}", app.addr());
+            let _ = writeln!(out, "listening on {}", app.url());
             let _ = out.flush();
         }
-        tracing::info!(addr = %app.addr(), "secretgen serving");
+        tracing::info!(url = %app.url(), "secretgen serving");
         app.run_until_stopped()
             .await
             .map_err(|e| format!("the server failed: {e}"))?;

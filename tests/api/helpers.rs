@@ -108,6 +108,12 @@ pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Child {
 }
 
 impl TestApp {
+    /// The same server through another client (one that trusts a test CA, say).
+    pub fn with_agent(mut self, agent: ureq::Agent) -> TestApp {
+        self.agent = agent;
+        self
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

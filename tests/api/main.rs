@@ -8,3 +8,4 @@ mod helpers;
 mod lifecycle;
 mod operations;
 mod search;
+mod tls;

@@ -1,0 +1,84 @@
+//! HTTPS with --tls-cert and --tls-key: a client that trusts the test certificate talks to
+//! the server; one that does not, or that speaks plain HTTP, does not.
+
+use std::fs;
+
+use crate::helpers::{TestApp, spawn_app_in};
+
+fn tls_app(dir: &std::path::Path) -> (TestApp, Vec<u8>) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    fs::write(&cert, certified.cert.pem()).unwrap();
+    fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let app = spawn_app_in(
+        &dir.join("data"),
+        &[
+            ("SECRETGEN_TLS_CERT", cert.to_str().unwrap()),
+            ("SECRETGEN_TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    (app, certified.cert.der().to_vec())
+}
+
+fn trusting(der: &[u8]) -> ureq::Agent {
+    let root = ureq::tls::Certificate::from_der(der).to_owned();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&[root]))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+#[test]
+fn a_client_that_trusts_the_certificate_talks_https() {
+    let temp = tempfile::tempdir().unwrap();
+    let (app, der) = tls_app(temp.path());
+    assert!(app.base.starts_with("https://127.0.0.1:"), "{}", app.base);
+    let app = app.with_agent(trusting(&der));
+    assert_eq!(app.request("GET", "/healthz", None, None).status, 200);
+    let answer = app.generate("otp_sms", 3);
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["codes"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn untrusting_and_plain_http_clients_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let (app, _der) = tls_app(temp.path());
+    // The system's roots do not include the test certificate.
+    assert!(ureq::get(&app.url("/healthz")).call().is_err());
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = app.url("/healthz").replacen("https://", "http://", 1);
+    let answer = ureq::get(&plain).call();
+    assert!(
+        answer.as_ref().map_or(true, |r| r.status() != 200),
+        "plain HTTP was served: {answer:?}"
+    );
+}
+
+#[test]
+fn bad_tls_files_stop_the_server_with_a_clear_message() {
+    let temp = tempfile::tempdir().unwrap();
+    let cert = temp.path().join("cert.pem");
+    fs::write(&cert, "not a certificate").unwrap();
+    let child = crate::helpers::start(
+        &temp.path().join("data"),
+        &[
+            ("SECRETGEN_TLS_CERT", cert.to_str().unwrap()),
+            ("SECRETGEN_TLS_KEY", cert.to_str().unwrap()),
+        ],
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TLS certificate"), "{err}");
+    assert!(
+        !temp.path().join("data").exists(),
+        "nothing was created before TLS was checked"
+    );
+}
