@@ -97,6 +97,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
     )
     .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+    )
+    .service(
         web::resource("/metrics")
             .route(web::get().to(metrics))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
@@ -386,6 +391,15 @@ async fn generate(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(body))
+}
+
+/// The API described as OpenAPI 3, kept honest by the contract test in `.ci/run`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(OPENAPI)
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {

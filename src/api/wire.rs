@@ -115,16 +115,20 @@ fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 /// An integer field, as a number or a string of digits (protojson accepts both).
 fn integer(value: &Value) -> Option<i128> {
     match value {
+        // Written as an integer: `8`, not `8.0` (which JSON Schema's draft 4, as OpenAPI 3.0
+        // uses it, does not count as an integer).
         Value::Number(n) => n
             .as_i64()
             .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e30)
-                    .map(|f| f as i128)
-            }),
-        Value::String(s) => s.trim().parse().ok(),
+            .or_else(|| n.as_u64().map(i128::from)),
+        // Digits, with a minus sign at most: what the OpenAPI description promises.
+        Value::String(s) => {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        }
         _ => None,
     }
 }

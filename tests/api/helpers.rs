@@ -166,8 +166,13 @@ impl TestApp {
         let content_type = header("content-type");
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string()?;
+        let json = content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/json"));
         let body = if text.is_empty() {
             Value::Null
+        } else if !json {
+            Value::String(text)
         } else {
             serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))

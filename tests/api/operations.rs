@@ -151,3 +151,47 @@ fn every_answer_carries_a_request_id_that_the_logs_carry_too() {
     );
     assert!(logs.contains(&id));
 }
+
+#[test]
+fn the_openapi_description_is_served_and_names_every_route() {
+    let app = spawn_app();
+    let answer = app.request("GET", "/openapi.json", None, None);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["openapi"], "3.0.3");
+    let mut paths: Vec<&str> = answer.body["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/admin/v1/secretgenerators/_search",
+            "/admin/v1/secretgenerators/{generatorType}",
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+            "/readyz",
+            "/v1/codes/{generatorType}/_generate",
+        ]
+    );
+    // Every documented operation exists: none answers 404 or 405.
+    for (path, item) in answer.body["paths"].as_object().unwrap() {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+        {
+            let concrete = path.replace("{generatorType}", "OTP_SMS");
+            let answer = app.request(&method.to_uppercase(), &concrete, Some(&app.token), None);
+            assert!(
+                ![404, 405].contains(&answer.status),
+                "{method} {path}: {}",
+                answer.status
+            );
+        }
+    }
+}
