@@ -65,6 +65,9 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "SECRETGEN_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Record and serve Prometheus metrics at /metrics.
+    #[arg(long, env = "SECRETGEN_METRICS", default_value = "on", value_parser = ["on", "off"])]
+    metrics: String,
     /// Worker threads (default: one per core).
     #[arg(long, env = "SECRETGEN_WORKERS")]
     workers: Option<usize>,
@@ -195,6 +198,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         bootstrap_token,
         workers: args.workers,
         rate_limit: std::num::NonZeroU32::new(args.rate_limit),
+        metrics: args.metrics == "on",
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
             _ => None,

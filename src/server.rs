@@ -40,6 +40,8 @@ pub struct Settings {
     pub rate_limit: Option<std::num::NonZeroU32>,
     /// Serve HTTPS with this certificate chain and key; `None` for plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Record and serve Prometheus metrics.
+    pub metrics: bool,
 }
 
 /// PEM files of a TLS certificate chain and its private key.
@@ -102,7 +104,11 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
-        let state = web::Data::new(AppState::new(Arc::new(control), settings.rate_limit));
+        let state = web::Data::new(AppState::new(
+            Arc::new(control),
+            settings.rate_limit,
+            settings.metrics,
+        ));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -48,12 +48,20 @@ pub struct AppState {
 impl AppState {
     /// The state of a server over `control`, limiting each token to `rate_limit` data-plane
     /// requests a second (bursts of as many), or not at all when `None`.
-    pub fn new(control: Arc<ControlPlane>, rate_limit: Option<NonZeroU32>) -> AppState {
+    pub fn new(
+        control: Arc<ControlPlane>,
+        rate_limit: Option<NonZeroU32>,
+        metrics: bool,
+    ) -> AppState {
         let auth = Authenticator::new(Arc::clone(control.store()));
         AppState {
             control,
             auth,
-            metrics: Metrics::new(),
+            metrics: if metrics {
+                Metrics::new()
+            } else {
+                Metrics::disabled()
+            },
             limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
         }
     }
@@ -402,7 +410,10 @@ async fn openapi() -> HttpResponse {
         .body(OPENAPI)
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !state.metrics.enabled() {
+        return ApiError::not_found(req.path()).error_response();
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render(state.control.instance()))
