@@ -195,3 +195,13 @@ fn the_openapi_description_is_served_and_names_every_route() {
         }
     }
 }
+
+#[test]
+fn metrics_can_be_turned_off() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(&temp.path().join("d"), &[("SECRETGEN_METRICS", "off")]);
+    assert_eq!(app.generate("otp_sms", 1).status, 200);
+    let answer = app.request("GET", "/metrics", None, None);
+    assert_eq!(answer.status, 404);
+    assert_error_shape(&answer, 5);
+}
