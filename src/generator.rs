@@ -175,9 +175,7 @@ impl Generator {
         state: &mut ThreadState,
         out: &mut [u8; INLINE],
     ) -> Result<(), EntropyError> {
-        if state.cache.owner != self.id || state.cache.next == state.cache.end {
-            self.refill_cache(state)?;
-        }
+        self.ensure_cached(state)?;
         let cache = &mut state.cache;
         let len = self.length;
         // The code's bytes through a mask of `len` ones: a fixed-size window, so a few vector
@@ -193,6 +191,16 @@ impl Generator {
         }
         zero_small(&mut cache.bytes[cache.next..cache.next + len]);
         cache.next += len;
+        Ok(())
+    }
+
+    /// Makes sure the cache holds a code of this generator's: refills it when it is empty or
+    /// holds another generator's codes.
+    #[inline(always)]
+    fn ensure_cached(&self, state: &mut ThreadState) -> Result<(), EntropyError> {
+        if state.cache.owner != self.id || state.cache.next == state.cache.end {
+            self.refill_cache(state)?;
+        }
         Ok(())
     }
 
@@ -221,6 +229,10 @@ impl Generator {
 
     /// Writes one code into `out` with this thread's generator; allocates nothing.
     /// `out` must be exactly [`Generator::length`] bytes long.
+    ///
+    /// Codes of up to 32 characters come from the same per-thread cache of codes made ahead
+    /// as [`Generator::generate`]'s (see there).
+    #[inline]
     pub fn fill(&self, out: &mut [u8]) -> Result<(), FillError> {
         if out.len() != self.length {
             return Err(FillError::Length {
@@ -228,7 +240,17 @@ impl Generator {
                 got: out.len(),
             });
         }
-        with_thread_rng(|rng| self.fill_with(rng, out)).map_err(FillError::Entropy)
+        if self.length > INLINE {
+            return with_thread_rng(|rng| self.fill_with(rng, out)).map_err(FillError::Entropy);
+        }
+        with_thread_state(|state| {
+            self.ensure_cached(state)?;
+            let cache = &mut state.cache;
+            move_small(&mut cache.bytes[cache.next..cache.next + out.len()], out);
+            cache.next += out.len();
+            Ok(())
+        })
+        .map_err(FillError::Entropy)
     }
 
     /// Fills `out` with codes back to back, `out.len() / length` of them, from this thread's
@@ -398,6 +420,26 @@ static PREFIX_MASKS: [u8; 2 * INLINE] = {
     }
     masks
 };
+
+/// Moves `src` (as long as `dst`, at most [`INLINE`] bytes) to `dst` and zeroes `src`, with
+/// two fixed-size, possibly overlapping copies (as `memcpy` does for small sizes) instead of
+/// calls.
+#[inline(always)]
+fn move_small(src: &mut [u8], dst: &mut [u8]) {
+    #[inline(always)]
+    fn two<const N: usize>(src: &[u8], dst: &mut [u8]) {
+        let len = src.len();
+        dst[..N].copy_from_slice(&src[..N]);
+        dst[len - N..].copy_from_slice(&src[len - N..]);
+    }
+    match src.len() {
+        16.. => two::<16>(src, dst),
+        8.. => two::<8>(src, dst),
+        4.. => two::<4>(src, dst),
+        _ => dst.copy_from_slice(src),
+    }
+    zero_small(src);
+}
 
 /// Zeroes `bytes` (at most [`INLINE`] of them) with two fixed-size, possibly overlapping
 /// writes (as `memset` does for small sizes) instead of a call.
@@ -758,12 +800,19 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for round in 0..200 {
             let which = (round * 7 + round / 3) % 3;
-            for _ in 0..(round % 40) {
-                let code = generators[which].generate().unwrap();
-                assert!(obeys(&configs[which], code.expose()), "generator {which}");
+            for k in 0..(round % 40) {
+                // Owned codes and filled buffers share the cache.
+                let code = if k % 3 == 2 {
+                    let mut buf = vec![0u8; configs[which].length().get()];
+                    generators[which].fill(&mut buf).unwrap();
+                    String::from_utf8(buf).unwrap()
+                } else {
+                    generators[which].generate().unwrap().expose().to_owned()
+                };
+                assert!(obeys(&configs[which], &code), "generator {which}");
                 if which > 0 {
                     // 20 or more characters: a repeat would be a code served twice.
-                    assert!(seen.insert(code.expose().to_owned()), "a code served twice");
+                    assert!(seen.insert(code), "a code served twice");
                 }
                 let (owner, _, rest_zero) = cache_view();
                 assert_eq!(owner, generators[which].id);
