@@ -127,9 +127,10 @@ impl Generator {
     ///
     /// The cost: up to 256 bytes of codes not yet handed out live in the thread's memory. A code
     /// is zeroed there when it is handed out, the rest when the cache is refilled for another
-    /// generator and when the thread exits. This is the exposure the thread's [`CodeRng`]
-    /// already has: its 512-byte buffer holds the random bytes of the codes to come.
-    /// Longer codes are drawn directly, uncached.
+    /// generator and when the thread exits (the codes of a generator dropped meanwhile stay,
+    /// never served, until then). This is the exposure the thread's [`CodeRng`] already has:
+    /// its 512-byte buffer holds the random bytes of the codes to come. Longer codes are drawn
+    /// directly, uncached.
     ///
     /// [expiry]: GeneratorConfig::expiry
     #[inline]
