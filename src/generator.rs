@@ -51,6 +51,9 @@ static LAST_ID: AtomicU64 = AtomicU64::new(0);
 /// Random bytes mapped at a time, without a branch, by the sampling loop (a power of two).
 const BLOCK: usize = 8;
 
+/// The same for runs of at least this many characters, such as the bulk path's.
+const WIDE_BLOCK: usize = 16;
+
 impl Generator {
     /// Compiles `config`. Cheap (a few microseconds), but done once per configuration change.
     pub fn new(config: &GeneratorConfig) -> Generator {
@@ -312,30 +315,13 @@ impl Generator {
     /// Maps random `bytes` to characters in `out` until `out` is full or `bytes` run out;
     /// returns how many bytes it read and characters it wrote.
     ///
-    /// While at least [`BLOCK`] characters are missing it maps [`BLOCK`] bytes at a time
-    /// without a branch: each character is written at the next free place, which advances
-    /// only when the byte was accepted, so a rejected byte's 0 is overwritten by the next
-    /// accepted one (or by a later block). Every accepted byte of a block is used, so no byte is read that the
-    /// byte-by-byte loop would not have read.
+    /// While at least [`WIDE_BLOCK`], then [`BLOCK`], characters are missing it maps that many
+    /// bytes at a time without a branch (see [`Generator::map_blocks`]), then byte by byte.
     #[inline]
     fn map_bytes(&self, bytes: &[u8], out: &mut [u8]) -> (usize, usize) {
         let (mut read, mut written) = (0, 0);
-        while out.len() - written >= BLOCK {
-            let Some(block) = bytes[read..].first_chunk::<BLOCK>() else {
-                break;
-            };
-            let dst: &mut [u8; BLOCK] = (&mut out[written..written + BLOCK])
-                .try_into()
-                .expect("a block fits");
-            let mut k = 0;
-            for &b in block {
-                let c = self.table[usize::from(b)];
-                dst[k & (BLOCK - 1)] = c;
-                k += usize::from(c != 0);
-            }
-            read += BLOCK;
-            written += k;
-        }
+        self.map_blocks::<WIDE_BLOCK>(bytes, out, &mut read, &mut written);
+        self.map_blocks::<BLOCK>(bytes, out, &mut read, &mut written);
         while written < out.len() && read < bytes.len() {
             let c = self.table[usize::from(bytes[read])];
             read += 1;
@@ -345,6 +331,37 @@ impl Generator {
             }
         }
         (read, written)
+    }
+
+    /// While at least `N` characters are missing, maps `N` bytes at a time without a branch:
+    /// each character is written at the next free place, which advances only when the byte
+    /// was accepted, so a rejected byte's 0 is overwritten by the next accepted one (or by a
+    /// later block). Every accepted byte of a block is used, so no byte is read that the
+    /// byte-by-byte loop would not have read. `N` is a power of two.
+    #[inline(always)]
+    fn map_blocks<const N: usize>(
+        &self,
+        bytes: &[u8],
+        out: &mut [u8],
+        read: &mut usize,
+        written: &mut usize,
+    ) {
+        while out.len() - *written >= N {
+            let Some(block) = bytes[*read..].first_chunk::<N>() else {
+                break;
+            };
+            let dst: &mut [u8; N] = (&mut out[*written..*written + N])
+                .try_into()
+                .expect("a block fits");
+            let mut k = 0;
+            for &b in block {
+                let c = self.table[usize::from(b)];
+                dst[k & (N - 1)] = c;
+                k += usize::from(c != 0);
+            }
+            *read += N;
+            *written += k;
+        }
     }
 
     fn has_every_class(&self, code: &[u8]) -> bool {
