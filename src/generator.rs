@@ -1,12 +1,13 @@
 //! A configuration compiled for sampling, and the codes it makes.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use zeroize::Zeroize;
 
 use crate::config::GeneratorConfig;
-use crate::rng::{CodeRng, EntropyError, with_thread_rng};
+use crate::rng::{CodeRng, EntropyError, ThreadState, with_thread_rng, with_thread_state};
 
 /// A compiled, immutable generator: the configuration's arithmetic done once, so that drawing
 /// a code validates nothing, allocates no table and takes no lock.
@@ -39,10 +40,19 @@ pub struct Generator {
     expiry: Duration,
     alphabet_len: usize,
     entropy_bits: f64,
+    /// Unique per [`Generator::new`] (a clone keeps it: it is the same generator), never 0 and
+    /// never reused: which generator a thread's cached codes belong to.
+    id: u64,
 }
+
+/// The last [`Generator`] id handed out.
+static LAST_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Random bytes mapped at a time, without a branch, by the sampling loop (a power of two).
 const BLOCK: usize = 8;
+
+/// The same for runs of at least this many characters, such as the bulk path's.
+const WIDE_BLOCK: usize = 16;
 
 impl Generator {
     /// Compiles `config`. Cheap (a few microseconds), but done once per configuration change.
@@ -74,6 +84,7 @@ impl Generator {
             expiry: config.expiry().duration(),
             alphabet_len: n,
             entropy_bits: config.entropy_bits(),
+            id: LAST_ID.fetch_add(1, Ordering::Relaxed) + 1,
         }
     }
 
@@ -105,18 +116,112 @@ impl Generator {
     ///
     /// "Now" is read from the operating system's coarse real-time clock where there is one
     /// (Linux: `CLOCK_REALTIME_COARSE`, a few nanoseconds instead of tens, a few milliseconds
-    /// behind), so a code may expire up to one clock tick early, never late.
+    /// behind), so a code may expire up to one clock tick early, never late. The clock is read
+    /// for every code (not when codes never expire).
+    ///
+    /// # Codes made ahead
+    /// Codes of up to 32 characters come from a per-thread cache: when it is empty, or holds
+    /// another generator's codes, it is refilled with up to 256 bytes of this generator's codes
+    /// (32 codes of 8 characters) through the bulk path ([`Generator::fill_codes`]). They are
+    /// exactly the codes that many calls would have drawn one by one: uniform and independent.
+    /// The cache belongs to one generator at a time, known by an id unique to each
+    /// [`Generator::new`] (a clone is the same generator and shares it), so codes of a replaced
+    /// generator are never served for its successor, even at the same address.
+    ///
+    /// The cost: up to 256 bytes of codes not yet handed out live in the thread's memory. A code
+    /// is zeroed there when it is handed out, the rest when the cache is refilled for another
+    /// generator and when the thread exits (the codes of a generator dropped meanwhile stay,
+    /// never served, until then). This is the exposure the thread's [`CodeRng`] already has:
+    /// its 512-byte buffer holds the random bytes of the codes to come. Longer codes are drawn
+    /// directly, uncached.
     ///
     /// [expiry]: GeneratorConfig::expiry
+    #[inline]
     pub fn generate(&self) -> Result<Code, EntropyError> {
-        let now = if self.expiry.is_zero() {
-            SystemTime::UNIX_EPOCH // unused: the code never expires
-        } else {
-            coarse_now()
+        if self.length > INLINE {
+            return self.generate_spilled();
+        }
+        let mut code = Code {
+            inline: [0; INLINE],
+            expires_at: self.expires_from_now(),
+            spilled: None,
+            len: self.length as u16,
         };
-        let mut code = Code::zeroed(self.length, self.expires_at(now));
+        with_thread_state(|state| self.take_cached(state, &mut code.inline))?;
+        Ok(code)
+    }
+
+    /// [`Generator::generate`] for codes too long to live inline: drawn directly, uncached.
+    #[inline(never)]
+    fn generate_spilled(&self) -> Result<Code, EntropyError> {
+        let mut code = Code::zeroed(self.length, self.expires_from_now());
         with_thread_rng(|rng| self.fill_with(rng, code.bytes_mut()))?;
         Ok(code)
+    }
+
+    /// When a code made now expires, by the coarse clock; no clock is read when codes never
+    /// expire.
+    #[inline]
+    fn expires_from_now(&self) -> Option<SystemTime> {
+        if self.expiry.is_zero() {
+            None
+        } else {
+            Some(coarse_now() + self.expiry)
+        }
+    }
+
+    /// Moves the next code cached for this generator out of the cache, refilling the cache
+    /// first when it is empty or holds another generator's codes, into the start of `out`.
+    /// Its place in the cache is zeroed.
+    #[inline]
+    fn take_cached(
+        &self,
+        state: &mut ThreadState,
+        out: &mut [u8; INLINE],
+    ) -> Result<(), EntropyError> {
+        self.ensure_cached(state)?;
+        let cache = &mut state.cache;
+        let len = self.length;
+        // The code's bytes through a mask of `len` ones: a fixed-size window, so a few vector
+        // instructions rather than a call, and nothing of the next code is copied.
+        let window: &[u8; INLINE] = cache.bytes[cache.next..]
+            .first_chunk()
+            .expect("the cache has a window's room past its last code");
+        let mask: &[u8; INLINE] = PREFIX_MASKS[INLINE - len..]
+            .first_chunk()
+            .expect("codes in the cache are at most INLINE long");
+        for ((o, w), m) in out.iter_mut().zip(window).zip(mask) {
+            *o = w & m;
+        }
+        zero_small(&mut cache.bytes[cache.next..cache.next + len]);
+        cache.next += len;
+        Ok(())
+    }
+
+    /// Makes sure the cache holds a code of this generator's: refills it when it is empty or
+    /// holds another generator's codes.
+    #[inline(always)]
+    fn ensure_cached(&self, state: &mut ThreadState) -> Result<(), EntropyError> {
+        if state.cache.owner != self.id || state.cache.next == state.cache.end {
+            self.refill_cache(state)?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes what is left in the cache and fills it with this generator's codes.
+    #[cold]
+    #[inline(never)]
+    fn refill_cache(&self, state: &mut ThreadState) -> Result<(), EntropyError> {
+        let (rng, cache) = state.rng_and_cache()?;
+        cache.clear();
+        let end = CACHE_BYTES / self.length * self.length;
+        if let Err(e) = self.fill_codes_with(rng, &mut cache.bytes[..end]) {
+            cache.bytes[..end].zeroize();
+            return Err(e);
+        }
+        cache.owner = self.id;
+        cache.end = end;
+        Ok(())
     }
 
     /// A new code from `rng`, made at `now`.
@@ -128,6 +233,10 @@ impl Generator {
 
     /// Writes one code into `out` with this thread's generator; allocates nothing.
     /// `out` must be exactly [`Generator::length`] bytes long.
+    ///
+    /// Codes of up to 32 characters come from the same per-thread cache of codes made ahead
+    /// as [`Generator::generate`]'s (see there).
+    #[inline]
     pub fn fill(&self, out: &mut [u8]) -> Result<(), FillError> {
         if out.len() != self.length {
             return Err(FillError::Length {
@@ -135,7 +244,17 @@ impl Generator {
                 got: out.len(),
             });
         }
-        with_thread_rng(|rng| self.fill_with(rng, out)).map_err(FillError::Entropy)
+        if self.length > INLINE {
+            return with_thread_rng(|rng| self.fill_with(rng, out)).map_err(FillError::Entropy);
+        }
+        with_thread_state(|state| {
+            self.ensure_cached(state)?;
+            let cache = &mut state.cache;
+            move_small(&mut cache.bytes[cache.next..cache.next + out.len()], out);
+            cache.next += out.len();
+            Ok(())
+        })
+        .map_err(FillError::Entropy)
     }
 
     /// Fills `out` with codes back to back, `out.len() / length` of them, from this thread's
@@ -196,30 +315,13 @@ impl Generator {
     /// Maps random `bytes` to characters in `out` until `out` is full or `bytes` run out;
     /// returns how many bytes it read and characters it wrote.
     ///
-    /// While at least [`BLOCK`] characters are missing it maps [`BLOCK`] bytes at a time
-    /// without a branch: each character is written at the next free place, which advances
-    /// only when the byte was accepted, so a rejected byte's 0 is overwritten by the next
-    /// accepted one (or by a later block). Every accepted byte of a block is used, so no byte is read that the
-    /// byte-by-byte loop would not have read.
+    /// While at least [`WIDE_BLOCK`], then [`BLOCK`], characters are missing it maps that many
+    /// bytes at a time without a branch (see [`Generator::map_blocks`]), then byte by byte.
     #[inline]
     fn map_bytes(&self, bytes: &[u8], out: &mut [u8]) -> (usize, usize) {
         let (mut read, mut written) = (0, 0);
-        while out.len() - written >= BLOCK {
-            let Some(block) = bytes[read..].first_chunk::<BLOCK>() else {
-                break;
-            };
-            let dst: &mut [u8; BLOCK] = (&mut out[written..written + BLOCK])
-                .try_into()
-                .expect("a block fits");
-            let mut k = 0;
-            for &b in block {
-                let c = self.table[usize::from(b)];
-                dst[k & (BLOCK - 1)] = c;
-                k += usize::from(c != 0);
-            }
-            read += BLOCK;
-            written += k;
-        }
+        self.map_blocks::<WIDE_BLOCK>(bytes, out, &mut read, &mut written);
+        self.map_blocks::<BLOCK>(bytes, out, &mut read, &mut written);
         while written < out.len() && read < bytes.len() {
             let c = self.table[usize::from(bytes[read])];
             read += 1;
@@ -229,6 +331,37 @@ impl Generator {
             }
         }
         (read, written)
+    }
+
+    /// While at least `N` characters are missing, maps `N` bytes at a time without a branch:
+    /// each character is written at the next free place, which advances only when the byte
+    /// was accepted, so a rejected byte's 0 is overwritten by the next accepted one (or by a
+    /// later block). Every accepted byte of a block is used, so no byte is read that the
+    /// byte-by-byte loop would not have read. `N` is a power of two.
+    #[inline(always)]
+    fn map_blocks<const N: usize>(
+        &self,
+        bytes: &[u8],
+        out: &mut [u8],
+        read: &mut usize,
+        written: &mut usize,
+    ) {
+        while out.len() - *written >= N {
+            let Some(block) = bytes[*read..].first_chunk::<N>() else {
+                break;
+            };
+            let dst: &mut [u8; N] = (&mut out[*written..*written + N])
+                .try_into()
+                .expect("a block fits");
+            let mut k = 0;
+            for &b in block {
+                let c = self.table[usize::from(b)];
+                dst[k & (N - 1)] = c;
+                k += usize::from(c != 0);
+            }
+            *read += N;
+            *written += k;
+        }
     }
 
     fn has_every_class(&self, code: &[u8]) -> bool {
@@ -295,8 +428,102 @@ impl std::error::Error for FillError {}
 /// Codes up to this many characters are held inline, without a heap allocation.
 const INLINE: usize = 32;
 
+/// `PREFIX_MASKS[INLINE - n..][..INLINE]` is `n` bytes of ones, then zeros.
+static PREFIX_MASKS: [u8; 2 * INLINE] = {
+    let mut masks = [0u8; 2 * INLINE];
+    let mut i = 0;
+    while i < INLINE {
+        masks[i] = 0xff;
+        i += 1;
+    }
+    masks
+};
+
+/// Moves `src` (as long as `dst`, at most [`INLINE`] bytes) to `dst` and zeroes `src`, with
+/// two fixed-size, possibly overlapping copies (as `memcpy` does for small sizes) instead of
+/// calls.
+#[inline(always)]
+fn move_small(src: &mut [u8], dst: &mut [u8]) {
+    #[inline(always)]
+    fn two<const N: usize>(src: &[u8], dst: &mut [u8]) {
+        let len = src.len();
+        dst[..N].copy_from_slice(&src[..N]);
+        dst[len - N..].copy_from_slice(&src[len - N..]);
+    }
+    match src.len() {
+        16.. => two::<16>(src, dst),
+        8.. => two::<8>(src, dst),
+        4.. => two::<4>(src, dst),
+        _ => dst.copy_from_slice(src),
+    }
+    zero_small(src);
+}
+
+/// Zeroes `bytes` (at most [`INLINE`] of them) with two fixed-size, possibly overlapping
+/// writes (as `memset` does for small sizes) instead of a call.
+#[inline(always)]
+fn zero_small(bytes: &mut [u8]) {
+    #[inline(always)]
+    fn two<const N: usize>(bytes: &mut [u8]) {
+        let len = bytes.len();
+        bytes[..N].zeroize();
+        bytes[len - N..].zeroize();
+    }
+    match bytes.len() {
+        16.. => two::<16>(bytes),
+        8.. => two::<8>(bytes),
+        4.. => two::<4>(bytes),
+        _ => bytes.zeroize(),
+    }
+}
+
+/// Bytes of codes each thread keeps made ahead for [`Generator::generate`].
+const CACHE_BYTES: usize = 256;
+
+/// Codes of one generator made ahead, back to back, with the bulk path: a thread's next
+/// [`Generator::generate`] results for that generator. A code is zeroed in the cache as it is
+/// handed out, the codes left are zeroed when the cache is refilled (for another generator or
+/// because it ran out), and everything when the thread exits.
+pub(crate) struct CodeCache {
+    /// The codes, then room for the last code's [`INLINE`]-byte window (always zero).
+    bytes: [u8; CACHE_BYTES + INLINE],
+    /// [`Generator::id`] of the generator the codes belong to; 0 for none.
+    owner: u64,
+    /// Start of the next code to hand out.
+    next: usize,
+    /// End of the cached codes.
+    end: usize,
+}
+
+impl CodeCache {
+    /// An empty cache.
+    pub(crate) const fn new() -> CodeCache {
+        CodeCache {
+            bytes: [0; CACHE_BYTES + INLINE],
+            owner: 0,
+            next: 0,
+            end: 0,
+        }
+    }
+
+    /// Zeroes the codes not handed out and empties the cache.
+    fn clear(&mut self) {
+        self.bytes[self.next..self.end].zeroize();
+        self.owner = 0;
+        self.next = 0;
+        self.end = 0;
+    }
+}
+
+impl Drop for CodeCache {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
 /// The current time from a clock that is cheap to read, at most a few milliseconds behind.
 #[cfg(target_os = "linux")]
+#[inline]
 fn coarse_now() -> SystemTime {
     use rustix::time::{ClockId, clock_gettime};
     let ts = clock_gettime(ClockId::RealtimeCoarse);
@@ -320,12 +547,13 @@ fn coarse_now() -> SystemTime {
 /// its memory is zeroed when it is dropped. Read it with [`Code::expose`]. Codes of up to 32
 /// characters (every default but APP_SECRET) live inline, without a heap allocation.
 #[derive(Clone)]
+#[repr(C)] // the characters first, aligned: moving a code is a few aligned vector moves
 pub struct Code {
-    len: u16,
     inline: [u8; INLINE],
+    expires_at: Option<SystemTime>,
     /// The characters of a code longer than [`INLINE`].
     spilled: Option<Box<[u8]>>,
-    expires_at: Option<SystemTime>,
+    len: u16,
 }
 
 impl Code {
@@ -375,8 +603,11 @@ impl Code {
 
 impl Drop for Code {
     fn drop(&mut self) {
-        // Bytes past the code's length were never written.
-        self.bytes_mut().zeroize();
+        // All of the inline storage, a fixed size: a few stores, no call.
+        self.inline.as_mut_slice().zeroize();
+        if let Some(spilled) = &mut self.spilled {
+            spilled.zeroize();
+        }
     }
 }
 
@@ -542,6 +773,123 @@ mod tests {
         let here = g.generate().unwrap();
         let there = std::thread::scope(|s| s.spawn(|| g.generate().unwrap()).join().unwrap());
         assert_ne!(here.expose(), there.expose());
+    }
+
+    /// Whether `code` is one `config` can make: length, alphabet, every class when required.
+    fn obeys(config: &GeneratorConfig, code: &str) -> bool {
+        code.len() == config.length().get()
+            && code
+                .bytes()
+                .all(|b| config.alphabet().as_bytes().contains(&b))
+            && (!config.require_each_class()
+                || config
+                    .classes()
+                    .iter()
+                    .all(|c| code.bytes().any(|b| c.chars().as_bytes().contains(&b))))
+    }
+
+    /// The cache's codes not handed out yet, and whether every other byte is zero.
+    fn cache_view() -> (u64, usize, bool) {
+        with_thread_state(|state| {
+            let c = &state.cache;
+            let rest_zero = c.bytes[..c.next]
+                .iter()
+                .chain(&c.bytes[c.end..])
+                .all(|&b| b == 0);
+            (c.owner, (c.end - c.next), rest_zero)
+        })
+    }
+
+    #[test]
+    fn interleaved_generators_each_get_their_own_codes() {
+        let digits = GeneratorConfig::default_for(GeneratorType::OtpSms); // 8 digits
+        let mut d = GeneratorConfig::default_for(GeneratorType::InitCode).to_draft();
+        d.length = 20;
+        d.include_digits = false;
+        d.include_symbols = true;
+        d.require_each_class = true;
+        let classes = GeneratorConfig::new(&d).unwrap();
+        let mut d = classes.to_draft();
+        d.length = 32; // the longest cached length
+        let longest = GeneratorConfig::new(&d).unwrap();
+        let configs = [digits, classes, longest];
+        let generators: Vec<Generator> = configs.iter().map(Generator::new).collect();
+        // Runs of every length, so the cache switches owner mid-way and runs out.
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..200 {
+            let which = (round * 7 + round / 3) % 3;
+            for k in 0..(round % 40) {
+                // Owned codes and filled buffers share the cache.
+                let code = if k % 3 == 2 {
+                    let mut buf = vec![0u8; configs[which].length().get()];
+                    generators[which].fill(&mut buf).unwrap();
+                    String::from_utf8(buf).unwrap()
+                } else {
+                    generators[which].generate().unwrap().expose().to_owned()
+                };
+                assert!(obeys(&configs[which], &code), "generator {which}");
+                if which > 0 {
+                    // 20 or more characters: a repeat would be a code served twice.
+                    assert!(seen.insert(code), "a code served twice");
+                }
+                let (owner, _, rest_zero) = cache_view();
+                assert_eq!(owner, generators[which].id);
+                assert!(rest_zero, "served or discarded codes left in the cache");
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_generator_never_gets_a_dropped_ones_codes() {
+        let digits = GeneratorConfig::default_for(GeneratorType::OtpSms);
+        let mut d = digits.to_draft();
+        d.include_digits = false;
+        d.include_upper_letters = true;
+        let letters = GeneratorConfig::new(&d).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..100 {
+            // Hot swap: a fresh generator, likely at the address of the one just dropped.
+            let config = if i % 2 == 0 { &digits } else { &letters };
+            let g = Box::new(Generator::new(config));
+            assert!(ids.insert(g.id), "ids are never reused");
+            for _ in 0..3 {
+                assert!(obeys(config, g.generate().unwrap().expose()));
+            }
+            let (owner, left, _) = cache_view();
+            assert_eq!(owner, g.id);
+            assert!(left > 0, "the dropped generator leaves codes behind");
+        }
+        // A clone is the same generator, and shares its codes.
+        let g = Generator::new(&digits);
+        let _ = g.generate().unwrap();
+        let (_, left, _) = cache_view();
+        let _ = g.clone().generate().unwrap();
+        assert_eq!(cache_view().1, left - 8);
+    }
+
+    #[test]
+    fn the_seeded_path_is_untouched_by_the_cache() {
+        let g = Generator::new(&GeneratorConfig::default_for(GeneratorType::OtpSms));
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut reference = seeded(9);
+        let mut rng = seeded(9);
+        let mut want = vec![0u8; g.length()];
+        for _ in 0..100 {
+            let _ = g.generate().unwrap(); // fills and drains the thread's cache
+            let code = g.generate_with(&mut rng, now).unwrap();
+            g.fill_with(&mut reference, &mut want).unwrap();
+            assert_eq!(code.expose().as_bytes(), &want[..]);
+            assert_eq!(code.expires_at(), Some(now + Duration::from_secs(300)));
+        }
+    }
+
+    #[test]
+    fn long_codes_are_drawn_directly() {
+        let g = Generator::new(&GeneratorConfig::default_for(GeneratorType::AppSecret)); // 64
+        let before = cache_view();
+        let code = g.generate().unwrap();
+        assert_eq!(code.len(), 64);
+        assert_eq!(cache_view(), before, "a long code does not touch the cache");
     }
 
     /// Any configuration that passes validation.

@@ -17,6 +17,8 @@ use std::fmt;
 use rand_core::{Rng, SeedableRng};
 use zeroize::Zeroize;
 
+use crate::generator::CodeCache;
+
 /// The stream cipher behind every code.
 pub type Cipher = rand_chacha::ChaCha12Rng;
 
@@ -129,22 +131,51 @@ impl fmt::Debug for CodeRng {
     }
 }
 
+/// What each thread keeps: its generator, keyed on first use, and its cache of codes made
+/// ahead for [`crate::Generator::generate`].
+pub(crate) struct ThreadState {
+    rng: Option<CodeRng>,
+    pub(crate) cache: CodeCache,
+}
+
+impl ThreadState {
+    /// This thread's generator, keyed from the operating system on first use.
+    #[inline]
+    pub(crate) fn rng(&mut self) -> Result<&mut CodeRng, EntropyError> {
+        match &mut self.rng {
+            Some(rng) => Ok(rng),
+            empty => Ok(empty.insert(CodeRng::from_os()?)),
+        }
+    }
+
+    /// The generator and the cache at once, for refilling the cache.
+    #[inline]
+    pub(crate) fn rng_and_cache(&mut self) -> Result<(&mut CodeRng, &mut CodeCache), EntropyError> {
+        let rng = match &mut self.rng {
+            Some(rng) => rng,
+            empty => empty.insert(CodeRng::from_os()?),
+        };
+        Ok((rng, &mut self.cache))
+    }
+}
+
 thread_local! {
-    static THREAD_RNG: RefCell<Option<CodeRng>> = const { RefCell::new(None) };
+    static THREAD: RefCell<ThreadState> = const {
+        RefCell::new(ThreadState { rng: None, cache: CodeCache::new() })
+    };
 }
 
 /// Runs `f` with this thread's generator, keying it from the operating system on first use.
 pub fn with_thread_rng<T>(
     f: impl FnOnce(&mut CodeRng) -> Result<T, EntropyError>,
 ) -> Result<T, EntropyError> {
-    THREAD_RNG.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let rng = match &mut *slot {
-            Some(rng) => rng,
-            empty => empty.insert(CodeRng::from_os()?),
-        };
-        f(rng)
-    })
+    with_thread_state(|state| f(state.rng()?))
+}
+
+/// Runs `f` with this thread's state.
+#[inline]
+pub(crate) fn with_thread_state<T>(f: impl FnOnce(&mut ThreadState) -> T) -> T {
+    THREAD.with(|cell| f(&mut cell.borrow_mut()))
 }
 
 /// The operating system gave no randomness, so no code was made.
