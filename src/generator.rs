@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use zeroize::Zeroize;
 
-use crate::config::GeneratorConfig;
+use crate::config::{CodeLength, GeneratorConfig};
 use crate::rng::{CodeRng, EntropyError, ThreadState, with_thread_rng, with_thread_state};
 
 /// A compiled, immutable generator: the configuration's arithmetic done once, so that drawing
@@ -274,15 +274,27 @@ impl Generator {
     }
 
     /// [`Generator::fill_codes`] from `rng`, for a buffer whose length the caller made a
-    /// multiple of [`Generator::length`] (a shorter last code is filled as far as it goes).
+    /// multiple of [`Generator::length`] (a shorter last code is filled as far as it goes:
+    /// with the first characters of the next whole code).
     /// The codes are exactly those of as many calls to [`Generator::fill_with`].
     pub fn fill_codes_with(&self, rng: &mut CodeRng, out: &mut [u8]) -> Result<(), EntropyError> {
         if self.required == 0 {
             // Independent uniform codes back to back are one uniform run of characters.
             return self.fill_uniform(rng, out);
         }
-        for code in out.chunks_mut(self.length) {
+        let mut codes = out.chunks_exact_mut(self.length);
+        for code in &mut codes {
             self.fill_with(rng, code)?;
+        }
+        let rest = codes.into_remainder();
+        if !rest.is_empty() {
+            // Drawn whole: a part shorter than the number of classes could never hold
+            // every class, and the search for one would not end.
+            let mut whole = [0u8; CodeLength::MAX as usize];
+            let result = self.fill_with(rng, &mut whole[..self.length]);
+            rest.copy_from_slice(&whole[..rest.len()]);
+            whole.zeroize();
+            result?;
         }
         Ok(())
     }
@@ -728,6 +740,27 @@ mod tests {
                     got: len * 3 + 1
                 })
             );
+        }
+    }
+
+    /// Found by `fuzz/` (`generate`): with `requireEachClass`, a partial last code was drawn
+    /// as a code of its own length, which never ends when it is shorter than the number of
+    /// classes. It is the start of a whole code, as without `requireEachClass`.
+    #[test]
+    fn a_partial_last_code_is_the_start_of_a_whole_one() {
+        let mut draft = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
+        (draft.length, draft.require_each_class) = (4, true);
+        (draft.include_lower_letters, draft.include_upper_letters) = (true, true);
+        draft.include_symbols = true;
+        let config = GeneratorConfig::new(&draft).unwrap();
+        let g = Generator::new(&config);
+        let mut bulk = [0u8; 4 * 3 + 2];
+        g.fill_codes_with(&mut seeded(5), &mut bulk).unwrap();
+        let mut one_by_one = seeded(5);
+        let mut code = [0u8; 4];
+        for chunk in bulk.chunks(4) {
+            g.fill_with(&mut one_by_one, &mut code).unwrap();
+            assert_eq!(chunk, &code[..chunk.len()]);
         }
     }
 
