@@ -15,19 +15,10 @@ THREADS="${WRK_THREADS:-1}"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
 
 cargo build --release --quiet
-WORK="$(mktemp -d)"
-TOKEN="load-benchmark-token-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+# shellcheck source=../../.ci/serve.sh
+. .ci/serve.sh
 # shellcheck disable=SC2086
-SECRETGEN_LOG=warn ./target/release/secretgen serve --listen 127.0.0.1:0 --data-dir "$WORK/data" \
-    --bootstrap-token "$TOKEN" ${SECRETGEN_SERVE_FLAGS:-} >"$WORK/stdout" 2>"$WORK/stderr" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do
-    grep -q '^listening on ' "$WORK/stdout" 2>/dev/null && break
-    sleep 0.1
-done
-BASE="$(sed -n 's/^listening on //p' "$WORK/stdout")"
-[ -n "$BASE" ] || { cat "$WORK/stderr" >&2; exit 1; }
+start_server ./target/release/secretgen load-benchmark-token ${SECRETGEN_SERVE_FLAGS:-}
 
 cat >"$WORK/count1.lua" <<'LUA'
 wrk.method = "POST"
