@@ -145,9 +145,6 @@ pub async fn observe_requests(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -162,6 +159,12 @@ pub async fn observe_requests(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.call(req).instrument(span.clone()).await?;
+    // Asked after routing, the pattern is read off the route taken; asked before, actix
+    // would match the path against every pattern a second time.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
@@ -187,17 +190,27 @@ pub async fn observe_requests(
     Ok(response)
 }
 
-/// 16 random hex digits; a clock-based id if the OS cannot give randomness.
+/// 16 hex digits: a random start drawn once per process, then counting up. Unique within a
+/// process and unlikely to repeat across restarts, without a system call per request; drawn
+/// apart from the codes' random stream, which feeds nothing but codes.
 fn new_request_id() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as u64;
-        bytes = nanos.to_le_bytes();
-    }
-    format!("{:016x}", u64::from_le_bytes(bytes))
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64;
+            bytes = nanos.to_le_bytes();
+        }
+        u64::from_le_bytes(bytes)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", start.wrapping_add(n))
 }
 
 fn generator_type(raw: &str) -> Result<GeneratorType, ApiError> {
