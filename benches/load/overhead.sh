@@ -9,18 +9,9 @@
 # Then, ROUNDS times over, runs wrk against each in turn for _generate with count 1 and with
 # count 1000, and prints the median requests per second of each and its ratio to the base.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-SECONDS_PER_RUN="${1:-5}"
-CONNECTIONS="${2:-64}"
-ROUNDS="${3:-3}"
-THREADS="${WRK_THREADS:-1}"
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
-
-cargo build --release --quiet
-# shellcheck source=../../.ci/serve.sh
-. .ci/serve.sh
+DEFAULT_SECONDS=5
 # shellcheck source=wrk.sh
-. benches/load/wrk.sh
+. "$(dirname "$0")/wrk.sh" "$@"
 BIN=./target/release/secretgen
 HIGH=1000000000
 VARIANTS=(base metrics ratelimit both)

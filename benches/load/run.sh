@@ -10,20 +10,11 @@
 # server's peak memory (VmHWM). Extra flags for the server can be passed in
 # SECRETGEN_SERVE_FLAGS. benches/load/overhead.sh measures what metrics and rate limits cost.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-SECONDS_PER_RUN="${1:-10}"
-CONNECTIONS="${2:-64}"
-ROUNDS="${3:-3}"
-THREADS="${WRK_THREADS:-1}"
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
-
-cargo build --release --quiet
-# shellcheck source=../../.ci/serve.sh
-. .ci/serve.sh
+DEFAULT_SECONDS=10
+# shellcheck source=wrk.sh
+. "$(dirname "$0")/wrk.sh" "$@"
 # shellcheck disable=SC2086
 start_server ./target/release/secretgen load-benchmark-token ${SECRETGEN_SERVE_FLAGS:-}
-# shellcheck source=wrk.sh
-. benches/load/wrk.sh
 write_requests "$WORK"
 GENERATE="$BASE/v1/codes/OTP_SMS/_generate"
 

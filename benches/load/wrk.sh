@@ -1,5 +1,16 @@
-# Sourced by the scripts of benches/load/: wrk runs against a secretgen server.
-# Needs THREADS, CONNECTIONS and SECONDS_PER_RUN set by the caller.
+# Sourced first by the scripts of benches/load/, with their arguments
+# [SECONDS] [CONNECTIONS] [ROUNDS] (SECONDS defaults to the caller's DEFAULT_SECONDS):
+# moves to the repository's root, builds the release binary, brings in .ci/serve.sh and
+# defines the helpers for wrk runs against a secretgen server.
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+SECONDS_PER_RUN="${1:-$DEFAULT_SECONDS}"
+CONNECTIONS="${2:-64}"
+ROUNDS="${3:-3}"
+THREADS="${WRK_THREADS:-1}"
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
+cargo build --release --quiet
+# shellcheck source=../../.ci/serve.sh
+. .ci/serve.sh
 
 # Writes the request scripts for _generate with count 1 and 1000 into folder $1.
 write_requests() {
