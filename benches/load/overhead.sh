@@ -15,15 +15,18 @@ DEFAULT_SECONDS=5
 BIN=./target/release/secretgen
 HIGH=1000000000
 VARIANTS=(base metrics ratelimit both)
+declare -A FLAGS=(
+    [base]="--metrics off"
+    [metrics]="--metrics on"
+    [ratelimit]="--metrics off --rate-limit $HIGH"
+    [both]="--metrics on --rate-limit $HIGH"
+)
 declare -A URL AUTH
-start_server "$BIN" load-base --metrics off
-URL[base]="$BASE" AUTH[base]="$TOKEN"
-start_server "$BIN" load-metrics --metrics on
-URL[metrics]="$BASE" AUTH[metrics]="$TOKEN"
-start_server "$BIN" load-ratelimit --metrics off --rate-limit "$HIGH"
-URL[ratelimit]="$BASE" AUTH[ratelimit]="$TOKEN"
-start_server "$BIN" load-both --metrics on --rate-limit "$HIGH"
-URL[both]="$BASE" AUTH[both]="$TOKEN"
+for v in "${VARIANTS[@]}"; do
+    # shellcheck disable=SC2086
+    start_server "$BIN" "load-$v" ${FLAGS[$v]}
+    URL[$v]="$BASE" AUTH[$v]="$TOKEN"
+done
 write_requests "$WORK"
 RESULTS="$WORK/results"
 

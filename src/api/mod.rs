@@ -143,8 +143,6 @@ pub async fn observe_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use tracing::Instrument;
     let start = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_owned();
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -156,16 +154,8 @@ pub async fn observe_requests(
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map_or_else(new_request_id, str::to_owned);
-    let state = req.app_data::<web::Data<AppState>>().cloned();
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.call(req).instrument(span.clone()).await?;
-    // Asked after routing, the pattern is read off the route taken; asked before, actix
-    // would match the path against every pattern a second time.
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let status = response.status().as_u16();
     let elapsed = start.elapsed();
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(
@@ -173,15 +163,24 @@ pub async fn observe_requests(
             value,
         );
     }
-    if let Some(state) = state {
-        state
-            .metrics
-            .request(&route, method.as_str(), status, elapsed.as_secs_f64());
+    // The response keeps the request: method, path and state are read off it, and the
+    // pattern off the route taken (asked before routing, actix would match every pattern a
+    // second time).
+    let request = response.request();
+    let status = response.status().as_u16();
+    if let Some(state) = request.app_data::<web::Data<AppState>>() {
+        let route = request.match_pattern();
+        state.metrics.request(
+            route.as_deref().unwrap_or("unmatched"),
+            request.method().as_str(),
+            status,
+            elapsed.as_secs_f64(),
+        );
     }
     span.in_scope(|| {
         tracing::info!(
-            method = %method,
-            path = %path,
+            method = %request.method(),
+            path = %request.path(),
             status,
             micros = elapsed.as_micros() as u64,
             "request"
