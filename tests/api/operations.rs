@@ -153,6 +153,23 @@ fn every_answer_carries_a_request_id_that_the_logs_carry_too() {
 }
 
 #[test]
+fn requests_without_an_id_each_get_a_new_one() {
+    let app = spawn_app();
+    let ids: std::collections::HashSet<String> = (0..20)
+        .map(|_| {
+            let response = ureq::get(&app.url("/healthz")).call().unwrap();
+            let id = response.headers()["x-request-id"].to_str().unwrap();
+            assert!(
+                id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{id}"
+            );
+            id.to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 20, "{ids:?}");
+}
+
+#[test]
 fn the_openapi_description_is_served_and_names_every_route() {
     let app = spawn_app();
     let answer = app.request("GET", "/openapi.json", None, None);
