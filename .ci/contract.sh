@@ -4,10 +4,19 @@
 # refused, schema-valid ones accepted, auth enforced, 405 for other methods). See
 # schemathesis.toml for the one check turned off, and why.
 #
-#   bash .ci/contract.sh [SECONDS]          (default 60; SCHEMATHESIS_SEED overrides the seed)
+# The examples and coverage phases are the same on every run; the fuzzing phase repeats with
+# new draws until the time is spent, so a longer run, or a faster machine, tries more bodies.
+# A failure it finds is real (its answer says how to reproduce it with curl): fix it and add
+# the request to the tests in tests/api/ so it is checked on every run from then on.
+#
+# One worker: with two, schemathesis 4.32 on CPython 3.11 sometimes dies inside hypothesis
+# with "AST constructor recursion depth mismatch" (CPython gh-106905, a race in the ast module
+# between threads), a crash of the tool that fails the run without finding anything.
+#
+#   bash .ci/contract.sh [SECONDS]          (default 90; SCHEMATHESIS_SEED overrides the seed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_BUDGET="${1:-60}"
+SECONDS_BUDGET="${1:-90}"
 SEED="${SCHEMATHESIS_SEED:-85633458239668268528549550726823554531}"
 command -v st >/dev/null || python3 -m pip install --quiet 'schemathesis==4.32.5'
 ST="$(command -v st || echo "$(python3 -c "import sysconfig; print(sysconfig.get_path('scripts'))")/st")"
@@ -16,4 +25,4 @@ cargo build --quiet
 . .ci/serve.sh
 start_server ./target/debug/secretgen contract-test-token
 "$ST" run "$BASE/openapi.json" -H "Authorization: Bearer $TOKEN" --max-time "$SECONDS_BUDGET" \
-    --workers 2 --seed "$SEED" --no-color
+    --workers 1 --seed "$SEED" --no-color

@@ -157,7 +157,15 @@ fn bad_generator_types_answer_400_naming_the_field() {
 fn malformed_bodies_answer_400_and_change_nothing() {
     let app = spawn_app();
     let before = app.get_generator("otp_sms").body;
-    for body in ["{", "[]", "\"length\"", "{\"length\": 10,}", "nul"] {
+    for body in [
+        "{",
+        "[]",
+        "\"length\"",
+        "{\"length\": 10,}",
+        "nul",
+        "\t",
+        " \n",
+    ] {
         let answer = app.request(
             "PUT",
             "/admin/v1/secretgenerators/otp_sms",
