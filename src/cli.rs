@@ -31,6 +31,28 @@ enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Copy the store, consistently, while a server may be running on it.
+    Backup(BackupArgs),
+    /// Read the whole store without changing it and report what it holds or what is damaged.
+    Check(CheckArgs),
+}
+
+/// `secretgen backup --to FILE`.
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Where to write the copy; must not exist. A data directory holding it as
+    /// `secretgen.db` is a working store.
+    #[arg(long)]
+    to: PathBuf,
+    #[command(flatten)]
+    data_dir: DataDir,
+}
+
+/// `secretgen check`.
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    data_dir: DataDir,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,9 +72,17 @@ struct ServeArgs {
     /// Instance id for a first start; generated once and stored when not given.
     #[arg(long, env = "SECRETGEN_INSTANCE_ID")]
     instance_id: Option<String>,
-    /// Store this token as the first admin token instead of printing a new one.
+    /// Store this token as the first admin token instead of printing a new one (it shows in
+    /// `ps`: prefer --bootstrap-token-file).
     #[arg(long, env = "SECRETGEN_BOOTSTRAP_TOKEN", hide_env_values = true)]
     bootstrap_token: Option<String>,
+    /// Read the first admin token from this file (one line) instead of printing a new one.
+    #[arg(
+        long,
+        env = "SECRETGEN_BOOTSTRAP_TOKEN_FILE",
+        conflicts_with = "bootstrap_token"
+    )]
+    bootstrap_token_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "SECRETGEN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -68,9 +98,9 @@ struct ServeArgs {
     /// Record and serve Prometheus metrics at /metrics.
     #[arg(long, env = "SECRETGEN_METRICS", default_value = "on", value_parser = ["on", "off"])]
     metrics: String,
-    /// Worker threads (default: one per core).
-    #[arg(long, env = "SECRETGEN_WORKERS")]
-    workers: Option<usize>,
+    /// Worker threads, 1 to 512 (default: one per core).
+    #[arg(long, env = "SECRETGEN_WORKERS", value_parser = clap::value_parser!(u16).range(1..=512))]
+    workers: Option<u16>,
 }
 
 /// The data directory flag, shared by the commands that use the store.
@@ -149,6 +179,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Generate(args) => generate(&args),
         Command::Token(TokenCommand::Create(args)) => token_create(&args),
+        Command::Backup(args) => backup(&args),
+        Command::Check(args) => check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -185,18 +217,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .map(InstanceId::new)
         .transpose()
         .map_err(|e| format!("--instance-id: {e}"))?;
-    let bootstrap_token = args
-        .bootstrap_token
-        .as_deref()
-        .map(Token::from_given)
-        .transpose()
-        .map_err(|e| format!("--bootstrap-token: {e}"))?;
+    let bootstrap_token = match (&args.bootstrap_token, &args.bootstrap_token_file) {
+        (Some(given), _) => {
+            Some(Token::from_given(given).map_err(|e| format!("--bootstrap-token: {e}"))?)
+        }
+        (None, Some(file)) => Some(token_from_file(file)?),
+        (None, None) => None,
+    };
     server::serve(server::Settings {
         listen: args.listen,
         data_dir: args.data_dir.path,
         instance_id,
         bootstrap_token,
-        workers: args.workers,
+        workers: args.workers.map(usize::from),
         rate_limit: std::num::NonZeroU32::new(args.rate_limit),
         metrics: args.metrics == "on",
         tls: match (args.tls_cert, args.tls_key) {
@@ -204,6 +237,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             _ => None,
         },
     })
+}
+
+/// The token in `file`: its one line, without the line's end.
+fn token_from_file(file: &Path) -> Result<Token, String> {
+    let what = format!("--bootstrap-token-file {}", file.display());
+    let mut text = std::fs::read_to_string(file).map_err(|e| format!("{what}: {e}"))?;
+    let result =
+        Token::from_given(text.trim_end_matches(['\n', '\r'])).map_err(|e| format!("{what}: {e}"));
+    text.zeroize();
+    result
 }
 
 /// Logs go to standard error, as text or JSON lines; `SECRETGEN_LOG` filters them
@@ -288,6 +331,69 @@ fn token_create(args: &TokenCreateArgs) -> Result<(), String> {
     writeln!(out, "{}", token.expose())
         .and_then(|()| out.flush())
         .map_err(|e| format!("the token was stored but could not be printed: {e}"))
+}
+
+/// `secretgen backup`: a consistent copy of the store, checked before it takes its name.
+fn backup(args: &BackupArgs) -> Result<(), String> {
+    let store = SqliteStore::open_read_only(&args.data_dir.path).map_err(|e| e.to_string())?;
+    let summary = store.backup(&args.to).map_err(|e| e.to_string())?;
+    println!(
+        "{}: {} events, every hash checked",
+        args.to.display(),
+        summary.events
+    );
+    Ok(())
+}
+
+/// `secretgen check`: every page, the schema, every event's hash and configuration, the
+/// tokens; nothing is written.
+fn check(args: &CheckArgs) -> Result<(), String> {
+    let dir = &args.data_dir.path;
+    let store = SqliteStore::open_read_only(dir).map_err(|e| e.to_string())?;
+    store.integrity_check().map_err(|e| e.to_string())?;
+    let default = store
+        .default_instance()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} holds no instance", store.path().display()))?;
+    let mut lines = vec![format!(
+        "{}: schema version 2, SQLite integrity check ok",
+        store.path().display()
+    )];
+    let mut instances = store.instances().map_err(|e| e.to_string())?;
+    if !instances.contains(&default) {
+        instances.push(default.clone());
+    }
+    for id in instances {
+        let events = store.events(&id).map_err(|e| e.to_string())?;
+        let snapshots = control::replay(&events).map_err(|e| e.to_string())?;
+        let missing: Vec<&str> = GeneratorType::ALL
+            .into_iter()
+            .filter(|t| !snapshots.contains_key(t))
+            .map(GeneratorType::full_name)
+            .collect();
+        if id == default && !missing.is_empty() {
+            return Err(format!(
+                "{}: instance {id} has no configuration for {}",
+                store.path().display(),
+                missing.join(", ")
+            ));
+        }
+        lines.push(format!(
+            "instance {id}{}: {} events, last sequence {}, hash chain intact, {} \
+             configurations valid",
+            if id == default { " (default)" } else { "" },
+            events.len(),
+            events.last().map_or(0, |e| e.sequence),
+            snapshots.len()
+        ));
+    }
+    let tokens = store.token_count().map_err(|e| e.to_string())?;
+    lines.push(format!("tokens: {tokens}"));
+    let mut out = io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(())
 }
 
 /// Output is written in chunks of about this many bytes.

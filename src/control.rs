@@ -72,6 +72,7 @@ impl ControlPlane {
                 .collect();
             events.extend(store.append(&id, &defaults)?);
         }
+        store.finish_creation()?;
         let mut snapshots = replay(&events)?;
         let instance = Instance::new(id, |t| {
             snapshots

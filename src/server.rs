@@ -90,20 +90,28 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, makes sure a token exists, binds the listener. Must be called
-    /// inside an actix system (see [`serve`]).
+    /// Reads the TLS files and binds the listener first, then opens the store, then makes
+    /// sure a token exists, last: a start that fails writes nothing, and a first admin
+    /// token is stored only when nothing after it can fail (it is then printed at once by
+    /// [`serve`]). Must be called inside an actix system.
     pub fn build(settings: Settings) -> Result<Application, String> {
+        if let Some(workers) = settings.workers
+            && !(1..=512).contains(&workers)
+        {
+            return Err(format!(
+                "--workers must be between 1 and 512, got {workers}"
+            ));
+        }
         let tls = settings.tls.as_ref().map(tls_config).transpose()?;
-        let store = SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?;
-        let store: Arc<dyn Store> = Arc::new(store);
-        let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)
-            .map_err(|e| e.to_string())?;
-        let new_admin_token = bootstrap(store.as_ref(), settings.bootstrap_token)?;
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        let store = SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)
+            .map_err(|e| e.to_string())?;
         let state = web::Data::new(AppState::new(
             Arc::new(control),
             settings.rate_limit,
@@ -132,12 +140,12 @@ impl Application {
             Some(config) => server.listen_rustls_0_23(listener, config),
             None => server.listen(listener),
         }
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?
-        .run();
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let new_admin_token = bootstrap(store.as_ref(), settings.bootstrap_token)?;
         Ok(Application {
             addr,
             https,
-            server,
+            server: server.run(),
             new_admin_token,
         })
     }

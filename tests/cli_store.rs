@@ -1,6 +1,8 @@
 //! The commands that use the data directory, run as real processes: `generate` with a
 //! stored configuration, `token create`, and the clear refusals of stores that cannot be used.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -46,7 +48,7 @@ fn refusal(out: &Output) -> String {
 
 #[test]
 fn generate_uses_the_stored_configuration() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     {
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
         let control = ControlPlane::open(store, None).unwrap();
@@ -84,7 +86,7 @@ fn generate_uses_the_stored_configuration() {
 
 #[test]
 fn generate_reads_the_store_while_a_writer_holds_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let control = ControlPlane::open(store, None).unwrap();
     let draft = ConfigDraft {
@@ -100,7 +102,7 @@ fn generate_reads_the_store_while_a_writer_holds_it() {
 
 #[test]
 fn token_create_prints_a_token_and_stores_only_its_hash() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let data = dir.path().join("new");
     let out = stdout(&secretgen(
         &[
@@ -134,7 +136,7 @@ fn token_create_prints_a_token_and_stores_only_its_hash() {
 
 #[test]
 fn token_create_works_beside_a_running_writer() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let _control = ControlPlane::open(Arc::clone(&store) as Arc<dyn Store>, None).unwrap();
     let out = stdout(&secretgen(
@@ -154,7 +156,7 @@ fn token_create_works_beside_a_running_writer() {
 
 #[test]
 fn token_create_refuses_bad_arguments_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let data = dir.path().join("d");
     let err = refusal(&secretgen(
         &[
@@ -181,7 +183,7 @@ fn token_create_refuses_bad_arguments_and_writes_nothing() {
 
 #[test]
 fn a_corrupt_store_stops_every_command_and_is_left_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 131 % 253) as u8).collect();
     fs::write(database_path(dir.path()), &garbage).unwrap();
     for args in [
@@ -222,17 +224,17 @@ fn without_override(args: &[&str], data_dir: &Path) -> Output {
 
 fn make_read_only(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o500)).unwrap();
 }
 
 fn make_writable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 #[test]
 fn an_unwritable_directory_gives_a_clear_error_and_leaves_the_store_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     // An empty directory nobody may write in: no store can be made there.
     let empty = dir.path().join("empty");
     fs::create_dir(&empty).unwrap();
@@ -247,7 +249,7 @@ fn an_unwritable_directory_gives_a_clear_error_and_leaves_the_store_as_it_was() 
     ];
     let err = refusal(&without_override(&args, &empty));
     assert!(
-        err.contains("secretgen.lock") && err.contains("ermission denied"),
+        err.contains(&empty.display().to_string()) && err.contains("ermission denied"),
         "{err}"
     );
     assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
@@ -266,6 +268,12 @@ fn an_unwritable_directory_gives_a_clear_error_and_leaves_the_store_as_it_was() 
         names
     };
     let files = listing(&full);
+    // The store's files stay open to writes while their directory is read-only (SQLite
+    // keeps its WAL and index files between runs): make them read-only too.
+    for name in &files {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(full.join(name), fs::Permissions::from_mode(0o400)).unwrap();
+    }
     make_read_only(&full);
     let err = refusal(&without_override(&args, &full));
     assert!(err.contains(&full.display().to_string()), "{err}");

@@ -3,6 +3,8 @@
 //! acknowledged update must be in the log, the log must replay, and its sequences must run
 //! without gaps. Repeated on one data directory, so each round also recovers from the last.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -58,7 +60,7 @@ fn crash_child() {
 
 #[test]
 fn every_acknowledged_update_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let exe = std::env::current_exe().unwrap();
     let mut rng = StdRng::seed_from_u64(0x5ec2e7);
     let mut next = 0u64;
@@ -106,6 +108,11 @@ fn every_acknowledged_update_survives_sigkill() {
         // Acknowledgements already in the pipe when the child died count too.
         acked.extend(rx.try_iter());
         next = acked.last().unwrap().1 + 1;
+
+        // The files as the kill left them, with the WAL's header damaged and the shared
+        // index gone: the store must refuse them or hold every acknowledged update, never
+        // start over.
+        damaged_wal_image_holds_or_refuses(dir.path(), &acked, round);
 
         // Reopen: the log must replay and hold every acknowledged update.
         let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen after SIGKILL"));
@@ -162,5 +169,33 @@ fn every_acknowledged_update_survives_sigkill() {
         "{ROUNDS} SIGKILLs, {} acknowledged updates all found, {total_lost_in_flight} \
          stored in flight",
         acked.len()
+    );
+    common::assert_check_passes(dir.path());
+}
+
+/// A copy of the store in `dir` (just killed) whose WAL header is noise and whose shared
+/// index is gone: opening it must fail as damaged, or give the same instance with every
+/// acknowledged update.
+fn damaged_wal_image_holds_or_refuses(dir: &Path, acked: &[(u64, u64)], round: usize) {
+    let image = common::private_dir();
+    std::fs::copy(dir.join("secretgen.db"), image.path().join("secretgen.db")).unwrap();
+    let mut wal = std::fs::read(dir.join("secretgen.db-wal")).unwrap_or_default();
+    wal.resize(wal.len().max(32), 0);
+    for (i, b) in wal[..32].iter_mut().enumerate() {
+        *b = (i * 53 % 249) as u8;
+    }
+    std::fs::write(image.path().join("secretgen.db-wal"), &wal).unwrap();
+    let Ok(store) = SqliteStore::open(image.path()) else {
+        return; // refused: nothing served, nothing changed
+    };
+    let store = Arc::new(store);
+    let control = ControlPlane::open(Arc::clone(&store) as Arc<dyn Store>, None)
+        .unwrap_or_else(|e| panic!("round {round}: the image opened but did not replay: {e}"));
+    let events = store.events(control.instance().id()).unwrap();
+    let last = acked.last().unwrap().0;
+    assert!(
+        events.len() as u64 >= last,
+        "round {round}: a damaged WAL lost acknowledged updates ({} events, {last} acknowledged)",
+        events.len()
     );
 }

@@ -1,6 +1,8 @@
 //! The embedded store against real SQLite files in temporary directories: first start,
 //! updates, replay after reopening, refusals, and files that must be left alone.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,7 +40,7 @@ fn state(control: &ControlPlane) -> Vec<(GeneratorConfig, secretgen::Version)> {
 
 #[test]
 fn a_first_start_writes_the_eight_defaults_as_events() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let control = open(dir.path());
     let id = control.instance().id().clone();
     let events = control.store().events(&id).unwrap();
@@ -65,7 +67,7 @@ fn a_first_start_writes_the_eight_defaults_as_events() {
 
 #[test]
 fn after_reopening_every_generator_has_its_configuration_and_details() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let before = {
         let control = open(dir.path());
         control
@@ -93,7 +95,7 @@ fn after_reopening_every_generator_has_its_configuration_and_details() {
 
 #[test]
 fn sequences_strictly_increase_without_gaps() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let control = open(dir.path());
     for (i, t) in [GeneratorType::OtpSms, GeneratorType::OtpEmail]
         .iter()
@@ -113,7 +115,7 @@ fn sequences_strictly_increase_without_gaps() {
 
 #[test]
 fn an_update_that_changes_nothing_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let control = open(dir.path());
     let first = control
         .update(GeneratorType::OtpSms, &otp(10, "120s"), "ci")
@@ -150,7 +152,7 @@ fn an_update_that_changes_nothing_writes_nothing() {
 
 #[test]
 fn a_refused_update_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let control = open(dir.path());
     let before = state(&control);
     let err = control
@@ -177,7 +179,7 @@ fn a_refused_update_changes_nothing() {
 
 #[test]
 fn a_second_writer_is_refused_while_the_first_holds_the_directory() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let first = SqliteStore::open(dir.path()).unwrap();
     let err = SqliteStore::open(dir.path()).unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Locked);
@@ -196,7 +198,7 @@ fn a_second_writer_is_refused_while_the_first_holds_the_directory() {
 
 #[test]
 fn readers_and_token_writers_work_beside_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let control = open(dir.path());
     control
         .update(GeneratorType::OtpSms, &otp(10, "120s"), "ci")
@@ -234,7 +236,7 @@ fn sample_token(n: u8) -> secretgen::store::TokenRecord {
 
 #[test]
 fn token_hashes_are_kept_and_found() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let token = sample_token(7);
     {
         let control = open(dir.path());
@@ -252,7 +254,7 @@ fn token_hashes_are_kept_and_found() {
 
 #[test]
 fn a_data_directory_belongs_to_one_instance() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let chosen = InstanceId::new("tenant-1").unwrap();
     {
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
@@ -272,7 +274,7 @@ fn a_data_directory_belongs_to_one_instance() {
 
 #[test]
 fn a_file_that_is_not_a_database_is_refused_and_left_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7919 % 251) as u8).collect();
     fs::write(database_path(dir.path()), &garbage).unwrap();
     let err = SqliteStore::open(dir.path()).unwrap_err();
@@ -284,7 +286,7 @@ fn a_file_that_is_not_a_database_is_refused_and_left_as_it_was() {
 
 #[test]
 fn a_damaged_store_is_refused_and_left_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     drop(open(dir.path()));
     // Overwrite the middle of the second page (the first table's root page) with noise.
     let path = database_path(dir.path());
@@ -308,7 +310,7 @@ fn a_damaged_store_is_refused_and_left_as_it_was() {
 
 #[test]
 fn a_database_of_another_program_is_refused_and_left_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let path = database_path(dir.path());
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -322,9 +324,63 @@ fn a_database_of_another_program_is_refused_and_left_as_it_was() {
     assert_eq!(fs::read(&path).unwrap(), before);
 }
 
+/// Recomputes every event's hash, as a writer that meant the log to hold these rows would
+/// have: what a newer build, or a forger who knows the scheme, could write.
+fn rechain(conn: &rusqlite::Connection) {
+    use secretgen::store::{EventRow, GENESIS, chain_hash};
+    let rows: Vec<(String, i64, String, String, String, i64, String)> = conn
+        .prepare(
+            "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \
+             creator FROM events ORDER BY instance_id, sequence",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut previous = GENESIS;
+    for (instance_id, sequence, event_type, generator_type, payload, created_at, creator) in &rows {
+        let hash = chain_hash(
+            &previous,
+            &EventRow {
+                instance_id,
+                sequence: *sequence,
+                event_type,
+                generator_type,
+                payload,
+                created_at: *created_at,
+                creator,
+            },
+        );
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        conn.execute(
+            "UPDATE events SET hash = ?1 WHERE instance_id = ?2 AND sequence = ?3",
+            rusqlite::params![hex, instance_id, sequence],
+        )
+        .unwrap();
+        previous = hash;
+    }
+}
+
+/// Edits the store's database directly, as an intruder or a damaged disk would.
+fn edit(dir: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(database_path(dir)).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
 #[test]
 fn an_event_with_a_configuration_this_build_refuses_stops_the_replay() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::private_dir();
     let id = {
         let control = open(dir.path());
         control.instance().id().clone()
@@ -338,6 +394,7 @@ fn an_event_with_a_configuration_this_build_refuses_stops_the_replay() {
             [],
         )
         .unwrap();
+        rechain(&conn);
     }
     let before = fs::read(&path).unwrap();
     let err =
@@ -349,4 +406,331 @@ fn an_event_with_a_configuration_this_build_refuses_stops_the_replay() {
     );
     assert!(message.contains("entropyBits"), "{message}");
     assert_eq!(fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn an_edited_or_dropped_event_breaks_the_chain_and_is_never_served() {
+    let edits = [
+        // A valid configuration, put in place of the one written: length 8 to 9.
+        (
+            "UPDATE events SET payload = replace(payload, '\"length\":8', '\"length\":9') \
+             WHERE sequence = 7",
+            "event 7 of instance",
+        ),
+        (
+            "UPDATE events SET creator = 'mallory' WHERE sequence = 9",
+            "event 9 of instance",
+        ),
+        (
+            "UPDATE events SET created_at = created_at + 1 WHERE sequence = 3",
+            "event 3 of instance",
+        ),
+        (
+            "DELETE FROM events WHERE sequence = 9",
+            "event 10 of instance",
+        ),
+    ];
+    for (sql, at) in edits {
+        let dir = common::private_dir();
+        {
+            let control = open(dir.path());
+            control
+                .update(GeneratorType::OtpSms, &otp(10, "120s"), "alice")
+                .unwrap();
+            control
+                .update(GeneratorType::OtpEmail, &otp(10, "120s"), "alice")
+                .unwrap();
+        }
+        edit(dir.path(), sql);
+        let path = database_path(dir.path());
+        let before = fs::read(&path).unwrap();
+        let err = SqliteStore::open(dir.path())
+            .map_err(secretgen::OpenError::Store)
+            .and_then(|s| ControlPlane::open(Arc::new(s), None))
+            .err()
+            .unwrap_or_else(|| panic!("{sql}: the edited log was served"));
+        let message = err.to_string();
+        assert!(message.contains(at), "{sql}: {message}");
+        assert!(
+            message.contains("does not match its hash") || message.contains("gap"),
+            "{sql}: {message}"
+        );
+        let reader = SqliteStore::open_read_only(dir.path()).unwrap();
+        let id = reader.default_instance().unwrap().unwrap();
+        assert_eq!(
+            reader.events(&id).unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(fs::read(&path).unwrap(), before, "{sql}");
+    }
+}
+
+#[test]
+fn a_new_store_is_whole_in_its_database_file_alone() {
+    let dir = common::private_dir();
+    let control = open(dir.path());
+    let id = control.instance().id().clone();
+    control
+        .update(GeneratorType::OtpSms, &otp(10, "120s"), "alice")
+        .unwrap();
+    // While the writer runs, the database file alone (no WAL: as if it were lost) already
+    // holds the instance, the defaults and every acknowledged change.
+    let copy = common::private_dir();
+    fs::copy(database_path(dir.path()), database_path(copy.path())).unwrap();
+    let reader = SqliteStore::open_read_only(copy.path()).unwrap();
+    assert_eq!(reader.default_instance().unwrap(), Some(id.clone()));
+    let events = reader.events(&id).unwrap();
+    assert_eq!(events.len(), 9);
+    assert_eq!(events[8].config.length, 10);
+    common::assert_check_passes(copy.path());
+    common::assert_check_passes(dir.path());
+}
+
+/// The files of `dir`, a crash image: copied while the writer still has them open.
+fn crash_image(dir: &Path) -> tempfile::TempDir {
+    let image = common::private_dir();
+    for name in ["secretgen.db", "secretgen.db-wal"] {
+        if dir.join(name).exists() {
+            fs::copy(dir.join(name), image.path().join(name)).unwrap();
+        }
+    }
+    image
+}
+
+#[test]
+fn a_damaged_wal_after_a_crash_never_makes_the_store_start_over() {
+    let dir = common::private_dir();
+    let control = open(dir.path());
+    let id = control.instance().id().clone();
+    control
+        .update(GeneratorType::OtpSms, &otp(10, "120s"), "alice")
+        .unwrap();
+    let acknowledged = state(&control);
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 3] = [
+        ("a header of noise", |wal| {
+            wal.resize(wal.len().max(32), 0);
+            for (i, b) in wal[..32].iter_mut().enumerate() {
+                *b = (i * 37 % 251) as u8;
+            }
+        }),
+        ("a log cut inside its header", |wal| {
+            wal.resize(wal.len().max(32), 0x5a);
+            wal.truncate(20);
+        }),
+        ("a flipped bit in the header", |wal| {
+            wal.resize(wal.len().max(32), 0);
+            wal[17] ^= 1;
+        }),
+    ];
+    for (what, damage) in damages {
+        let image = crash_image(dir.path());
+        let wal_path = image.path().join("secretgen.db-wal");
+        let mut wal = fs::read(&wal_path).unwrap_or_default();
+        damage(&mut wal);
+        fs::write(&wal_path, &wal).unwrap();
+        let db_before = fs::read(database_path(image.path())).unwrap();
+        match SqliteStore::open(image.path()) {
+            Err(e) => {
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{what}: {e}");
+                assert!(e.to_string().contains("write-ahead log"), "{what}: {e}");
+                assert_eq!(fs::read(&wal_path).unwrap(), wal, "{what}");
+                assert_eq!(fs::read(database_path(image.path())).unwrap(), db_before);
+            }
+            Ok(store) => {
+                let reopened = ControlPlane::open(Arc::new(store), None).unwrap();
+                assert_eq!(reopened.instance().id(), &id, "{what}: started over");
+                assert_eq!(state(&reopened), acknowledged, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wal_damaged_before_intact_frames_is_refused_not_rolled_back() {
+    let dir = common::private_dir();
+    drop(open(dir.path()));
+    // Three committed transactions that live in the WAL only, as with any writer before
+    // its checkpoint.
+    let wal = {
+        let conn = rusqlite::Connection::open(database_path(dir.path())).unwrap();
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        for n in 1..=3u8 {
+            conn.execute(
+                "INSERT INTO tokens (id, name, hash, permissions, created_at) \
+                 VALUES (?1, 'raw', ?2, 'iam.read', 0)",
+                rusqlite::params![format!("tok_raw{n}"), format!("{n:064x}")],
+            )
+            .unwrap();
+        }
+        fs::read(dir.path().join("secretgen.db-wal")).unwrap()
+    };
+    let frame = 24 + 4096;
+    assert!(wal.len() >= 32 + 3 * frame, "three frames at least");
+    let mut damaged = wal.clone();
+    damaged[32 + 24 + 1000] ^= 0x10; // inside the first frame's page
+    fs::write(dir.path().join("secretgen.db-wal"), &damaged).unwrap();
+    let _ = fs::remove_file(dir.path().join("secretgen.db-shm"));
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    assert!(err.to_string().contains("frame 1 of"), "{err}");
+    let err = SqliteStore::open_read_only(dir.path()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    assert_eq!(
+        fs::read(dir.path().join("secretgen.db-wal")).unwrap(),
+        damaged
+    );
+}
+
+#[test]
+fn an_empty_database_file_is_refused_and_left_as_it_was() {
+    let dir = common::private_dir();
+    fs::write(database_path(dir.path()), b"").unwrap();
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    assert!(err.to_string().contains("empty"), "{err}");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["secretgen.db"]);
+    assert_eq!(fs::metadata(database_path(dir.path())).unwrap().len(), 0);
+}
+
+#[test]
+fn remains_of_a_store_without_its_database_are_refused() {
+    for name in ["secretgen.db-wal", "secretgen.db-shm", "secretgen.lock"] {
+        let dir = common::private_dir();
+        fs::write(dir.path().join(name), b"remains").unwrap();
+        for err in [
+            SqliteStore::open(dir.path()).unwrap_err(),
+            SqliteStore::open_read_only(dir.path()).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{name}");
+            assert!(err.to_string().contains(name), "{name}: {err}");
+            assert!(err.to_string().contains("no secretgen.db"), "{err}");
+        }
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [name], "nothing was added");
+    }
+}
+
+#[test]
+fn a_deleted_lock_file_lets_no_second_writer_in() {
+    let dir = common::private_dir();
+    let first = open(dir.path());
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "lock") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Locked, "{err}");
+    first
+        .update(GeneratorType::OtpSms, &otp(10, "120s"), "ci")
+        .unwrap();
+}
+
+#[test]
+fn a_database_deleted_or_replaced_under_the_writer_refuses_every_write() {
+    for replace in [false, true] {
+        let dir = common::private_dir();
+        let control = open(dir.path());
+        let before = state(&control);
+        let path = database_path(dir.path());
+        if replace {
+            let copy = dir.path().join("copy.db");
+            fs::copy(&path, &copy).unwrap();
+            fs::rename(&copy, &path).unwrap();
+        } else {
+            fs::remove_file(&path).unwrap();
+        }
+        let err = control
+            .update(GeneratorType::OtpSms, &otp(10, "120s"), "ci")
+            .unwrap_err();
+        let UpdateError::Store(err) = err else {
+            panic!("expected a store error, got {err:?}");
+        };
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+        let how = if replace { "replaced" } else { "deleted" };
+        assert!(err.to_string().contains(how), "{err}");
+        assert_eq!(state(&control), before, "nothing was swapped in");
+        assert!(control.store().check().is_err(), "readiness sees it");
+        let token = control.store().add_token(&sample_token(3)).unwrap_err();
+        assert_eq!(token.kind(), StoreErrorKind::Unavailable);
+    }
+}
+
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = common::private_dir();
+    let dir = parent.path().join("data");
+    let control = open(&dir);
+    control
+        .update(GeneratorType::OtpSms, &otp(10, "120s"), "ci")
+        .unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    drop(control);
+    // Group read is allowed, as PostgreSQL allows it; anything more is refused.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+    drop(open(&dir));
+    for open_to_others in [0o755, 0o770, 0o701, 0o704] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(open_to_others)).unwrap();
+        for err in [
+            SqliteStore::open(&dir).unwrap_err(),
+            SqliteStore::open_read_only(&dir).unwrap_err(),
+            SqliteStore::open_shared(&dir).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), StoreErrorKind::Refused, "{open_to_others:o}");
+            assert!(err.to_string().contains("chmod 700"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_store_of_schema_version_1_is_chained_by_its_writer() {
+    let dir = common::private_dir();
+    let (id, before) = {
+        let control = open(dir.path());
+        control
+            .update(GeneratorType::OtpSms, &otp(10, "120s"), "alice")
+            .unwrap();
+        (control.instance().id().clone(), state(&control))
+    };
+    // What version 1 wrote: the same rows without hashes.
+    edit(
+        dir.path(),
+        "ALTER TABLE events DROP COLUMN hash; \
+         UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+    );
+    let err = SqliteStore::open_read_only(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("schema version 1"), "{err}");
+    let control = open(dir.path());
+    assert_eq!(control.instance().id(), &id);
+    assert_eq!(state(&control), before);
+    drop(control);
+    let reader = SqliteStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.events(&id).unwrap().len(), 9);
+    common::assert_check_passes(dir.path());
+    // From now on the chain holds: an edit is caught.
+    edit(
+        dir.path(),
+        "UPDATE events SET creator = 'mallory' WHERE sequence = 9",
+    );
+    assert!(reader.events(&id).is_err());
 }

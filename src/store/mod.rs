@@ -12,6 +12,7 @@
 //! [`crate::control`].
 
 mod sqlite;
+mod wal;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use crate::config::{ConfigDraft, GeneratorConfig};
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{BackupSummary, SqliteStore};
 
 /// The tables, as SQL that SQLite and PostgreSQL both run unchanged: only `TEXT` and
 /// `BIGINT` columns, times as microseconds since the Unix epoch (UTC), JSON as text.
@@ -91,6 +92,81 @@ pub struct Event {
     pub created_at: SystemTime,
     /// Who made the change.
     pub creator: String,
+    /// The event's [`chain_hash`]: over its stored fields and the previous event's hash.
+    pub hash: [u8; 32],
+}
+
+/// The hash before an instance's first event.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// An event's fields as the log stores them: the input of [`chain_hash`].
+#[derive(Clone, Copy, Debug)]
+pub struct EventRow<'a> {
+    /// The instance id.
+    pub instance_id: &'a str,
+    /// The sequence.
+    pub sequence: i64,
+    /// The event type's name.
+    pub event_type: &'a str,
+    /// The generator type's full name.
+    pub generator_type: &'a str,
+    /// The configuration as stored JSON.
+    pub payload: &'a str,
+    /// Microseconds since the Unix epoch.
+    pub created_at: i64,
+    /// The creator's name.
+    pub creator: &'a str,
+}
+
+/// The hash that chains an event to the one before it: SHA-256 over a domain tag,
+/// `previous` (the previous event's hash, or [`GENESIS`] for an instance's first event) and
+/// every stored field of `event`, each prefixed with its length so that no two rows encode
+/// alike. Editing, dropping or reordering an event breaks the chain from there on.
+pub fn chain_hash(previous: &[u8; 32], event: &EventRow<'_>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"secretgen event chain v1\n");
+    hasher.update(previous);
+    let sequence = event.sequence.to_string();
+    let created_at = event.created_at.to_string();
+    for field in [
+        event.instance_id,
+        &sequence,
+        event.event_type,
+        event.generator_type,
+        event.payload,
+        &created_at,
+        event.creator,
+    ] {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+/// Lower-case hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// 32 bytes from 64 hexadecimal digits.
+pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let digit = |b: u8| (b as char).to_digit(16);
+        *o = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
 }
 
 /// A stored access token: its SHA-256 hash, never the token.
@@ -144,8 +220,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// How many tokens are stored.
     fn token_count(&self) -> Result<u64, StoreError>;
 
-    /// Whether the store answers: a trivial read.
+    /// Whether the store answers and is still the store it was opened as.
     fn check(&self) -> Result<(), StoreError>;
+
+    /// Called once a new store holds its instance and that instance's first events (by
+    /// [`crate::ControlPlane::open`]): a store being made becomes visible as a store only
+    /// now, whole. A no-op for a store that already existed.
+    fn finish_creation(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Why the store could not do what was asked.

@@ -1,4 +1,4 @@
--- secretgen's store, schema version 1. SQLite and PostgreSQL run this file unchanged:
+-- secretgen's store, schema version 2 (version 1 had no event hashes; its writer upgrades it). SQLite and PostgreSQL run this file unchanged:
 -- TEXT and BIGINT columns only, times as microseconds since the Unix epoch (UTC), JSON as
 -- text. Statements are separated by semicolons at the end of a line.
 
@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS events (
     payload        TEXT   NOT NULL,  -- the configuration, as the API's JSON
     created_at     BIGINT NOT NULL,  -- microseconds since the Unix epoch
     creator        TEXT   NOT NULL,  -- the name of the token that made the change
+    hash           TEXT   NOT NULL,  -- hex SHA-256 over the previous event's hash and this row
     PRIMARY KEY (instance_id, sequence)
 );
 

@@ -1,25 +1,61 @@
 //! The embedded store: one SQLite file in the data directory, in WAL mode with full
 //! synchronous commits, held by one writing process at a time.
+//!
+//! How it keeps its promises (nothing acknowledged is lost; nothing it did not write is
+//! served):
+//! - A store is made whole or not at all: it is built in a scratch file (schema, instance,
+//!   defaults), checkpointed and synced, and only then linked in as `secretgen.db`. A store
+//!   is made only in a directory that holds no store file at all; a directory with a WAL, a
+//!   shared-memory index or a lock file but no database is refused.
+//! - Every commit is checkpointed into the database file before it is acknowledged, so a WAL
+//!   that is damaged or lost after a crash holds nothing that was acknowledged; a WAL that
+//!   SQLite would drop committed frames from is refused before SQLite opens it ([`wal`]).
+//! - Every write checks, before and after its commit, that `secretgen.db` is still the file
+//!   the store has open: a file deleted or replaced under a running server makes writes fail
+//!   instead of vanishing at the next start.
+//! - The writer locks the data directory itself (`flock`), which cannot be deleted from under
+//!   it the way a lock file can.
+//! - Events are chained by hash ([`chain_hash`]): an edited or damaged event is refused on
+//!   every read.
+//! - The directory is private (0700, and refused when others may read or write it, as
+//!   PostgreSQL does); files are made 0600.
+//!
+//! [`wal`]: super::wal
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{
-    Event, EventType, NewEvent, Payload, SCHEMA, Store, StoreError, StoreErrorKind, TokenRecord,
-    database_path, from_micros, to_micros,
+    Event, EventRow, EventType, GENESIS, NewEvent, Payload, SCHEMA, Store, StoreError,
+    StoreErrorKind, TokenRecord, chain_hash, database_path, from_micros, hex, to_micros, unhex,
+    wal,
 };
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
 
 /// The schema version this build writes and reads.
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 /// How long a statement waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// The scratch file a new store is built in before it is linked in as `secretgen.db`.
+const SCRATCH: &str = ".secretgen.db.creating";
+
+/// Files that only exist beside a store: a directory holding one of them holds a store, or
+/// the remains of one, and no new store is made there.
+const STORE_FILES: [&str; 4] = [
+    "secretgen.db",
+    "secretgen.db-wal",
+    "secretgen.db-shm",
+    "secretgen.lock",
+];
 
 /// What a handle may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,65 +68,99 @@ enum Mode {
     ReadOnly,
 }
 
+/// A file by identity: device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> io::Result<FileId> {
+        let meta = fs::metadata(path)?;
+        Ok(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    /// The file the connection has open: `secretgen.db`, or the scratch file of a store
+    /// being made.
+    at: PathBuf,
+    /// The identity `at` had when it was opened; checked around every write.
+    file: FileId,
+    /// A new store not yet linked in as `secretgen.db`.
+    pending: bool,
+}
+
 /// The embedded store: `secretgen.db` in the data directory.
 ///
-/// [`SqliteStore::open`] makes the process the directory's writer: it takes an exclusive
-/// lock on `secretgen.lock` for as long as the store lives, so two servers can never append
-/// to one log. [`SqliteStore::open_shared`] and [`SqliteStore::open_read_only`] open a store
+/// [`SqliteStore::open`] makes the process the directory's writer: it holds an exclusive
+/// lock on the directory for as long as the store lives, so two servers can never append to
+/// one log. [`SqliteStore::open_shared`] and [`SqliteStore::open_read_only`] open a store
 /// that may have a writer beside them (`token create`, `generate` while a server runs).
 ///
-/// Opening never repairs, resets or overwrites: a file that is not a secretgen store, or
-/// whose pages are damaged, is refused with [`StoreErrorKind::Corrupt`] and left as it is.
+/// Opening never repairs, resets or overwrites: a file that is not a complete, consistent
+/// secretgen store is refused with [`StoreErrorKind::Corrupt`] and left as it is.
 #[derive(Debug)]
 pub struct SqliteStore {
+    data_dir: PathBuf,
     path: PathBuf,
     mode: Mode,
-    conn: Mutex<Connection>,
+    inner: Mutex<Inner>,
     /// Held for the life of a writer; the OS releases the lock when the process dies.
     _lock: Option<File>,
 }
 
 impl SqliteStore {
-    /// Opens the store in `data_dir` as its writer, creating the directory and the store if
-    /// they do not exist yet.
+    /// Opens the store in `data_dir` as its writer. When the directory holds no store file
+    /// at all (it may not exist yet: it is made, private), a new store is begun in a scratch
+    /// file; it becomes `secretgen.db` once [`Store::finish_creation`] is called, which
+    /// [`crate::ControlPlane::open`] does after writing the instance and its defaults.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        fs::create_dir_all(data_dir).map_err(|e| {
-            unavailable(format!(
-                "cannot create the data directory {}: {e}",
-                data_dir.display()
-            ))
-        })?;
+        private_directory(data_dir, true)?;
         let lock = lock_directory(data_dir)?;
         let path = database_path(data_dir);
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let store = Self::connect(path, flags, Mode::Writer, Some(lock))?;
-        store.initialize()?;
+        if !present(&path)? {
+            refuse_remains(data_dir)?;
+            return Self::create(data_dir, lock);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let store = Self::connect(data_dir, flags, Mode::Writer, Some(lock))?;
+        store.require_complete()?;
+        store.use_wal()?;
         Ok(store)
     }
 
     /// Opens an existing store beside its writer, to add tokens.
     pub fn open_shared(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        let path = existing_database(data_dir)?;
+        existing_store(data_dir)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let store = Self::connect(path, flags, Mode::Shared, None)?;
-        store.require_schema()?;
+        let store = Self::connect(data_dir, flags, Mode::Shared, None)?;
+        store.require_complete()?;
+        store.use_wal()?;
         Ok(store)
     }
 
     /// Opens an existing store to read it.
     pub fn open_read_only(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        let path = existing_database(data_dir)?;
+        existing_store(data_dir)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let store = Self::connect(path, flags, Mode::ReadOnly, None)?;
-        store.require_schema()?;
+        let store = Self::connect(data_dir, flags, Mode::ReadOnly, None)?;
+        store.require_complete()?;
         Ok(store)
     }
 
-    /// Whether `data_dir` holds a store file.
+    /// Whether `data_dir` holds a store, or what remains of one: any of `secretgen.db`, its
+    /// WAL, its shared-memory index, or a lock file.
     pub fn exists(data_dir: &Path) -> bool {
-        database_path(data_dir).is_file()
+        STORE_FILES
+            .iter()
+            .any(|name| fs::symlink_metadata(data_dir.join(name)).is_ok())
     }
 
     /// The database file.
@@ -98,36 +168,110 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Begins a new store in the scratch file.
+    fn create(data_dir: &Path, lock: File) -> Result<SqliteStore, StoreError> {
+        let scratch = data_dir.join(SCRATCH);
+        // Remains of a start that died while making its store: nothing in them was ever
+        // acknowledged, and only the holder of the directory's lock makes stores.
+        remove_sqlite_files(&scratch);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&scratch)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", scratch.display())))?;
+        let path = database_path(data_dir);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = connection(&scratch, flags).map_err(|e| sql_error(&path, "cannot create", e))?;
+        let file = FileId::of(&scratch)
+            .map_err(|e| unavailable(format!("cannot read {}: {e}", scratch.display())))?;
+        let store = SqliteStore {
+            data_dir: data_dir.to_owned(),
+            path,
+            mode: Mode::Writer,
+            inner: Mutex::new(Inner {
+                conn,
+                at: scratch,
+                file,
+                pending: true,
+            }),
+            _lock: Some(lock),
+        };
+        store.use_wal()?;
+        let mut inner = store.inner();
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_error(&store.path, "cannot write", e))?;
+        tx.execute_batch(SCHEMA)
+            .map_err(|e| sql_error(&store.path, "cannot create the tables of", e))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION],
+        )
+        .map_err(|e| sql_error(&store.path, "cannot write", e))?;
+        tx.commit()
+            .map_err(|e| sql_error(&store.path, "cannot write", e))?;
+        drop(inner);
+        Ok(store)
+    }
+
     fn connect(
-        path: PathBuf,
+        data_dir: &Path,
         flags: OpenFlags,
         mode: Mode,
         lock: Option<File>,
     ) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open_with_flags(&path, flags)
-            .map_err(|e| sql_error(&path, "cannot open", e))?;
-        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into()))
-            .map_err(|e| sql_error(&path, "cannot open", e))?;
+        let path = database_path(data_dir);
+        // Read the files before SQLite does: SQLite would open an empty file as a new
+        // database, and read a damaged WAL only up to the damage.
+        let meta = fs::metadata(&path)
+            .map_err(|e| unavailable(format!("cannot read {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(corrupt(&path, "it is not a file"));
+        }
+        if meta.len() == 0 {
+            return Err(corrupt(&path, "it is empty (0 bytes)"));
+        }
+        let wal_path = sqlite_file(&path, "-wal");
+        wal::check_file(&wal_path).map_err(|why| {
+            corrupt(
+                &path,
+                &format!(
+                    "its write-ahead log {} does not match it: {why}",
+                    wal_path.display()
+                ),
+            )
+        })?;
+        let conn = connection(&path, flags).map_err(|e| sql_error(&path, "cannot open", e))?;
+        let file = FileId::of(&path)
+            .map_err(|e| unavailable(format!("cannot read {}: {e}", path.display())))?;
         let store = SqliteStore {
-            path,
+            data_dir: data_dir.to_owned(),
+            path: path.clone(),
             mode,
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Inner {
+                conn,
+                at: path,
+                file,
+                pending: false,
+            }),
             _lock: lock,
         };
-        // Read before anything is written: a damaged file must be left exactly as it is.
         store.quick_check()?;
         Ok(store)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the connection leaves no half transaction behind: rusqlite
         // rolls back an unfinished transaction when it is dropped.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn quick_check(&self) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let verdict: String = conn
+        let verdict: String = self
+            .inner()
+            .conn
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         if verdict != "ok" {
@@ -136,10 +280,28 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// SQLite's full integrity check: every page, index and constraint.
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        let inner = self.inner();
+        let mut stmt = inner
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        let verdicts = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        if verdicts != ["ok"] {
+            return Err(corrupt(&self.path, &verdicts.join("; ")));
+        }
+        Ok(())
+    }
+
     /// The names of the tables in the file.
     fn tables(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
+        let inner = self.inner();
+        let mut stmt = inner
+            .conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         let names = stmt
@@ -149,68 +311,116 @@ impl SqliteStore {
         Ok(names)
     }
 
-    /// Refuses a file whose tables are not secretgen's, or that a newer version wrote.
-    fn require_schema(&self) -> Result<(), StoreError> {
+    /// Refuses a file that is not a whole secretgen store of this schema: secretgen's
+    /// tables, a schema version this build reads, and an instance. A store of schema
+    /// version 1 (events without hashes) is brought to version 2 by its writer.
+    fn require_complete(&self) -> Result<(), StoreError> {
         let tables = self.tables()?;
-        if !tables.iter().any(|t| t == "meta") {
+        if tables.is_empty() {
+            return Err(corrupt(
+                &self.path,
+                "it holds no tables (its contents were never written to it, or were lost)",
+            ));
+        }
+        if !["events", "meta", "tokens"]
+            .iter()
+            .all(|t| tables.iter().any(|have| have == t))
+        {
             return Err(corrupt(&self.path, "it has no secretgen tables"));
         }
-        let version = self.meta("schema_version")?;
-        match version.as_deref() {
-            Some(SCHEMA_VERSION) => Ok(()),
-            Some(other) => Err(StoreError::new(
-                StoreErrorKind::Corrupt,
-                format!(
-                    "{} has schema version {other}; this secretgen reads version \
-                     {SCHEMA_VERSION} (was it written by a newer secretgen?)",
-                    self.path.display()
-                ),
-            )),
-            None => Err(corrupt(&self.path, "it has no schema version")),
-        }
-    }
-
-    /// Makes a new file a store, or checks that an existing one is; then switches to WAL
-    /// with full synchronous commits.
-    fn initialize(&self) -> Result<(), StoreError> {
-        let empty = self.tables()?.is_empty();
-        if !empty {
-            self.require_schema()?;
-        }
-        {
-            let conn = self.conn();
-            let mode: String = conn
-                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-                .map_err(|e| sql_error(&self.path, "cannot set up", e))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(unavailable(format!(
-                    "{} cannot use write-ahead logging (journal mode {mode})",
-                    self.path.display()
-                )));
+        match self.meta("schema_version")?.as_deref() {
+            Some(SCHEMA_VERSION) => {}
+            Some("1") if self.mode == Mode::Writer => self.upgrade_from_version_1()?,
+            Some("1") => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Refused,
+                    format!(
+                        "{} has schema version 1, which its writer upgrades: start `secretgen \
+                         serve` on it once",
+                        self.path.display()
+                    ),
+                ));
             }
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(|e| sql_error(&self.path, "cannot set up", e))?;
+            Some(other) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!(
+                        "{} has schema version {other}; this secretgen reads version \
+                         {SCHEMA_VERSION} (was it written by a newer secretgen?)",
+                        self.path.display()
+                    ),
+                ));
+            }
+            None => return Err(corrupt(&self.path, "it has no schema version")),
         }
-        if empty {
-            let mut conn = self.conn();
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| sql_error(&self.path, "cannot write", e))?;
-            tx.execute_batch(SCHEMA)
-                .map_err(|e| sql_error(&self.path, "cannot create the tables of", e))?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                [SCHEMA_VERSION],
-            )
-            .map_err(|e| sql_error(&self.path, "cannot write", e))?;
-            tx.commit()
-                .map_err(|e| sql_error(&self.path, "cannot write", e))?;
+        if self.default_instance()?.is_none() {
+            return Err(corrupt(
+                &self.path,
+                "it holds no instance (it was never completed)",
+            ));
         }
         Ok(())
     }
 
+    /// Version 1 kept events without hashes: the writer chains them, once, in one
+    /// transaction.
+    fn upgrade_from_version_1(&self) -> Result<(), StoreError> {
+        let mut inner = self.inner();
+        let write_error = |e| sql_error(&self.path, "cannot upgrade", e);
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(write_error)?;
+        tx.execute_batch("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
+            .map_err(write_error)?;
+        let rows = read_rows(&tx, None).map_err(write_error)?;
+        let mut previous: Option<(&str, [u8; 32])> = None;
+        for row in &rows {
+            let before = match previous {
+                Some((instance, hash)) if instance == row.instance_id => hash,
+                _ => GENESIS,
+            };
+            let hash = chain_hash(&before, &row.as_event_row());
+            tx.execute(
+                "UPDATE events SET hash = ?1 WHERE instance_id = ?2 AND sequence = ?3",
+                rusqlite::params![hex(&hash), row.instance_id, row.sequence],
+            )
+            .map_err(write_error)?;
+            previous = Some((&row.instance_id, hash));
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [SCHEMA_VERSION],
+        )
+        .map_err(write_error)?;
+        tx.commit().map_err(write_error)?;
+        checkpoint(&inner.conn, &self.path);
+        tracing::info!(path = %self.path.display(), "store upgraded to schema version 2 (events chained by hash)");
+        Ok(())
+    }
+
+    /// Switches to WAL with full synchronous commits.
+    fn use_wal(&self) -> Result<(), StoreError> {
+        let inner = self.inner();
+        let mode: String = inner
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|e| sql_error(&self.path, "cannot set up", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(unavailable(format!(
+                "{} cannot use write-ahead logging (journal mode {mode})",
+                self.path.display()
+            )));
+        }
+        inner
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql_error(&self.path, "cannot set up", e))
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.conn()
+        self.inner()
+            .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
                 row.get(0)
             })
@@ -234,6 +444,145 @@ impl SqliteStore {
                 }
             ),
         ))
+    }
+
+    /// Refuses to go on when the file the store has open is no longer the store's file.
+    fn verify_file(&self, inner: &Inner) -> Result<(), StoreError> {
+        let gone = |how: &str| {
+            unavailable(format!(
+                "{} {how} while secretgen had it open: changes would be lost, so none are \
+                 accepted (restore the file, or restart on it)",
+                self.path.display()
+            ))
+        };
+        match FileId::of(&inner.at) {
+            Ok(id) if id == inner.file => Ok(()),
+            Ok(_) => Err(gone("was replaced by another file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(gone("was deleted")),
+            Err(e) => Err(unavailable(format!(
+                "cannot read {}: {e}",
+                inner.at.display()
+            ))),
+        }
+    }
+
+    /// Runs a write: checks the file before, commits, checkpoints, and checks the file
+    /// again, so that a change is acknowledged only when it is in the store's file.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut inner = self.inner();
+        self.verify_file(&inner)?;
+        let result = f(&mut inner.conn)?;
+        checkpoint(&inner.conn, &self.path);
+        self.verify_file(&inner)?;
+        Ok(result)
+    }
+
+    /// A consistent copy of the store into `to`, which must not exist; the copy is checked
+    /// (integrity and every event's hash) and synced before it takes its name.
+    pub fn backup(&self, to: &Path) -> Result<BackupSummary, StoreError> {
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(StoreError::new(
+                StoreErrorKind::Refused,
+                format!("{} exists: a backup never overwrites a file", to.display()),
+            ));
+        }
+        let dir = match to.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = to
+            .file_name()
+            .ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::Refused,
+                    format!("{} names no file", to.display()),
+                )
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let scratch = dir.join(format!(".{name}.partial"));
+        remove_sqlite_files(&scratch);
+        let fail = |e: io::Error| unavailable(format!("cannot write {}: {e}", scratch.display()));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&scratch)
+            .map_err(fail)?;
+        let result = (|| {
+            self.inner()
+                .conn
+                .execute("VACUUM INTO ?1", [scratch.to_string_lossy()])
+                .map_err(|e| sql_error(&self.path, "cannot copy", e))?;
+            let copy = Connection::open_with_flags(
+                &scratch,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| sql_error(&scratch, "cannot read the copy", e))?;
+            let verdict: String = copy
+                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .map_err(|e| sql_error(&scratch, "cannot read the copy", e))?;
+            if verdict != "ok" {
+                return Err(corrupt(&scratch, &verdict));
+            }
+            let rows = read_rows(&copy, None).map_err(|e| sql_error(&scratch, "cannot read", e))?;
+            verify_chain(&scratch, &rows)?;
+            drop(copy);
+            File::open(&scratch)
+                .and_then(|f| f.sync_all())
+                .map_err(fail)?;
+            fs::hard_link(&scratch, to)
+                .map_err(|e| unavailable(format!("cannot name the copy {}: {e}", to.display())))?;
+            sync_directory(&dir);
+            Ok(BackupSummary {
+                events: rows.len() as u64,
+            })
+        })();
+        remove_sqlite_files(&scratch);
+        result
+    }
+
+    /// Every instance in the log, in order of their ids.
+    pub fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+        let inner = self.inner();
+        let mut stmt = inner
+            .conn
+            .prepare("SELECT DISTINCT instance_id FROM events ORDER BY instance_id")
+            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        let ids = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        ids.into_iter()
+            .map(|id| {
+                InstanceId::new(&id).map_err(|e| {
+                    corrupt(
+                        &self.path,
+                        &format!("it has an invalid instance id {id:?}: {e}"),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// What [`SqliteStore::backup`] copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackupSummary {
+    /// Events in the copy, every one checked against its hash.
+    pub events: u64,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        if inner.pending {
+            // Never completed, never acknowledged: nothing of it may look like a store.
+            remove_sqlite_files(&inner.at);
+        }
     }
 }
 
@@ -261,50 +610,39 @@ impl Store for SqliteStore {
                 ),
             ));
         }
-        self.conn()
-            .execute(
+        self.write(|conn| {
+            conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('default_instance', ?1)",
                 [id.as_str()],
             )
             .map_err(|e| sql_error(&self.path, "cannot write", e))?;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn events(&self, instance: &InstanceId) -> Result<Vec<Event>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT sequence, event_type, generator_type, payload, created_at, creator \
-                 FROM events WHERE instance_id = ?1 ORDER BY sequence",
-            )
-            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        let rows = stmt
-            .query_map([instance.as_str()], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        let rows = {
+            let inner = self.inner();
+            read_rows(&inner.conn, Some(instance.as_str()))
+                .map_err(|e| sql_error(&self.path, "cannot read", e))?
+        };
+        verify_chain(&self.path, &rows)?;
         let mut events = Vec::with_capacity(rows.len());
-        for (sequence, event_type, generator_type, payload, created_at, creator) in rows {
+        for row in rows {
+            let sequence = row.sequence;
             let bad = |what: String| {
                 corrupt(
                     &self.path,
                     &format!("event {sequence} of instance {instance} {what}"),
                 )
             };
-            let event_type = EventType::from_name(&event_type)
-                .ok_or_else(|| bad(format!("has an unknown event type {event_type:?}")))?;
-            let generator_type: GeneratorType = generator_type
+            let event_type = EventType::from_name(&row.event_type)
+                .ok_or_else(|| bad(format!("has an unknown event type {:?}", row.event_type)))?;
+            let generator_type: GeneratorType = row
+                .generator_type
                 .parse()
                 .map_err(|e| bad(format!("has a bad generator type: {e}")))?;
-            let payload: Payload = serde_json::from_str(&payload)
+            let payload: Payload = serde_json::from_str(&row.payload)
                 .map_err(|e| bad(format!("has an unreadable configuration: {e}")))?;
             events.push(Event {
                 instance_id: instance.clone(),
@@ -313,8 +651,9 @@ impl Store for SqliteStore {
                 event_type,
                 generator_type,
                 config: payload.into_draft(generator_type),
-                created_at: from_micros(created_at),
-                creator,
+                created_at: from_micros(row.created_at),
+                creator: row.creator,
+                hash: row.hash,
             });
         }
         Ok(events)
@@ -322,84 +661,119 @@ impl Store for SqliteStore {
 
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
         self.require_mode(&[Mode::Writer], "record a change")?;
-        let mut conn = self.conn();
         let write_error = |e| sql_error(&self.path, "cannot write", e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_error)?;
-        let last: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE instance_id = ?1",
-                [instance.as_str()],
-                |row| row.get(0),
-            )
-            .map_err(write_error)?;
-        let mut stored = Vec::with_capacity(events.len());
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO events (instance_id, sequence, event_type, generator_type, \
-                     payload, created_at, creator) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
+        self.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(write_error)?;
-            for (sequence, event) in (last + 1..).zip(events) {
-                let generator_type = event.config.generator_type();
-                let payload = Payload::of(&event.config);
-                let json = serde_json::to_string(&payload).expect("a payload is plain JSON");
-                insert
-                    .execute(rusqlite::params![
-                        instance.as_str(),
-                        sequence,
-                        event.event_type.as_str(),
-                        generator_type.full_name(),
-                        json,
-                        to_micros(event.created_at),
-                        event.creator,
-                    ])
+            let last: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT sequence, hash FROM events WHERE instance_id = ?1 \
+                     ORDER BY sequence DESC LIMIT 1",
+                    [instance.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(write_error)?;
+            let (last, mut previous) = match last {
+                None => (0, GENESIS),
+                Some((sequence, hash)) => (
+                    sequence,
+                    unhex(&hash).ok_or_else(|| {
+                        corrupt(
+                            &self.path,
+                            &format!("event {sequence} of instance {instance} has no valid hash"),
+                        )
+                    })?,
+                ),
+            };
+            let mut stored = Vec::with_capacity(events.len());
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO events (instance_id, sequence, event_type, generator_type, \
+                         payload, created_at, creator, hash) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
                     .map_err(write_error)?;
-                stored.push(Event {
-                    instance_id: instance.clone(),
-                    sequence: sequence as u64,
-                    event_type: event.event_type,
-                    generator_type,
-                    config: payload.into_draft(generator_type),
-                    created_at: from_micros(to_micros(event.created_at)),
-                    creator: event.creator.clone(),
-                });
+                for (sequence, event) in (last + 1..).zip(events) {
+                    let generator_type = event.config.generator_type();
+                    let payload = Payload::of(&event.config);
+                    let json = serde_json::to_string(&payload).expect("a payload is plain JSON");
+                    let created_at = to_micros(event.created_at);
+                    let hash = chain_hash(
+                        &previous,
+                        &EventRow {
+                            instance_id: instance.as_str(),
+                            sequence,
+                            event_type: event.event_type.as_str(),
+                            generator_type: generator_type.full_name(),
+                            payload: &json,
+                            created_at,
+                            creator: &event.creator,
+                        },
+                    );
+                    insert
+                        .execute(rusqlite::params![
+                            instance.as_str(),
+                            sequence,
+                            event.event_type.as_str(),
+                            generator_type.full_name(),
+                            json,
+                            created_at,
+                            event.creator,
+                            hex(&hash),
+                        ])
+                        .map_err(write_error)?;
+                    previous = hash;
+                    stored.push(Event {
+                        instance_id: instance.clone(),
+                        sequence: sequence as u64,
+                        event_type: event.event_type,
+                        generator_type,
+                        config: payload.into_draft(generator_type),
+                        created_at: from_micros(created_at),
+                        creator: event.creator.clone(),
+                        hash,
+                    });
+                }
             }
-        }
-        tx.commit().map_err(write_error)?;
-        Ok(stored)
+            tx.commit().map_err(write_error)?;
+            Ok(stored)
+        })
     }
 
     fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         self.require_mode(&[Mode::Writer, Mode::Shared], "add a token")?;
-        let result = self.conn().execute(
-            "INSERT INTO tokens (id, name, hash, permissions, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            rusqlite::params![
-                token.id,
-                token.name,
-                hex(&token.hash),
-                token.permissions.join(","),
-                to_micros(token.created_at),
-            ],
-        );
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                Err(StoreError::new(
-                    StoreErrorKind::Refused,
-                    "a token with this id or hash is already stored",
-                ))
+        self.write(|conn| {
+            let result = conn.execute(
+                "INSERT INTO tokens (id, name, hash, permissions, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    token.id,
+                    token.name,
+                    hex(&token.hash),
+                    token.permissions.join(","),
+                    to_micros(token.created_at),
+                ],
+            );
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    Err(StoreError::new(
+                        StoreErrorKind::Refused,
+                        "a token with this id or hash is already stored",
+                    ))
+                }
+                Err(e) => Err(sql_error(&self.path, "cannot write", e)),
             }
-            Err(e) => Err(sql_error(&self.path, "cannot write", e)),
-        }
+        })
     }
 
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
+        let inner = self.inner();
+        let mut stmt = inner
+            .conn
             .prepare_cached("SELECT id, name, permissions, created_at FROM tokens WHERE hash = ?1")
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         stmt.query_row([hex(hash)], |row| {
@@ -422,72 +796,336 @@ impl Store for SqliteStore {
 
     fn token_count(&self) -> Result<u64, StoreError> {
         let n: i64 = self
-            .conn()
+            .inner()
+            .conn
             .query_row("SELECT COUNT(*) FROM tokens", [], |row| row.get(0))
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         Ok(n as u64)
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        self.conn()
+        let inner = self.inner();
+        self.verify_file(&inner)?;
+        inner
+            .conn
             .query_row("SELECT COUNT(*) FROM meta", [], |row| row.get::<_, i64>(0))
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         Ok(())
     }
+
+    fn finish_creation(&self) -> Result<(), StoreError> {
+        let mut inner = self.inner();
+        if !inner.pending {
+            return Ok(());
+        }
+        let scratch = inner.at.clone();
+        if !checkpoint(&inner.conn, &self.path) {
+            return Err(unavailable(format!(
+                "cannot write the new store {} whole",
+                scratch.display()
+            )));
+        }
+        let io_error = |what: &str, e: io::Error| {
+            unavailable(format!("cannot {what} {}: {e}", self.path.display()))
+        };
+        File::open(&scratch)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error("sync", e))?;
+        // Close the scratch file's connection before the file takes the store's name: its
+        // WAL is named after the path it was opened by.
+        let placeholder =
+            Connection::open_in_memory().map_err(|e| sql_error(&self.path, "cannot open", e))?;
+        drop(std::mem::replace(&mut inner.conn, placeholder));
+        // A link, not a rename: it fails rather than replace a store that appeared meanwhile.
+        fs::hard_link(&scratch, &self.path).map_err(|e| io_error("create", e))?;
+        remove_sqlite_files(&scratch);
+        sync_directory(&self.data_dir);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        inner.conn =
+            connection(&self.path, flags).map_err(|e| sql_error(&self.path, "cannot open", e))?;
+        inner.at = self.path.clone();
+        inner.file = FileId::of(&self.path).map_err(|e| io_error("read", e))?;
+        inner.pending = false;
+        inner
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql_error(&self.path, "cannot set up", e))
+    }
 }
 
-/// Takes the data directory's writer lock, or says which process holds it.
+/// An event row as stored.
+struct Row {
+    instance_id: String,
+    sequence: i64,
+    event_type: String,
+    generator_type: String,
+    payload: String,
+    created_at: i64,
+    creator: String,
+    /// The stored hash; all zeros when it is not 64 hex digits (then it matches nothing).
+    hash: [u8; 32],
+}
+
+impl Row {
+    fn as_event_row(&self) -> EventRow<'_> {
+        EventRow {
+            instance_id: &self.instance_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            generator_type: &self.generator_type,
+            payload: &self.payload,
+            created_at: self.created_at,
+            creator: &self.creator,
+        }
+    }
+}
+
+/// The event rows of `instance` (all instances when `None`), by instance and sequence.
+fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<Row>> {
+    let has_hash = conn.prepare("SELECT hash FROM events LIMIT 0").is_ok();
+    let hash = if has_hash { "hash" } else { "''" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \
+         creator, {hash} FROM events WHERE ?1 IS NULL OR instance_id = ?1 \
+         ORDER BY instance_id, sequence"
+    ))?;
+    stmt.query_map([instance], |row| {
+        Ok(Row {
+            instance_id: row.get(0)?,
+            sequence: row.get(1)?,
+            event_type: row.get(2)?,
+            generator_type: row.get(3)?,
+            payload: row.get(4)?,
+            created_at: row.get(5)?,
+            creator: row.get(6)?,
+            hash: unhex(&row.get::<_, String>(7)?).unwrap_or([0; 32]),
+        })
+    })?
+    .collect()
+}
+
+/// Refuses rows (sorted by instance and sequence) whose sequences have gaps or whose hashes
+/// do not chain.
+fn verify_chain(path: &Path, rows: &[Row]) -> Result<(), StoreError> {
+    let mut previous: Option<&Row> = None;
+    for row in rows {
+        let (before, expected_sequence) = match previous {
+            Some(p) if p.instance_id == row.instance_id => (p.hash, p.sequence + 1),
+            _ => (GENESIS, 1),
+        };
+        let at = format!("event {} of instance {}", row.sequence, row.instance_id);
+        if row.sequence != expected_sequence {
+            return Err(corrupt(
+                path,
+                &format!(
+                    "{at} follows event {}: the log has a gap",
+                    expected_sequence - 1
+                ),
+            ));
+        }
+        if chain_hash(&before, &row.as_event_row()) != row.hash {
+            return Err(corrupt(
+                path,
+                &format!(
+                    "{at} does not match its hash: the log was edited or damaged after it \
+                     was written"
+                ),
+            ));
+        }
+        previous = Some(row);
+    }
+    Ok(())
+}
+
+/// A connection that never checkpoints when it closes (a refused store must be left as it
+/// is; the store checkpoints after every write itself), with the busy timeout set.
+fn connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into()))?;
+    Ok(conn)
+}
+
+/// Copies the WAL into the database file and empties the WAL, so that what was committed
+/// lives in the database file itself. Returns whether it went the whole way; when it did not
+/// (a reader held an old snapshot past the busy timeout), the commit is still durable in the
+/// WAL, and the next write checkpoints again.
+fn checkpoint(conn: &Connection, path: &Path) -> bool {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(0) => true,
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "checkpoint blocked by a reader; the change is durable in the WAL");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "checkpoint failed; the change is durable in the WAL");
+            false
+        }
+    }
+}
+
+/// `path` with SQLite's suffix for one of its side files.
+fn sqlite_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Removes a scratch database and its side files, if they exist.
+fn remove_sqlite_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = fs::remove_file(sqlite_file(path, suffix));
+    }
+}
+
+/// Syncs a directory, so that a name made in it survives a crash. Best effort: some file
+/// systems cannot sync directories.
+fn sync_directory(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Whether a file is at `path`.
+fn present(path: &Path) -> Result<bool, StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(unavailable(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// Refuses a directory that holds a store's side files without the store.
+fn refuse_remains(data_dir: &Path) -> Result<(), StoreError> {
+    let remains: Vec<&str> = STORE_FILES
+        .iter()
+        .copied()
+        .filter(|name| fs::symlink_metadata(data_dir.join(name)).is_ok())
+        .collect();
+    if remains.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!(
+            "{} holds {} but no secretgen.db: a store was there and its database is gone; \
+             nothing was changed (restore secretgen.db from a backup, or move these files \
+             away to start afresh)",
+            data_dir.display(),
+            remains.join(", ")
+        ),
+    ))
+}
+
+/// The checks of an existing store's directory, for the handles that do not create one.
+fn existing_store(data_dir: &Path) -> Result<(), StoreError> {
+    private_directory(data_dir, false)?;
+    if present(&database_path(data_dir))? {
+        return Ok(());
+    }
+    refuse_remains(data_dir)?;
+    Err(unavailable(format!(
+        "{} holds no store (no {})",
+        data_dir.display(),
+        database_path(data_dir).display()
+    )))
+}
+
+/// Makes `data_dir` (0700) when `create` and it does not exist; refuses a directory that
+/// others may read or write (group write, or any access for others), as PostgreSQL does.
+pub(crate) fn private_directory(data_dir: &Path, create: bool) -> Result<(), StoreError> {
+    match fs::metadata(data_dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| {
+                unavailable(format!(
+                    "cannot create the data directory {}: {e}",
+                    data_dir.display()
+                ))
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(unavailable(format!(
+            "{} holds no store (the directory does not exist)",
+            data_dir.display()
+        ))),
+        Err(e) => Err(unavailable(format!(
+            "cannot read the data directory {}: {e}",
+            data_dir.display()
+        ))),
+        Ok(meta) if !meta.is_dir() => Err(unavailable(format!(
+            "the data directory {} is not a directory",
+            data_dir.display()
+        ))),
+        Ok(meta) if meta.permissions().mode() & 0o027 != 0 => Err(StoreError::new(
+            StoreErrorKind::Refused,
+            format!(
+                "the data directory {} is open to other users (mode {:04o}); it holds token \
+                 hashes: make it private with `chmod 700 {}`",
+                data_dir.display(),
+                meta.permissions().mode() & 0o7777,
+                data_dir.display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Takes the data directory's writer lock: an exclusive `flock` on the directory itself,
+/// which no one can delete from under a running writer (a lock file can be). Says which
+/// process holds it when it is taken.
 fn lock_directory(data_dir: &Path) -> Result<File, StoreError> {
-    let path = data_dir.join("secretgen.lock");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => {}
+    let dir = File::open(data_dir).map_err(|e| {
+        unavailable(format!(
+            "cannot open the data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    match dir.try_lock() {
+        Ok(()) => Ok(dir),
         Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let by = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(" (pid {holder})")
-            };
-            return Err(StoreError::new(
+            let by = dir
+                .metadata()
+                .ok()
+                .and_then(|meta| lock_holder(&meta))
+                .map_or_else(String::new, |pid| format!(" (pid {pid})"));
+            Err(StoreError::new(
                 StoreErrorKind::Locked,
                 format!(
                     "the data directory {} is in use by another secretgen process{by}",
                     data_dir.display()
                 ),
-            ));
+            ))
         }
-        Err(TryLockError::Error(e)) => {
-            return Err(unavailable(format!("cannot lock {}: {e}", path.display())));
-        }
+        Err(TryLockError::Error(e)) => Err(unavailable(format!(
+            "cannot lock the data directory {}: {e}",
+            data_dir.display()
+        ))),
     }
-    // The pid is a courtesy for the message above; the lock is what counts.
-    let _ = file
-        .set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| writeln!(file, "{}", std::process::id()));
-    Ok(file)
 }
 
-fn existing_database(data_dir: &Path) -> Result<PathBuf, StoreError> {
-    let path = database_path(data_dir);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(unavailable(format!(
-            "{} holds no store (no {})",
-            data_dir.display(),
-            path.display()
-        )))
-    }
+/// The process holding a `flock` on the file of `meta`, from Linux's `/proc/locks`
+/// (`1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF`, device numbers in hex).
+fn lock_holder(meta: &fs::Metadata) -> Option<u32> {
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    let dev = meta.dev();
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") || fields.contains(&"->") {
+            return None;
+        }
+        let mut id = fields.get(5)?.split(':');
+        let (maj, min, ino) = (id.next()?, id.next()?, id.next()?);
+        (u64::from_str_radix(maj, 16).ok()? == major
+            && u64::from_str_radix(min, 16).ok()? == minor
+            && ino.parse::<u64>().ok()? == meta.ino())
+        .then(|| fields.get(4)?.parse().ok())
+        .flatten()
+    })
 }
 
 fn unavailable(message: String) -> StoreError {
@@ -526,15 +1164,4 @@ fn sql_error(path: &Path, action: &str, e: rusqlite::Error) -> StoreError {
         }
         _ => unavailable(format!("{action} {}: {e}", path.display())),
     }
-}
-
-/// Lower-case hexadecimal.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
