@@ -282,3 +282,108 @@ fn an_unwritable_directory_gives_a_clear_error_and_leaves_the_store_as_it_was() 
     assert_eq!(listing(&full), files);
     make_writable(&full);
 }
+
+#[test]
+fn backup_copies_the_store_while_its_writer_runs_and_the_copy_is_a_working_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::private_dir();
+    let control = ControlPlane::open(Arc::new(SqliteStore::open(dir.path()).unwrap()), None)
+        .expect("the writer opens");
+    let draft = ConfigDraft {
+        length: 11,
+        expiry: "90s".into(),
+        include_digits: true,
+        ..ConfigDraft::default()
+    };
+    control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+    let target = common::private_dir();
+    let copy = target.path().join("secretgen-backup.db");
+    let copy_arg = copy.to_str().unwrap();
+    let out = stdout(&secretgen(&["backup", "--to", copy_arg], dir.path()));
+    assert!(out.contains("9 events"), "{out}");
+    assert_eq!(
+        fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let names: Vec<_> = fs::read_dir(target.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["secretgen-backup.db"], "no scratch file is left");
+
+    // A backup never overwrites.
+    let before = fs::read(&copy).unwrap();
+    let err = refusal(&secretgen(&["backup", "--to", copy_arg], dir.path()));
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(fs::read(&copy).unwrap(), before);
+
+    // Restored: a data directory that holds the copy as secretgen.db is a working store.
+    let restored = common::private_dir();
+    fs::copy(&copy, database_path(restored.path())).unwrap();
+    common::assert_check_passes(restored.path());
+    let codes = stdout(&secretgen(&["generate", "otp_sms"], restored.path()));
+    assert_eq!(codes.trim_end().len(), 11);
+    let restarted =
+        ControlPlane::open(Arc::new(SqliteStore::open(restored.path()).unwrap()), None).unwrap();
+    assert_eq!(restarted.instance().id(), control.instance().id());
+    assert_eq!(
+        restarted.get(GeneratorType::OtpSms).version(),
+        control.get(GeneratorType::OtpSms).version()
+    );
+}
+
+#[test]
+fn check_reports_a_whole_store_and_refuses_a_damaged_one_without_changing_it() {
+    let dir = common::private_dir();
+    let id = {
+        let control =
+            ControlPlane::open(Arc::new(SqliteStore::open(dir.path()).unwrap()), None).unwrap();
+        let draft = ConfigDraft {
+            length: 9,
+            expiry: "90s".into(),
+            include_digits: true,
+            ..ConfigDraft::default()
+        };
+        control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+        control.instance().id().clone()
+    };
+    stdout(&secretgen(
+        &[
+            "token",
+            "create",
+            "--name",
+            "n",
+            "--permissions",
+            "iam.read",
+        ],
+        dir.path(),
+    ));
+    let report = stdout(&secretgen(&["check"], dir.path()));
+    assert!(
+        report.contains(&format!(
+            "instance {id} (default): 9 events, last sequence 9, hash chain intact"
+        )),
+        "{report}"
+    );
+    assert!(report.contains("tokens: 1"), "{report}");
+
+    {
+        let conn = rusqlite::Connection::open(database_path(dir.path())).unwrap();
+        conn.execute("UPDATE events SET payload = replace(payload, '\"length\":9', '\"length\":10') WHERE sequence = 9", [])
+            .unwrap();
+    }
+    // The database and its WAL, byte for byte; an absent WAL reads as an empty one (a
+    // reader may create the empty WAL and the shared-memory index SQLite needs to read).
+    let contents = || {
+        ["secretgen.db", "secretgen.db-wal"]
+            .map(|name| fs::read(dir.path().join(name)).unwrap_or_default())
+    };
+    let before = contents();
+    let err = refusal(&secretgen(&["check"], dir.path()));
+    assert!(err.contains("event 9 of instance"), "{err}");
+    assert!(err.contains("does not match its hash"), "{err}");
+    assert!(before == contents(), "check changed the store's files");
+    let empty = common::private_dir();
+    let err = refusal(&secretgen(&["check"], empty.path()));
+    assert!(err.contains("holds no store"), "{err}");
+}

@@ -19,6 +19,8 @@ pub struct TestApp {
     logs: Arc<Mutex<Vec<String>>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
     agent: ureq::Agent,
+    /// Whether dropping the app runs `secretgen check` on its store (see [`Drop`]).
+    check_on_drop: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -87,6 +89,7 @@ pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
         logs,
         stderr_reader: Some(stderr_reader),
         agent: config.into(),
+        check_on_drop: true,
         _temp: None,
     }
 }
@@ -283,11 +286,33 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The test damages the store on purpose: dropping the app does not check it.
+    pub fn leaves_a_damaged_store(&mut self) {
+        self.check_on_drop = false;
+    }
+}
+
+/// Stops the server (SIGKILL), then checks that `secretgen check` finds its store whole:
+/// every store a test leaves behind, killed or stopped, must be.
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.check_on_drop && !std::thread::panicking() {
+            let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))
+                .args(["check", "--data-dir"])
+                .arg(&self.data_dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "secretgen check on {}: {}",
+                self.data_dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Start, stop, restart: health, durability through the API, the data directory's lock,
 //! bootstrap tokens, who made each change, and logs without secrets.
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
 use secretgen::{SqliteStore, Store};
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_in, start};
+use crate::helpers::{TestApp, assert_error_shape, spawn_app, spawn_app_in, start};
 
 #[test]
 fn health_and_readiness_need_no_token() {
@@ -219,4 +221,132 @@ fn logs_at_every_level_and_in_json_hold_no_code_and_no_token() {
         assert!(parsed.is_ok(), "not a JSON line: {line}");
     }
     assert_logs_hold_none_of(&app, &secrets);
+}
+
+/// `secretgen serve` with `args` on `data_dir`, run to its end (it must fail).
+fn failed_start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_secretgen"));
+    command
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
+        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN_FILE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    assert!(out.stdout.is_empty(), "{args:?}: {:?}", out.stdout);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+    assert!(err.starts_with("secretgen: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn a_failed_first_start_writes_nothing_and_the_next_start_prints_the_token() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let err = failed_start(&dir, &["--listen", &port], &[]);
+    assert!(err.contains("cannot listen"), "{err}");
+    for workers in ["0", "513", "many"] {
+        let err = failed_start(
+            &dir,
+            &["--listen", "127.0.0.1:0", "--workers", workers],
+            &[],
+        );
+        assert!(err.contains("--workers"), "{err}");
+    }
+    let err = failed_start(
+        &dir,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent.pem",
+            "--tls-key",
+            "/nonexistent.pem",
+        ],
+        &[],
+    );
+    assert!(err.contains("TLS"), "{err}");
+    assert!(!dir.exists(), "a failed start wrote nothing");
+    let app = spawn_app_in(&dir, &[]);
+    assert!(
+        app.token.starts_with("sg_"),
+        "the next start prints the token"
+    );
+    assert_eq!(app.get_generator("otp_sms").status, 200);
+}
+
+#[test]
+fn a_bootstrap_token_file_is_read_and_never_shown() {
+    let temp = tempfile::tempdir().unwrap();
+    let given = "automation-bootstrap-token-from-a-file-0123456789";
+    let file = temp.path().join("token");
+    std::fs::write(&file, format!("{given}\n")).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let err = failed_start(
+        &temp.path().join("refused"),
+        &[
+            "--bootstrap-token",
+            given,
+            "--bootstrap-token-file",
+            file_arg,
+        ],
+        &[],
+    );
+    assert!(err.contains("--bootstrap-token-file"), "{err}");
+    let err = failed_start(
+        &temp.path().join("refused"),
+        &["--bootstrap-token-file", "/nonexistent/token"],
+        &[],
+    );
+    assert!(err.contains("/nonexistent/token"), "{err}");
+    assert!(!temp.path().join("refused").exists());
+
+    let mut app = spawn_app_in(
+        &temp.path().join("data"),
+        &[("SECRETGEN_BOOTSTRAP_TOKEN_FILE", file_arg)],
+    );
+    assert!(app.token.is_empty(), "a given token is not printed");
+    app.token = given.to_owned();
+    assert_eq!(app.get_generator("otp_sms").status, 200);
+    assert_eq!(app.generate("otp_sms", 1).status, 200);
+    assert!(!app.logs().contains(given));
+}
+
+#[test]
+fn a_store_deleted_under_the_server_refuses_writes_while_codes_are_still_served() {
+    let mut app = spawn_app();
+    app.leaves_a_damaged_store();
+    let before = app.get_generator("otp_sms").body;
+    std::fs::remove_file(app.data_dir.join("secretgen.db")).unwrap();
+
+    let put = app.put_generator(
+        "otp_sms",
+        &json!({"length": 9, "expiry": "60s", "includeDigits": true}),
+    );
+    assert_eq!(put.status, 503, "{:?}", put.body);
+    assert_error_shape(&put, 14);
+    let ready = app.request("GET", "/readyz", None, None);
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body, json!({"status": "ready", "store": "down"}));
+    assert_eq!(
+        app.get_generator("otp_sms").body,
+        before,
+        "nothing was swapped in"
+    );
+    let codes = app.generate("otp_sms", 3);
+    assert_eq!(codes.status, 200);
+    assert_eq!(codes.body["codes"][0]["code"].as_str().unwrap().len(), 8);
+
+    // Restarted, the server does not start over: the remains are refused.
+    assert!(app.stop().success());
+    let err = failed_start(&app.data_dir, &["--listen", "127.0.0.1:0"], &[]);
+    assert!(err.contains("no secretgen.db"), "{err}");
 }
