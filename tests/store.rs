@@ -465,14 +465,20 @@ fn an_edited_or_dropped_event_breaks_the_chain_and_is_never_served() {
     }
 }
 
-#[test]
-fn a_new_store_is_whole_in_its_database_file_alone() {
-    let dir = common::private_dir();
-    let control = open(dir.path());
-    let id = control.instance().id().clone();
+/// A store in `dir` whose OTP_SMS was changed once (event 9: length 10).
+fn store_with_one_change(dir: &Path) -> (ControlPlane, InstanceId) {
+    let control = open(dir);
     control
         .update(GeneratorType::OtpSms, &otp(10, "120s"), "alice")
         .unwrap();
+    let id = control.instance().id().clone();
+    (control, id)
+}
+
+#[test]
+fn a_new_store_is_whole_in_its_database_file_alone() {
+    let dir = common::private_dir();
+    let (_control, id) = store_with_one_change(dir.path());
     // While the writer runs, the database file alone (no WAL: as if it were lost) already
     // holds the instance, the defaults and every acknowledged change.
     let copy = common::private_dir();
@@ -500,11 +506,7 @@ fn crash_image(dir: &Path) -> tempfile::TempDir {
 #[test]
 fn a_damaged_wal_after_a_crash_never_makes_the_store_start_over() {
     let dir = common::private_dir();
-    let control = open(dir.path());
-    let id = control.instance().id().clone();
-    control
-        .update(GeneratorType::OtpSms, &otp(10, "120s"), "alice")
-        .unwrap();
+    let (control, id) = store_with_one_change(dir.path());
     let acknowledged = state(&control);
     type Damage = fn(&mut Vec<u8>);
     let damages: [(&str, Damage); 3] = [

@@ -282,15 +282,7 @@ impl SqliteStore {
 
     /// SQLite's full integrity check: every page, index and constraint.
     pub fn integrity_check(&self) -> Result<(), StoreError> {
-        let inner = self.inner();
-        let mut stmt = inner
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        let verdicts = stmt
-            .query_map([], |row| row.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        let verdicts = self.strings("PRAGMA integrity_check")?;
         if verdicts != ["ok"] {
             return Err(corrupt(&self.path, &verdicts.join("; ")));
         }
@@ -299,16 +291,19 @@ impl SqliteStore {
 
     /// The names of the tables in the file.
     fn tables(&self) -> Result<Vec<String>, StoreError> {
+        self.strings("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    }
+
+    /// The first column of every row of `sql`, as text.
+    fn strings(&self, sql: &str) -> Result<Vec<String>, StoreError> {
         let inner = self.inner();
         let mut stmt = inner
             .conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .prepare(sql)
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        let names = stmt
-            .query_map([], |row| row.get::<_, String>(0))
+        stmt.query_map([], |row| row.get::<_, String>(0))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        Ok(names)
+            .map_err(|e| sql_error(&self.path, "cannot read", e))
     }
 
     /// Refuses a file that is not a whole secretgen store of this schema: secretgen's
@@ -547,16 +542,8 @@ impl SqliteStore {
 
     /// Every instance in the log, in order of their ids.
     pub fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
-        let inner = self.inner();
-        let mut stmt = inner
-            .conn
-            .prepare("SELECT DISTINCT instance_id FROM events ORDER BY instance_id")
-            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        let ids = stmt
-            .query_map([], |row| row.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        ids.into_iter()
+        self.strings("SELECT DISTINCT instance_id FROM events ORDER BY instance_id")?
+            .into_iter()
             .map(|id| {
                 InstanceId::new(&id).map_err(|e| {
                     corrupt(
