@@ -869,13 +869,11 @@ impl Row {
 
 /// The event rows of `instance` (all instances when `None`), by instance and sequence.
 fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<Row>> {
-    let has_hash = conn.prepare("SELECT hash FROM events LIMIT 0").is_ok();
-    let hash = if has_hash { "hash" } else { "''" };
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = conn.prepare_cached(
         "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \
-         creator, {hash} FROM events WHERE ?1 IS NULL OR instance_id = ?1 \
-         ORDER BY instance_id, sequence"
-    ))?;
+         creator, hash FROM events WHERE ?1 IS NULL OR instance_id = ?1 \
+         ORDER BY instance_id, sequence",
+    )?;
     stmt.query_map([instance], |row| {
         Ok(Row {
             instance_id: row.get(0)?,
