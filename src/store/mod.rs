@@ -11,6 +11,7 @@
 //! Replaying events into live generators, and the order of appends and swaps, belong to
 //! [`crate::control`].
 
+mod directory;
 mod sqlite;
 mod wal;
 
@@ -274,6 +275,23 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// A store that cannot be reached, created or written.
+pub(crate) fn unavailable(message: String) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, message)
+}
+
+/// A store file that is damaged, incomplete or foreign, and was left as it is.
+pub(crate) fn corrupt(path: &std::path::Path, why: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!(
+            "{} is not a usable secretgen store: {why}; it was left as it is \
+             (restore it from a backup, or move it away to start afresh)",
+            path.display()
+        ),
+    )
+}
 
 /// The database file in a data directory.
 pub fn database_path(data_dir: &std::path::Path) -> PathBuf {
