@@ -229,7 +229,18 @@ impl SqliteStore {
             return Err(corrupt(&path, "it is empty (0 bytes)"));
         }
         let wal_path = sqlite_file(&path, "-wal");
-        wal::check_file(&wal_path).map_err(|why| {
+        // A process beside us (a server, `token create`) may be appending to the WAL while
+        // it is read: a frame caught half written reads as damage. Damage stays; a write in
+        // progress does not, so only a verdict that holds three times over refuses.
+        let mut verdict = wal::check_file(&wal_path);
+        for _ in 0..2 {
+            if verdict.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            verdict = wal::check_file(&wal_path);
+        }
+        verdict.map_err(|why| {
             corrupt(
                 &path,
                 &format!(
