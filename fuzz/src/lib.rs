@@ -105,6 +105,10 @@ pub mod valid {
         assert_eq!(c.alphabet().as_bytes(), &want[..], "{c:?}");
         assert!(c.expiry().duration() <= Expiry::MAX, "{c:?}");
         assert!(
+            c.expiry().is_never() || c.expiry().duration() >= std::time::Duration::from_secs(1),
+            "expiry under a second: {c:?}"
+        );
+        assert!(
             !c.expiry().is_never() || c.generator_type() == GeneratorType::AppSecret,
             "expiry 0 for {}",
             c.generator_type()
@@ -491,8 +495,8 @@ pub mod generator_type {
 
 /// `expiry`: text into [`secretgen::Expiry::parse`], and back through `Display`.
 ///
-/// Checks that parsing never panics; accepts exactly `-?\d+(\.\d{1,9})?s` within 0 to 31
-/// days, with the value read independently (and the same error kind); and that an accepted
+/// Checks that parsing never panics; accepts exactly `-?\d+(\.\d{1,9})?s` that is 0 or
+/// within 1 second to 31 days, with the value read independently (and the same error kind); and that an accepted
 /// expiry is written in the canonical form (no sign, 0, 3, 6 or 9 decimals, the fewest that
 /// are exact) and parses back to itself.
 pub mod expiry {
@@ -562,6 +566,8 @@ pub mod expiry {
             Err(ExpiryError::Negative)
         } else if d > Duration::from_secs(31 * 24 * 3600) {
             Err(ExpiryError::TooLong)
+        } else if !d.is_zero() && d < Duration::from_secs(1) {
+            Err(ExpiryError::TooShort)
         } else {
             Ok(d)
         }
@@ -657,12 +663,12 @@ pub mod generate {
                 1 => format!("{}s", u.int_in_range(1..=max)?),
                 2 => format!(
                     "{}.{:03}s",
-                    u.int_in_range(0..=max - 1)?,
+                    u.int_in_range(1..=max - 1)?,
                     u.int_in_range(0..=999u32)?
                 ),
                 3 => {
                     let nanos = u.int_in_range(0..=999_999_999u32)?;
-                    format!("{}.{nanos:09}s", u.int_in_range(0..=max - 1)?)
+                    format!("{}.{nanos:09}s", u.int_in_range(1..=max - 1)?)
                 }
                 4 => format!("{:08}s", u.int_in_range(1..=max)?),
                 _ => match t {
