@@ -199,19 +199,56 @@ pub mod config_body {
 
     /// Panics when the body breaks an invariant; see the module.
     pub fn check(input: &Input) {
+        // What a plain parse (where a repeated key's last value wins) makes of the body.
+        let plain = serde_json::from_slice::<Value>(&input.0);
         let object = match wire::object(&input.0) {
             Ok(object) => object,
             Err(e) => {
                 assert_eq!(e.code(), GrpcCode::InvalidArgument);
-                assert!(fields(&e).is_empty(), "{:?}", e.body());
+                match fields(&e)[..] {
+                    // Not JSON, or not an object.
+                    [] => assert!(!matches!(plain, Ok(Value::Object(_))) || input.0.is_empty()),
+                    // A repeated key, named in the message: the body is otherwise JSON.
+                    [ref key] => {
+                        assert!(plain.is_ok(), "{:?}", e.body());
+                        let message = e.body()["message"].as_str().unwrap_or("").to_owned();
+                        assert!(message.contains(&format!("{key:?}")), "{message}");
+                        assert!(names_twice(key, &input.0), "{key:?} is not repeated");
+                    }
+                    _ => panic!("{:?}", e.body()),
+                }
                 return;
             }
         };
+        // Accepted: the same value the plain parse makes (an empty body is `{}`).
+        if !input.0.is_empty() {
+            assert_eq!(plain.ok(), Some(Value::Object(object.clone())));
+        }
         for t in GeneratorType::ALL {
             check_config(&object, t);
         }
         check_search(&object);
         check_count(&object);
+    }
+
+    /// Whether the body names the repeated key of path `key` (`query.limit`) at least twice,
+    /// judged on the text: the key is the path's last part, or a longer tail of it when the
+    /// key itself holds dots. `true` when the text cannot say (escapes).
+    fn names_twice(key: &str, body: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(body);
+        if text.contains('\\') {
+            return true;
+        }
+        let mut tail = key;
+        loop {
+            if text.matches(&format!("\"{tail}\"")).count() >= 2 {
+                return true;
+            }
+            match tail.split_once('.') {
+                Some((_, rest)) => tail = rest,
+                None => return false,
+            }
+        }
     }
 
     /// The names of an error's field violations.

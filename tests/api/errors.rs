@@ -219,3 +219,57 @@ fn bodies_over_64_kib_answer_413_and_change_nothing() {
     );
     assert_eq!(answer.status, 200, "{:?}", answer.body);
 }
+
+#[test]
+fn repeated_keys_answer_400_naming_the_key_and_change_nothing() {
+    let app = spawn_app();
+    let before = app.get_generator("otp_sms").body;
+    let cases = [
+        (
+            "PUT",
+            "/admin/v1/secretgenerators/otp_sms",
+            r#"{"length": 8, "expiry": "60s", "includeDigits": true, "length": 9}"#,
+            "length",
+        ),
+        (
+            "PUT",
+            "/admin/v1/secretgenerators/otp_sms",
+            r#"{"length": 9, "expiry": "60s", "includeDigits": true, "x": {"y": 1, "y": 1}}"#,
+            "x.y",
+        ),
+        (
+            "POST",
+            "/v1/codes/otp_sms/_generate",
+            r#"{"count": 1, "count": 2}"#,
+            "count",
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/_search",
+            r#"{"query": {"limit": 1, "asc": true, "limit": 2}}"#,
+            "query.limit",
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/_search",
+            r#"{"queries": [{"typeQuery": {"generatorType": "otp_sms"}},
+                {"typeQuery": {"generatorType": "otp_sms", "generatorType": "otp_email"}}]}"#,
+            "queries[1].typeQuery.generatorType",
+        ),
+    ];
+    for (method, path, body, key) in cases {
+        let answer = app.request(method, path, Some(&app.token), Some(body));
+        assert_eq!(violated_fields(&answer), [key], "{body}");
+        let message = answer.body["message"].as_str().unwrap();
+        assert!(message.contains(&format!("{key:?}")), "{message}");
+    }
+    assert_eq!(app.get_generator("otp_sms").body, before);
+    // The same key in different objects is not a repeat.
+    let answer = app.request(
+        "POST",
+        "/admin/v1/secretgenerators/_search",
+        Some(&app.token),
+        Some(r#"{"queries": [{"typeQuery": {"generatorType": "otp_sms"}}, {"typeQuery": {"generatorType": "otp_sms"}}]}"#),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
