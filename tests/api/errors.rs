@@ -1,9 +1,15 @@
 //! Every error row of the SPEC's table, in the one error body; refused requests change
 //! nothing.
 
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::helpers::{assert_error_shape, spawn_app, violated_fields};
+use crate::helpers::{
+    RawResponse, assert_error_shape, read_until_closed, spawn_app, spawn_app_in, violated_fields,
+};
 
 #[test]
 fn unknown_routes_answer_404_in_the_error_body() {
@@ -272,4 +278,65 @@ fn repeated_keys_answer_400_naming_the_key_and_change_nothing() {
         Some(r#"{"queries": [{"typeQuery": {"generatorType": "otp_sms"}}, {"typeQuery": {"generatorType": "otp_sms"}}]}"#),
     );
     assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+/// A request whose body does not arrive in time: headers declaring 100 bytes, then `sent`.
+fn partial_put(token: &str, sent: &str) -> String {
+    format!(
+        "PUT /admin/v1/secretgenerators/otp_sms HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{sent}"
+    )
+}
+
+fn assert_timed_out(got: &[u8], closed: bool, took: Duration) {
+    assert!(
+        !got.is_empty(),
+        "no answer within {took:?}: the body read is not bounded"
+    );
+    let response = RawResponse::parse(got);
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_error_shape(&response.answer(), 4);
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    assert!(closed, "the connection stayed open");
+}
+
+#[test]
+fn bodies_that_do_not_arrive_in_time_answer_408_and_close_the_connection() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(&temp.path().join("d"), &[("SECRETGEN_BODY_TIMEOUT", "1")]);
+    let before = app.get_generator("otp_sms").body;
+
+    // Four bytes of a hundred, then silence.
+    let (got, closed, took) = app.raw(partial_put(&app.token, "{\"le").as_bytes());
+    assert_timed_out(&got, closed, took);
+
+    // A body that keeps trickling in, a byte every 200 ms, never idle for the whole timeout:
+    // the bound is on the whole body, not on the gaps.
+    let mut stream = TcpStream::connect(app.addr()).unwrap();
+    stream
+        .write_all(partial_put(&app.token, "").as_bytes())
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..40 {
+            if writer.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let (got, closed, took) = read_until_closed(&mut stream, Duration::from_secs(10));
+    assert_timed_out(&got, closed, took);
+    trickle.join().unwrap();
+
+    // The server goes on: a well-formed request on a new connection is served.
+    assert_eq!(app.get_generator("otp_sms").body, before);
+    let answer = app.put_generator(
+        "otp_sms",
+        &json!({"length": 9, "expiry": "60s", "includeDigits": true}),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let logs = app.logs();
+    assert!(logs.contains("status=408"), "{logs}");
 }
