@@ -95,7 +95,9 @@ fn resource(route: Route) -> actix_web::Resource {
 }
 
 /// Registers every route. Unknown routes answer 404 through [`not_found`], which the app
-/// installs as its default service; known routes answer other methods with 405.
+/// installs as its default service; known routes answer other methods with 405. Every GET
+/// route answers HEAD too, through the same handler (so with the same authentication,
+/// status and headers); actix-http leaves the body out.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource(Route::Search)
@@ -105,8 +107,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         resource(Route::Generator)
             .route(web::get().to(get))
+            .route(web::head().to(get))
             .route(web::put().to(put))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, PUT"))),
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD, PUT"))),
     )
     .service(
         resource(Route::Generate)
@@ -116,22 +119,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         resource(Route::Healthz)
             .route(web::get().to(healthz))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(healthz))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     )
     .service(
         resource(Route::OpenApi)
             .route(web::get().to(openapi))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(openapi))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     )
     .service(
         resource(Route::Metrics)
             .route(web::get().to(metrics))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(metrics))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     )
     .service(
         resource(Route::Readyz)
             .route(web::get().to(readyz))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(readyz))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     );
 }
 

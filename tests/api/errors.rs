@@ -30,16 +30,32 @@ fn unknown_routes_answer_404_in_the_error_body() {
 fn wrong_methods_answer_405_with_the_allowed_ones() {
     let app = spawn_app();
     for (method, path, allow) in [
-        ("DELETE", "/admin/v1/secretgenerators/otp_sms", "GET, PUT"),
-        ("POST", "/admin/v1/secretgenerators/otp_sms", "GET, PUT"),
+        (
+            "DELETE",
+            "/admin/v1/secretgenerators/otp_sms",
+            "GET, HEAD, PUT",
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/otp_sms",
+            "GET, HEAD, PUT",
+        ),
         ("GET", "/admin/v1/secretgenerators/_search", "POST"),
+        ("HEAD", "/admin/v1/secretgenerators/_search", "POST"),
         ("GET", "/v1/codes/otp_sms/_generate", "POST"),
-        ("POST", "/healthz", "GET"),
-        ("PUT", "/readyz", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("PUT", "/readyz", "GET, HEAD"),
+        ("DELETE", "/metrics", "GET, HEAD"),
+        ("PATCH", "/openapi.json", "GET, HEAD"),
     ] {
         let answer = app.request(method, path, Some(&app.token), None);
         assert_eq!(answer.status, 405, "{method} {path}");
-        assert_error_shape(&answer, 12);
+        if method == "HEAD" {
+            // The same answer without its body.
+            assert_eq!(answer.body, serde_json::Value::Null);
+        } else {
+            assert_error_shape(&answer, 12);
+        }
         assert_eq!(answer.allow.as_deref(), Some(allow));
     }
 }

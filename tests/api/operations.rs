@@ -297,3 +297,53 @@ fn invented_methods_and_paths_make_no_new_metric_series() {
         30.0
     );
 }
+
+#[test]
+fn head_answers_every_get_route_like_get_without_a_body() {
+    let app = spawn_app();
+    let reader = app.create_token("reader", "iam.read");
+    let coder = app.create_token("coder", "codes.generate");
+    let generator = "/admin/v1/secretgenerators/otp_sms";
+    let cases: [(&str, Option<&str>, u16); 9] = [
+        ("/healthz", None, 200),
+        ("/readyz", None, 200),
+        ("/metrics", None, 200),
+        ("/openapi.json", None, 200),
+        (generator, Some(&reader), 200),
+        ("/admin/v1/secretgenerators/nope", Some(&reader), 400),
+        // Authenticated exactly as GET: no token, unknown token, lacking iam.read.
+        (generator, None, 401),
+        (
+            generator,
+            Some("sg_not-a-token-anybody-ever-made-xxxxxxxxxxx"),
+            401,
+        ),
+        (generator, Some(&coder), 403),
+    ];
+    for (path, token, status) in cases {
+        let exchange = |method: &str| {
+            let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+            );
+            let (got, closed, _) = app.raw(request.as_bytes());
+            assert!(closed, "{method} {path}: the connection stayed open");
+            RawResponse::parse(&got)
+        };
+        let get = exchange("GET");
+        let head = exchange("HEAD");
+        assert_eq!(get.status, status, "GET {path}");
+        assert_eq!(head.status, status, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path} has a body: {head:?}");
+        for name in ["content-type", "www-authenticate", "allow"] {
+            assert_eq!(head.header(name), get.header(name), "HEAD {path}: {name}");
+        }
+        // The length GET's body has (metrics move between the two requests).
+        let length = head
+            .header("content-length")
+            .map(|l| l.parse::<usize>().unwrap());
+        if path != "/metrics" {
+            assert_eq!(length, Some(get.body.len()), "HEAD {path}");
+        }
+    }
+}
