@@ -101,6 +101,12 @@ struct ServeArgs {
     /// Worker threads, 1 to 512 (default: one per core).
     #[arg(long, env = "SECRETGEN_WORKERS", value_parser = clap::value_parser!(u16).range(1..=512))]
     workers: Option<u16>,
+    /// Seconds a request body may take to arrive whole (1 to 3600); a slower one is
+    /// answered 408 and its connection closed.
+    #[arg(long, env = "SECRETGEN_BODY_TIMEOUT", value_name = "SECONDS",
+          default_value_t = secretgen::api::DEFAULT_BODY_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
 }
 
 /// The data directory flag, shared by the commands that use the store.
@@ -232,6 +238,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         workers: args.workers.map(usize::from),
         rate_limit: std::num::NonZeroU32::new(args.rate_limit),
         metrics: args.metrics == "on",
+        body_timeout: std::time::Duration::from_secs(args.body_timeout),
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
             _ => None,

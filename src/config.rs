@@ -485,6 +485,18 @@ mod tests {
             ["expiry"]
         );
         assert_eq!(fields(draft("OTP_SMS", 8, "0s", DIGITS_ONLY)), ["expiry"]);
+        // Under a second, codes are born expired: refused for every type, APP_SECRET too.
+        for short in ["0.000000001s", "0.5s", "0.999999999s"] {
+            assert_eq!(fields(draft("OTP_SMS", 8, short, DIGITS_ONLY)), ["expiry"]);
+            assert_eq!(
+                fields(draft("APP_SECRET", 64, short, [true, true, true, false])),
+                ["expiry"]
+            );
+        }
+        let err = GeneratorConfig::new(&draft("OTP_SMS", 8, "0.5s", DIGITS_ONLY)).unwrap_err();
+        assert!(err.to_string().contains("at least 1s"), "{err}");
+        assert!(GeneratorConfig::new(&draft("OTP_SMS", 8, "1s", DIGITS_ONLY)).is_ok());
+        assert!(GeneratorConfig::new(&draft("OTP_SMS", 8, "1.000000001s", DIGITS_ONLY)).is_ok());
         assert_eq!(fields(draft("OTP_SMS", 8, "", DIGITS_ONLY)), ["expiry"]);
         // Five digits are 16.6 bits, below the floor; six are 19.93, above it.
         assert_eq!(
@@ -530,6 +542,7 @@ mod tests {
         let expiry = prop_oneof![
             (0u64..3_000_000).prop_map(|s| format!("{s}s")),
             (0u64..100, 0u32..1000).prop_map(|(s, ms)| format!("{s}.{ms:03}s")),
+            (0u32..1_000_000_000).prop_map(|ns| format!("0.{ns:09}s")),
             Just("-1s".to_owned()),
             Just("1h".to_owned()),
         ];
@@ -571,6 +584,11 @@ mod tests {
             if !length_ok { want.push("length"); }
             if parsed.is_err() { want.push("expiry"); }
             if t.is_some() && !zero_ok { want.push("expiry"); }
+            // Restated without `Expiry`: "0.<digits>s" with a digit other than 0 is under a
+            // second, which no type accepts.
+            let sub_second = d.expiry.strip_prefix("0.").and_then(|f| f.strip_suffix('s'))
+                .is_some_and(|f| f.bytes().any(|b| b != b'0'));
+            prop_assert!(!sub_second || parsed.is_err(), "{} accepted", d.expiry);
             if n_classes == 0 {
                 want.extend(CharClass::ALL.map(|c| c.field()));
             }
@@ -595,6 +613,8 @@ mod tests {
             match GeneratorConfig::new(&d) {
                 Ok(c) => {
                     prop_assert!(want.is_empty(), "accepted, but should break {:?}", want);
+                    let e = c.expiry().duration();
+                    prop_assert!(e.is_zero() || e >= std::time::Duration::from_secs(1), "{:?}", e);
                     prop_assert_eq!(c.length().get() as i64, d.length);
                     prop_assert_eq!(c.to_draft().include_digits, d.include_digits);
                 }

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The lifetime of a code: from 0 (never expires) up to [`Expiry::MAX`] (31 days).
+/// The lifetime of a code: 0 (never expires), or from [`Expiry::MIN`] (1 second) up to
+/// [`Expiry::MAX`] (31 days). Anything strictly between 0 and 1 second is refused: codes
+/// would expire before they reach anyone.
 ///
 /// Text form is protobuf's JSON mapping of `google.protobuf.Duration`: seconds with up to nine
 /// fractional digits and an `s` suffix (`"3600s"`, `"1.5s"`). Whether 0 is allowed depends on
@@ -15,10 +17,16 @@ impl Expiry {
     /// The longest expiry accepted: 31 days, `2678400s`.
     pub const MAX: Duration = Duration::from_secs(31 * 24 * 3600);
 
-    /// An expiry of `duration`, refused above [`Expiry::MAX`].
+    /// The shortest expiry accepted but 0 (never): one second, `1s`.
+    pub const MIN: Duration = Duration::from_secs(1);
+
+    /// An expiry of `duration`, refused above [`Expiry::MAX`] and strictly between 0 and
+    /// [`Expiry::MIN`].
     pub fn new(duration: Duration) -> Result<Self, ExpiryError> {
         if duration > Self::MAX {
             Err(ExpiryError::TooLong)
+        } else if !duration.is_zero() && duration < Self::MIN {
+            Err(ExpiryError::TooShort)
         } else {
             Ok(Expiry(duration))
         }
@@ -51,7 +59,7 @@ impl Expiry {
 }
 
 impl fmt::Display for Expiry {
-    /// Protobuf's canonical form: `"3600s"`, `"1.500s"`, `"0.000001s"`, `"0.000000001s"`.
+    /// Protobuf's canonical form: `"3600s"`, `"1.500s"`, `"1.000001s"`, `"1.000000001s"`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.as_secs();
         let nanos = self.0.subsec_nanos();
@@ -104,6 +112,8 @@ pub enum ExpiryError {
     Negative,
     /// Above [`Expiry::MAX`].
     TooLong,
+    /// Above 0 but below [`Expiry::MIN`]: codes would be born expired.
+    TooShort,
 }
 
 impl fmt::Display for ExpiryError {
@@ -115,6 +125,10 @@ impl fmt::Display for ExpiryError {
             }
             ExpiryError::Negative => "must not be negative",
             ExpiryError::TooLong => "must be at most 2678400s (31 days)",
+            ExpiryError::TooShort => {
+                "must be at least 1s (or 0s, never expires, where the type allows it): codes \
+                 with a shorter lifetime would expire before anyone could use them"
+            }
         })
     }
 }
@@ -132,7 +146,9 @@ mod tests {
         ok("0s", Duration::ZERO);
         ok("300s", Duration::from_secs(300));
         ok("1.5s", Duration::from_millis(1500));
-        ok("0.000000001s", Duration::from_nanos(1));
+        ok("1s", Expiry::MIN);
+        ok("1.000000001s", Duration::from_nanos(1_000_000_001));
+        ok("0.000s", Duration::ZERO);
         ok("2678400s", Expiry::MAX);
         ok("2678400.000s", Expiry::MAX);
         ok("-0s", Duration::ZERO);
@@ -167,6 +183,11 @@ mod tests {
         bad("-1s", Negative);
         bad("-0.5s", Negative);
         bad("2678400.000000001s", TooLong);
+        for s in ["0.000000001s", "0.5s", "0.999999999s", "0.001s"] {
+            bad(s, TooShort);
+        }
+        assert_eq!(Expiry::new(Duration::from_millis(999)), Err(TooShort));
+        assert_eq!(Expiry::new(Duration::ZERO).map(Expiry::is_never), Ok(true));
         bad("99999999999999999999999s", TooLong);
     }
 
@@ -182,9 +203,28 @@ mod tests {
 
     proptest! {
         #[test]
-        fn text_round_trips(secs in 0u64..=2_678_399, nanos in 0u32..1_000_000_000) {
+        fn text_round_trips(secs in 1u64..=2_678_399, nanos in 0u32..1_000_000_000) {
             let e = Expiry::new(Duration::new(secs, nanos)).unwrap();
             prop_assert_eq!(Expiry::parse(&e.to_string()), Ok(e));
+        }
+
+        /// 0, or 1 s to 31 days: nothing else is ever accepted.
+        #[test]
+        fn only_zero_or_one_second_to_31_days_is_accepted(
+            secs in prop_oneof![0u64..=1, 2_678_399u64..=2_678_401, 0u64..=2_678_401],
+            nanos in prop_oneof![Just(0u32), 0u32..1_000_000_000],
+        ) {
+            let d = Duration::new(secs, nanos);
+            let want = if d.is_zero() || (Expiry::MIN..=Expiry::MAX).contains(&d) {
+                Ok(d)
+            } else if d > Expiry::MAX {
+                Err(ExpiryError::TooLong)
+            } else {
+                Err(ExpiryError::TooShort)
+            };
+            prop_assert_eq!(Expiry::new(d).map(Expiry::duration), want);
+            let text = format!("{secs}.{nanos:09}s");
+            prop_assert_eq!(Expiry::parse(&text).map(Expiry::duration), want);
         }
 
         #[test]

@@ -42,6 +42,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Record and serve Prometheus metrics.
     pub metrics: bool,
+    /// How long a request body may take to arrive whole before the request is answered 408.
+    pub body_timeout: Duration,
 }
 
 /// PEM files of a TLS certificate chain and its private key.
@@ -116,6 +118,7 @@ impl Application {
             Arc::new(control),
             settings.rate_limit,
             settings.metrics,
+            settings.body_timeout,
         ));
         let mut server = HttpServer::new(move || {
             App::new()

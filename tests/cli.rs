@@ -149,3 +149,32 @@ fn a_reader_that_stops_early_ends_the_run_quietly() {
             .all(|l| l[..8].iter().all(u8::is_ascii_digit) && l[8] == b'\n')
     );
 }
+
+#[test]
+fn a_bad_body_timeout_is_one_line_and_exit_2() {
+    for value in ["0", "3601", "1.5", "ten", "-1", ""] {
+        let out = secretgen(&["serve", &format!("--body-timeout={value}")]);
+        assert_eq!(out.status.code(), Some(2), "--body-timeout {value:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{value:?}: {err}");
+        assert!(err.contains("--body-timeout"), "{value:?}: {err}");
+        if value.is_empty() {
+            // An empty variable is as good as none: the server would start.
+            continue;
+        }
+        // The same through the environment.
+        let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))
+            .arg("serve")
+            .env("SECRETGEN_DATA_DIR", "/nonexistent/secretgen-cli-test")
+            .env("SECRETGEN_BODY_TIMEOUT", value)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "SECRETGEN_BODY_TIMEOUT={value:?}"
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{value:?}: {err}");
+    }
+}

@@ -57,10 +57,14 @@ fn readers_see_whole_snapshots_and_every_finished_swap() {
     // Odd sequences carry A, even ones B.
     let published = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    // Reads of a swapped-in configuration, so that the writer can wait for the readers on a
+    // busy machine (else it may finish every swap before a reader is first scheduled).
+    let reads = Arc::new(AtomicU64::new(0));
 
     let readers: Vec<_> = (0..READERS)
         .map(|reader| {
             let (instance, published, done) = (instance.clone(), published.clone(), done.clone());
+            let reads = reads.clone();
             let (a, b) = (a.clone(), b.clone());
             std::thread::spawn(move || {
                 let mut seen = [0u64; 2];
@@ -109,6 +113,7 @@ fn readers_see_whole_snapshots_and_every_finished_swap() {
                             && expires <= now + expiry + Duration::from_secs(5)
                     );
                     seen[usize::from(seq % 2 == 0)] += 1;
+                    reads.fetch_add(1, Ordering::Release);
                 }
                 seen
             })
@@ -124,8 +129,14 @@ fn readers_see_whole_snapshots_and_every_finished_swap() {
         };
         instance.replace(Snapshot::new(config, version));
         published.store(seq, Ordering::Release);
-        if seq % 64 == 0 {
-            std::thread::yield_now();
+        if seq % 64 <= 1 {
+            // After one swap of each configuration in every 64, let a reader read it (two
+            // seconds at most: the assertions below say whether readers kept up).
+            let before = reads.load(Ordering::Acquire);
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while reads.load(Ordering::Acquire) == before && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
         }
     }
     // Let the readers run on the last configuration for a moment, then stop them.

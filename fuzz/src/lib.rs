@@ -105,6 +105,10 @@ pub mod valid {
         assert_eq!(c.alphabet().as_bytes(), &want[..], "{c:?}");
         assert!(c.expiry().duration() <= Expiry::MAX, "{c:?}");
         assert!(
+            c.expiry().is_never() || c.expiry().duration() >= std::time::Duration::from_secs(1),
+            "expiry under a second: {c:?}"
+        );
+        assert!(
             !c.expiry().is_never() || c.generator_type() == GeneratorType::AppSecret,
             "expiry 0 for {}",
             c.generator_type()
@@ -195,19 +199,56 @@ pub mod config_body {
 
     /// Panics when the body breaks an invariant; see the module.
     pub fn check(input: &Input) {
+        // What a plain parse (where a repeated key's last value wins) makes of the body.
+        let plain = serde_json::from_slice::<Value>(&input.0);
         let object = match wire::object(&input.0) {
             Ok(object) => object,
             Err(e) => {
                 assert_eq!(e.code(), GrpcCode::InvalidArgument);
-                assert!(fields(&e).is_empty(), "{:?}", e.body());
+                match fields(&e)[..] {
+                    // Not JSON, or not an object.
+                    [] => assert!(!matches!(plain, Ok(Value::Object(_))) || input.0.is_empty()),
+                    // A repeated key, named in the message: the body is otherwise JSON.
+                    [ref key] => {
+                        assert!(plain.is_ok(), "{:?}", e.body());
+                        let message = e.body()["message"].as_str().unwrap_or("").to_owned();
+                        assert!(message.contains(&format!("{key:?}")), "{message}");
+                        assert!(names_twice(key, &input.0), "{key:?} is not repeated");
+                    }
+                    _ => panic!("{:?}", e.body()),
+                }
                 return;
             }
         };
+        // Accepted: the same value the plain parse makes (an empty body is `{}`).
+        if !input.0.is_empty() {
+            assert_eq!(plain.ok(), Some(Value::Object(object.clone())));
+        }
         for t in GeneratorType::ALL {
             check_config(&object, t);
         }
         check_search(&object);
         check_count(&object);
+    }
+
+    /// Whether the body names the repeated key of path `key` (`query.limit`) at least twice,
+    /// judged on the text: the key is the path's last part, or a longer tail of it when the
+    /// key itself holds dots. `true` when the text cannot say (escapes).
+    fn names_twice(key: &str, body: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(body);
+        if text.contains('\\') {
+            return true;
+        }
+        let mut tail = key;
+        loop {
+            if text.matches(&format!("\"{tail}\"")).count() >= 2 {
+                return true;
+            }
+            match tail.split_once('.') {
+                Some((_, rest)) => tail = rest,
+                None => return false,
+            }
+        }
     }
 
     /// The names of an error's field violations.
@@ -491,8 +532,8 @@ pub mod generator_type {
 
 /// `expiry`: text into [`secretgen::Expiry::parse`], and back through `Display`.
 ///
-/// Checks that parsing never panics; accepts exactly `-?\d+(\.\d{1,9})?s` within 0 to 31
-/// days, with the value read independently (and the same error kind); and that an accepted
+/// Checks that parsing never panics; accepts exactly `-?\d+(\.\d{1,9})?s` that is 0 or
+/// within 1 second to 31 days, with the value read independently (and the same error kind); and that an accepted
 /// expiry is written in the canonical form (no sign, 0, 3, 6 or 9 decimals, the fewest that
 /// are exact) and parses back to itself.
 pub mod expiry {
@@ -562,6 +603,8 @@ pub mod expiry {
             Err(ExpiryError::Negative)
         } else if d > Duration::from_secs(31 * 24 * 3600) {
             Err(ExpiryError::TooLong)
+        } else if !d.is_zero() && d < Duration::from_secs(1) {
+            Err(ExpiryError::TooShort)
         } else {
             Ok(d)
         }
@@ -657,12 +700,12 @@ pub mod generate {
                 1 => format!("{}s", u.int_in_range(1..=max)?),
                 2 => format!(
                     "{}.{:03}s",
-                    u.int_in_range(0..=max - 1)?,
+                    u.int_in_range(1..=max - 1)?,
                     u.int_in_range(0..=999u32)?
                 ),
                 3 => {
                     let nanos = u.int_in_range(0..=999_999_999u32)?;
-                    format!("{}.{nanos:09}s", u.int_in_range(0..=max - 1)?)
+                    format!("{}.{nanos:09}s", u.int_in_range(1..=max - 1)?)
                 }
                 4 => format!("{:08}s", u.int_in_range(1..=max)?),
                 _ => match t {

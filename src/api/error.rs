@@ -16,6 +16,8 @@ use crate::config::ConfigError;
 pub enum GrpcCode {
     /// 3.
     InvalidArgument = 3,
+    /// 4.
+    DeadlineExceeded = 4,
     /// 5.
     NotFound = 5,
     /// 7.
@@ -141,6 +143,25 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body did not arrive, whole, within `timeout`; the connection is
+    /// closed after the answer.
+    ///
+    /// The SPEC's table has no row for it. grpc-gateway maps gRPC's DEADLINE_EXCEEDED (4) to
+    /// HTTP 504 and has no code that maps to 408; of the gRPC codes, DEADLINE_EXCEEDED is the
+    /// one that says what happened (the time allowed ran out before the operation could
+    /// complete), so 408 carries code 4. INVALID_ARGUMENT (3) would blame the content of a
+    /// body that was never read, and CANCELLED (1) means the client gave up, which it did not.
+    pub fn body_timeout(timeout: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            GrpcCode::DeadlineExceeded,
+            format!(
+                "the request body did not arrive within {} s; send the whole body promptly",
+                timeout.as_secs_f64()
+            ),
+        )
+    }
+
     /// 429: over the token's rate; a request may succeed again after `wait`.
     pub fn rate_limited(wait: std::time::Duration) -> ApiError {
         ApiError {
@@ -217,6 +238,10 @@ impl ResponseError for ApiError {
         }
         if let Some(secs) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            response.force_close();
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

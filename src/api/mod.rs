@@ -10,7 +10,7 @@ pub mod wire;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -22,7 +22,7 @@ use zeroize::Zeroize;
 
 pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, Violation};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Route};
 
 use crate::config::GeneratorConfig;
 use crate::control::{ControlPlane, UpdateError};
@@ -32,6 +32,10 @@ use crate::token::Permission;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a request body may take to arrive, whole, unless the server is told otherwise
+/// (`--body-timeout`).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Requests per second per token on the data plane.
 type Limiter = governor::DefaultKeyedRateLimiter<String>;
@@ -43,15 +47,18 @@ pub struct AppState {
     auth: Authenticator,
     metrics: Metrics,
     limiter: Option<Limiter>,
+    body_timeout: Duration,
 }
 
 impl AppState {
     /// The state of a server over `control`, limiting each token to `rate_limit` data-plane
-    /// requests a second (bursts of as many), or not at all when `None`.
+    /// requests a second (bursts of as many), or not at all when `None`, and each request
+    /// body to `body_timeout` to arrive whole.
     pub fn new(
         control: Arc<ControlPlane>,
         rate_limit: Option<NonZeroU32>,
         metrics: bool,
+        body_timeout: Duration,
     ) -> AppState {
         let auth = Authenticator::new(Arc::clone(control.store()));
         AppState {
@@ -63,6 +70,7 @@ impl AppState {
                 Metrics::disabled()
             },
             limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
+            body_timeout,
         }
     }
 
@@ -80,44 +88,57 @@ impl AppState {
     }
 }
 
+/// A resource for `route`: registered under its pattern, with the route itself as the
+/// resource's data, which the request middleware reads back for the metrics' `route` label.
+fn resource(route: Route) -> actix_web::Resource {
+    web::resource(route.pattern()).app_data(route)
+}
+
 /// Registers every route. Unknown routes answer 404 through [`not_found`], which the app
-/// installs as its default service; known routes answer other methods with 405.
+/// installs as its default service; known routes answer other methods with 405. Every GET
+/// route answers HEAD too, through the same handler (so with the same authentication,
+/// status and headers); actix-http leaves the body out.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/admin/v1/secretgenerators/_search")
+        resource(Route::Search)
             .route(web::post().to(search))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
     )
     .service(
-        web::resource("/admin/v1/secretgenerators/{generatorType}")
+        resource(Route::Generator)
             .route(web::get().to(get))
+            .route(web::head().to(get))
             .route(web::put().to(put))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, PUT"))),
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD, PUT"))),
     )
     .service(
-        web::resource("/v1/codes/{generatorType}/_generate")
+        resource(Route::Generate)
             .route(web::post().to(generate))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
     )
     .service(
-        web::resource("/healthz")
+        resource(Route::Healthz)
             .route(web::get().to(healthz))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(healthz))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     )
     .service(
-        web::resource("/openapi.json")
+        resource(Route::OpenApi)
             .route(web::get().to(openapi))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(openapi))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     )
     .service(
-        web::resource("/metrics")
+        resource(Route::Metrics)
             .route(web::get().to(metrics))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(metrics))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     )
     .service(
-        web::resource("/readyz")
+        resource(Route::Readyz)
             .route(web::get().to(readyz))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET"))),
+            .route(web::head().to(readyz))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     );
 }
 
@@ -164,15 +185,18 @@ pub async fn observe_requests(
         );
     }
     // The response keeps the request: method, path and state are read off it, and the
-    // pattern off the route taken (asked before routing, actix would match every pattern a
-    // second time).
+    // route off the data of the resource that answered (none: no route matched). Labels
+    // come from fixed sets, whatever the client sent, and cost no allocation.
     let request = response.request();
     let status = response.status().as_u16();
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
-        let route = request.match_pattern();
+        let route = request
+            .app_data::<Route>()
+            .copied()
+            .unwrap_or(Route::Unmatched);
         state.metrics.request(
-            route.as_deref().unwrap_or("unmatched"),
-            request.method().as_str(),
+            route,
+            metrics::Method::of(request.method().as_str()),
             status,
             elapsed.as_secs_f64(),
         );
@@ -222,13 +246,19 @@ fn generator_type(raw: &str) -> Result<GeneratorType, ApiError> {
         })
 }
 
-async fn body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
-    match payload.to_bytes_limited(BODY_LIMIT).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(ApiError::bad_request(format!(
+/// The request body, whole, read within the state's body timeout: the time from the first
+/// read to the last byte, however slowly or steadily the bytes trickle in. A body that does
+/// not arrive in time is answered 408 and the connection closed, so that a client cannot
+/// hold a connection and a worker by declaring more than it sends.
+async fn body(payload: web::Payload, state: &AppState) -> Result<web::Bytes, ApiError> {
+    let read = payload.to_bytes_limited(BODY_LIMIT);
+    match actix_web::rt::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+        Ok(Ok(Err(e))) => Err(ApiError::bad_request(format!(
             "cannot read the request body: {e}"
         ))),
-        Err(_limit) => Err(ApiError::too_large(BODY_LIMIT)),
+        Ok(Err(_limit)) => Err(ApiError::too_large(BODY_LIMIT)),
+        Err(_elapsed) => Err(ApiError::body_timeout(state.body_timeout)),
     }
 }
 
@@ -258,7 +288,7 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let principal = state.auth.require(&req, Permission::IamWrite)?;
     let t = generator_type(&path)?;
-    let object = wire::object(&body(payload).await?)?;
+    let object = wire::object(&body(payload, &state).await?)?;
     let (draft, mut violations) = wire::config_draft(&object, t);
     // Fields of the wrong JSON type are reported once, as such; every other rule as the
     // configuration's own check finds it.
@@ -343,7 +373,7 @@ async fn search(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.require(&req, Permission::IamRead)?;
-    let search = wire::search(&wire::object(&body(payload).await?)?)?;
+    let search = wire::search(&wire::object(&body(payload, &state).await?)?)?;
     let instance = state.control.instance();
     let mut snapshots: Vec<_> = GeneratorType::ALL
         .into_iter()
@@ -389,7 +419,7 @@ async fn generate(
     let principal = state.auth.require(&req, Permission::CodesGenerate)?;
     state.check_rate(&principal)?;
     let t = generator_type(&path)?;
-    let count = wire::count(&wire::object(&body(payload).await?)?)?;
+    let count = wire::count(&wire::object(&body(payload, &state).await?)?)?;
     // Loaded after the request was read: a PUT answered before this point is seen.
     let snapshot = state.control.instance().load(t);
     let generator = snapshot.generator();

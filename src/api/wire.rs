@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, Violation};
 use crate::config::{ConfigDraft, floor_hundredths};
-use crate::generator_type::GeneratorType;
+use crate::generator_type::{GeneratorType, ParseGeneratorTypeError};
 use crate::registry::{InstanceId, Snapshot, Version};
 
 /// A timestamp as protojson writes it: UTC, with 0, 3, 6 or 9 fractional digits.
@@ -93,18 +93,163 @@ impl SecretGenerator {
 
 /// A request body as a JSON object; an empty body is an empty object. A body of only
 /// whitespace is not empty: it is refused as invalid JSON, as every JSON parser refuses it.
+/// A key repeated in any object of the body, at any depth, is refused (400, naming the key
+/// as a field violation), as protojson and grpc-gateway refuse it, rather than letting the
+/// last one win. The body is parsed once.
 pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    use serde::de::DeserializeSeed;
     if body.is_empty() {
         return Ok(Map::new());
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad_request(format!(
+    let repeated = std::cell::Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = UniqueKeys {
+        at: At::Root,
+        repeated: &repeated,
+    }
+    .deserialize(&mut de)
+    .and_then(|value| de.end().map(|()| value));
+    match (parsed, repeated.take()) {
+        (Err(e), _) => Err(ApiError::bad_request(format!(
             "the request body is not valid JSON: {e}"
         ))),
+        (Ok(_), Some(path)) => Err(ApiError::invalid(
+            format!(
+                "the request body has the key {path:?} more than once; each key may appear \
+                 once in an object"
+            ),
+            vec![Violation::new(path, "appears more than once in its object")],
+        )),
+        (Ok(Value::Object(map)), None) => Ok(map),
+        (Ok(_), None) => Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        )),
+    }
+}
+
+/// Where a value sits in a body, to name a repeated key the way field violations name
+/// fields: `query.limit`, `queries[0].typeQuery.generatorType`. Borrowed from the parser's
+/// stack: nothing is allocated unless a key repeats.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn write(&self, out: &mut String) {
+        match self {
+            At::Root => {}
+            At::Key(parent, key) => {
+                parent.write(out);
+                if !matches!(parent, At::Root) {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            At::Index(parent, i) => {
+                parent.write(out);
+                out.push_str(&format!("[{i}]"));
+            }
+        }
+    }
+}
+
+/// Deserializes a [`Value`] exactly as `Value`'s own `Deserialize` does, and leaves in
+/// `repeated` the path of the first key an object repeats. The parse goes on to the end, so
+/// that a body that is not JSON at all is reported as such. serde_json's recursion limit
+/// (128 levels) still bounds the depth.
+#[derive(Clone, Copy)]
+struct UniqueKeys<'a> {
+    at: At<'a>,
+    repeated: &'a std::cell::Cell<Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        loop {
+            let at = At::Index(&self.at, items.len());
+            let seed = UniqueKeys {
+                at,
+                repeated: self.repeated,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                let first = self.repeated.take().unwrap_or_else(|| {
+                    let mut path = String::new();
+                    At::Key(&self.at, &key).write(&mut path);
+                    path
+                });
+                self.repeated.set(Some(first));
+            }
+            let value = map.next_value_seed(UniqueKeys {
+                at: At::Key(&self.at, &key),
+                repeated: self.repeated,
+            })?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -252,15 +397,15 @@ pub fn search(object: &Map<String, Value>) -> Result<Search, ApiError> {
                 let t = q
                     .get("typeQuery")
                     .and_then(|tq| tq.get("generatorType"))
-                    .and_then(Value::as_str);
-                match t.map(str::parse::<GeneratorType>) {
+                    .filter(|t| !t.is_null());
+                match t.map(generator_type) {
                     Some(Ok(t)) => {
                         let types = search
                             .types
                             .get_or_insert_with(|| GeneratorType::ALL.to_vec());
                         types.retain(|&kept| kept == t);
                     }
-                    Some(Err(e)) => violations.push(Violation::new(path, e.to_string())),
+                    Some(Err(e)) => violations.push(Violation::new(path, e)),
                     None => violations.push(Violation::new(
                         format!("queries[{i}]"),
                         "must be {\"typeQuery\": {\"generatorType\": \"...\"}}",
@@ -274,6 +419,26 @@ pub fn search(object: &Map<String, Value>) -> Result<Search, ApiError> {
         Ok(search)
     } else {
         Err(ApiError::invalid("invalid search request", violations))
+    }
+}
+
+/// A generator type in a JSON field: its full or short name, or its number as a JSON number
+/// or a string of digits (SPEC section 1), read as the path segment is read.
+fn generator_type(value: &Value) -> Result<GeneratorType, String> {
+    match value {
+        Value::String(s) => s
+            .parse()
+            .map_err(|e: ParseGeneratorTypeError| e.to_string()),
+        // Written as an integer (`7`, not `7.0`), as integer fields are read.
+        Value::Number(n) => n
+            .to_string()
+            .parse()
+            .map_err(|e: ParseGeneratorTypeError| e.to_string()),
+        _ => Err(
+            "must be a generator type: a name such as \"SECRET_GENERATOR_TYPE_OTP_SMS\" \
+                  or \"otp_sms\", or a number from 1 to 8"
+                .to_owned(),
+        ),
     }
 }
 
@@ -411,6 +576,90 @@ mod tests {
         assert!(object(b"\t").is_err());
         assert!(object(b"[1]").is_err());
         assert!(object(b"{\"length\": ").is_err());
+    }
+
+    /// The fields of an error's violations and its message.
+    fn refusal(e: &ApiError) -> (Vec<String>, String) {
+        let body = e.body();
+        let fields = body["details"][0]["fieldViolations"]
+            .as_array()
+            .map(|vs| {
+                vs.iter()
+                    .map(|v| v["field"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (fields, body["message"].as_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth_naming_the_key() {
+        for (body, path) in [
+            (&br#"{"length": 8, "length": 9}"#[..], "length"),
+            (br#"{"length": 8, "length": 8}"#, "length"),
+            (
+                br#"{"a": 1, "b": {"c": [1, {"d": 1, "d": null}]}}"#,
+                "b.c[1].d",
+            ),
+            (br#"{"query": {"limit": 1, "limit": 2}}"#, "query.limit"),
+            (
+                br#"{"queries": [{"typeQuery": {"generatorType": 7, "generatorType": 8}}]}"#,
+                "queries[0].typeQuery.generatorType",
+            ),
+            (br#"[{"x": 1, "x": 2}]"#, "[0].x"),
+        ] {
+            let e = object(body).unwrap_err();
+            assert_eq!(e.code(), crate::api::error::GrpcCode::InvalidArgument);
+            let (fields, message) = refusal(&e);
+            assert_eq!(fields, [path], "{}", body.escape_ascii());
+            assert!(message.contains(&format!("{path:?}")), "{message}");
+        }
+        // The same key in sibling objects, or as a value, is no repeat.
+        let ok = object(br#"{"a": {"x": 1}, "b": {"x": 1}, "c": [{"x": 1}, {"x": 2}], "x": "x"}"#)
+            .unwrap();
+        assert_eq!(ok.len(), 4);
+        // What is accepted is exactly what serde_json reads, order kept.
+        let text = br#"{"z": 1, "a": [1.5, -2, 18446744073709551615, "s", null, true, {}], "m": {"k": 1e3}}"#;
+        assert_eq!(
+            Value::Object(object(text).unwrap()),
+            serde_json::from_slice::<Value>(text).unwrap()
+        );
+        let keys: Vec<String> = object(text).unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["z", "a", "m"]);
+        // Other failures name no field.
+        for bad in [&b"{\"a\": 1} x"[..], b"{\"a\": 1, \"a\""] {
+            let (fields, _) = refusal(&object(bad).unwrap_err());
+            assert!(fields.is_empty(), "{}", bad.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn type_queries_take_names_and_numbers() {
+        for t in [json!(7), json!("7"), json!("OTP_SMS"), json!("otp_sms")] {
+            let s = search(
+                &object(
+                    json!({"queries": [{"typeQuery": {"generatorType": t}}]})
+                        .to_string()
+                        .as_bytes(),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(s.types, Some(vec![GeneratorType::OtpSms]), "{t}");
+        }
+        for t in [
+            json!(0),
+            json!(9),
+            json!(-7),
+            json!(7.0),
+            json!(7.5),
+            json!(u64::MAX),
+            json!(false),
+        ] {
+            let body = json!({"queries": [{"typeQuery": {"generatorType": t}}]}).to_string();
+            let (fields, _) = refusal(&search(&object(body.as_bytes()).unwrap()).unwrap_err());
+            assert_eq!(fields, ["queries[0].typeQuery.generatorType"], "{t}");
+        }
     }
 
     #[test]

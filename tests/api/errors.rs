@@ -1,9 +1,15 @@
 //! Every error row of the SPEC's table, in the one error body; refused requests change
 //! nothing.
 
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::helpers::{assert_error_shape, spawn_app, violated_fields};
+use crate::helpers::{
+    RawResponse, assert_error_shape, read_until_closed, spawn_app, spawn_app_in, violated_fields,
+};
 
 #[test]
 fn unknown_routes_answer_404_in_the_error_body() {
@@ -24,16 +30,32 @@ fn unknown_routes_answer_404_in_the_error_body() {
 fn wrong_methods_answer_405_with_the_allowed_ones() {
     let app = spawn_app();
     for (method, path, allow) in [
-        ("DELETE", "/admin/v1/secretgenerators/otp_sms", "GET, PUT"),
-        ("POST", "/admin/v1/secretgenerators/otp_sms", "GET, PUT"),
+        (
+            "DELETE",
+            "/admin/v1/secretgenerators/otp_sms",
+            "GET, HEAD, PUT",
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/otp_sms",
+            "GET, HEAD, PUT",
+        ),
         ("GET", "/admin/v1/secretgenerators/_search", "POST"),
+        ("HEAD", "/admin/v1/secretgenerators/_search", "POST"),
         ("GET", "/v1/codes/otp_sms/_generate", "POST"),
-        ("POST", "/healthz", "GET"),
-        ("PUT", "/readyz", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("PUT", "/readyz", "GET, HEAD"),
+        ("DELETE", "/metrics", "GET, HEAD"),
+        ("PATCH", "/openapi.json", "GET, HEAD"),
     ] {
         let answer = app.request(method, path, Some(&app.token), None);
         assert_eq!(answer.status, 405, "{method} {path}");
-        assert_error_shape(&answer, 12);
+        if method == "HEAD" {
+            // The same answer without its body.
+            assert_eq!(answer.body, serde_json::Value::Null);
+        } else {
+            assert_error_shape(&answer, 12);
+        }
         assert_eq!(answer.allow.as_deref(), Some(allow));
     }
 }
@@ -218,4 +240,119 @@ fn bodies_over_64_kib_answer_413_and_change_nothing() {
         Some(&body),
     );
     assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+#[test]
+fn repeated_keys_answer_400_naming_the_key_and_change_nothing() {
+    let app = spawn_app();
+    let before = app.get_generator("otp_sms").body;
+    let cases = [
+        (
+            "PUT",
+            "/admin/v1/secretgenerators/otp_sms",
+            r#"{"length": 8, "expiry": "60s", "includeDigits": true, "length": 9}"#,
+            "length",
+        ),
+        (
+            "PUT",
+            "/admin/v1/secretgenerators/otp_sms",
+            r#"{"length": 9, "expiry": "60s", "includeDigits": true, "x": {"y": 1, "y": 1}}"#,
+            "x.y",
+        ),
+        (
+            "POST",
+            "/v1/codes/otp_sms/_generate",
+            r#"{"count": 1, "count": 2}"#,
+            "count",
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/_search",
+            r#"{"query": {"limit": 1, "asc": true, "limit": 2}}"#,
+            "query.limit",
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/_search",
+            r#"{"queries": [{"typeQuery": {"generatorType": "otp_sms"}},
+                {"typeQuery": {"generatorType": "otp_sms", "generatorType": "otp_email"}}]}"#,
+            "queries[1].typeQuery.generatorType",
+        ),
+    ];
+    for (method, path, body, key) in cases {
+        let answer = app.request(method, path, Some(&app.token), Some(body));
+        assert_eq!(violated_fields(&answer), [key], "{body}");
+        let message = answer.body["message"].as_str().unwrap();
+        assert!(message.contains(&format!("{key:?}")), "{message}");
+    }
+    assert_eq!(app.get_generator("otp_sms").body, before);
+    // The same key in different objects is not a repeat.
+    let answer = app.request(
+        "POST",
+        "/admin/v1/secretgenerators/_search",
+        Some(&app.token),
+        Some(r#"{"queries": [{"typeQuery": {"generatorType": "otp_sms"}}, {"typeQuery": {"generatorType": "otp_sms"}}]}"#),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+/// A request whose body does not arrive in time: headers declaring 100 bytes, then `sent`.
+fn partial_put(token: &str, sent: &str) -> String {
+    format!(
+        "PUT /admin/v1/secretgenerators/otp_sms HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{sent}"
+    )
+}
+
+fn assert_timed_out(got: &[u8], closed: bool, took: Duration) {
+    assert!(
+        !got.is_empty(),
+        "no answer within {took:?}: the body read is not bounded"
+    );
+    let response = RawResponse::parse(got);
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_error_shape(&response.answer(), 4);
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    assert!(closed, "the connection stayed open");
+}
+
+#[test]
+fn bodies_that_do_not_arrive_in_time_answer_408_and_close_the_connection() {
+    let temp = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(&temp.path().join("d"), &[("SECRETGEN_BODY_TIMEOUT", "1")]);
+    let before = app.get_generator("otp_sms").body;
+
+    // Four bytes of a hundred, then silence.
+    let (got, closed, took) = app.raw(partial_put(&app.token, "{\"le").as_bytes());
+    assert_timed_out(&got, closed, took);
+
+    // A body that keeps trickling in, a byte every 200 ms, never idle for the whole timeout:
+    // the bound is on the whole body, not on the gaps.
+    let mut stream = TcpStream::connect(app.addr()).unwrap();
+    stream
+        .write_all(partial_put(&app.token, "").as_bytes())
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..40 {
+            if writer.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let (got, closed, took) = read_until_closed(&mut stream, Duration::from_secs(10));
+    assert_timed_out(&got, closed, took);
+    trickle.join().unwrap();
+
+    // The server goes on: a well-formed request on a new connection is served.
+    assert_eq!(app.get_generator("otp_sms").body, before);
+    let answer = app.put_generator(
+        "otp_sms",
+        &json!({"length": 9, "expiry": "60s", "includeDigits": true}),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let logs = app.logs();
+    assert!(logs.contains("status=408"), "{logs}");
 }

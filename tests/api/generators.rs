@@ -176,6 +176,14 @@ fn every_validation_rule_is_enforced_and_named() {
         ("otp_sms", digits(8, "-1s"), vec!["expiry"]),
         ("otp_sms", digits(8, "2678401s"), vec!["expiry"]),
         ("otp_sms", digits(8, "0s"), vec!["expiry"]),
+        // Under a second codes are born expired: refused, APP_SECRET included.
+        ("otp_sms", digits(8, "0.000000001s"), vec!["expiry"]),
+        ("otp_sms", digits(8, "0.999999999s"), vec!["expiry"]),
+        (
+            "app_secret",
+            json!({"length": 64, "expiry": "0.5s", "includeLowerLetters": true, "includeUpperLetters": true, "includeDigits": true}),
+            vec!["expiry"],
+        ),
         ("otp_sms", digits(5, "300s"), vec!["entropyBits"]),
         (
             "app_secret",
@@ -208,6 +216,17 @@ fn every_validation_rule_is_enforced_and_named() {
     let answer = app.put_generator("otp_email", &digits(6, "1.5s"));
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     assert_eq!(generator(&app, "otp_email")["expiry"], "1.500s");
+    // One second is the shortest expiry.
+    let answer = app.put_generator("otp_email", &digits(6, "1s"));
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let answer = app.put_generator("otp_email", &digits(6, "0.5s"));
+    let description = answer.body["details"][0]["fieldViolations"][0]["description"].clone();
+    assert_eq!(violated_fields(&answer), ["expiry"]);
+    assert!(
+        description.as_str().unwrap().contains("at least 1s"),
+        "{description}"
+    );
+    assert_eq!(generator(&app, "otp_email")["expiry"], "1s");
     // Nothing refused changed anything.
     let after: Vec<Value> = ["otp_sms", "app_secret", "init_code"]
         .iter()

@@ -188,6 +188,24 @@ impl TestApp {
         })
     }
 
+    /// The server's `host:port`.
+    pub fn addr(&self) -> &str {
+        self.base
+            .strip_prefix("http://")
+            .or_else(|| self.base.strip_prefix("https://"))
+            .unwrap()
+    }
+
+    /// A raw HTTP/1.1 exchange on a new connection: sends `request` as is and reads until
+    /// the server closes the connection (send `Connection: close`) or 10 s pass. Returns the
+    /// bytes read, whether the server closed the connection, and how long it took.
+    pub fn raw(&self, request: &[u8]) -> (Vec<u8>, bool, Duration) {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(self.addr()).unwrap();
+        stream.write_all(request).unwrap();
+        read_until_closed(&mut stream, Duration::from_secs(10))
+    }
+
     pub fn get_generator(&self, t: &str) -> Answer {
         self.request(
             "GET",
@@ -348,4 +366,90 @@ pub fn assert_error_shape(answer: &Answer, code: u64) {
         assert_eq!(detail["@type"], "type.googleapis.com/google.rpc.BadRequest");
     }
     assert_eq!(answer.content_type.as_deref(), Some("application/json"));
+}
+
+/// Reads `stream` until the peer closes it (or resets it) or `limit` passes. Returns the
+/// bytes read, whether the peer closed the connection, and the time it took.
+pub fn read_until_closed(
+    stream: &mut std::net::TcpStream,
+    limit: Duration,
+) -> (Vec<u8>, bool, Duration) {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return (got, false, start.elapsed());
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, true, start.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (got, false, start.elapsed());
+            }
+            // A reset after the answer: the server closed a connection with unread input.
+            Err(_) => return (got, true, start.elapsed()),
+        }
+    }
+}
+
+/// A raw HTTP/1.1 response: status, headers (names in lower case) and body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Parses the first response in `bytes`.
+    pub fn parse(bytes: &[u8]) -> RawResponse {
+        let text = String::from_utf8_lossy(bytes);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no complete response head: {text:?}"));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {text:?}"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        RawResponse {
+            status,
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as an [`Answer`], to check its error shape.
+    pub fn answer(&self) -> Answer {
+        Answer {
+            status: self.status,
+            body: serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+                panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body))
+            }),
+            allow: self.header("allow").map(str::to_owned),
+            content_type: self.header("content-type").map(str::to_owned),
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_error_shape, spawn_app, spawn_app_in};
+use crate::helpers::{RawResponse, TestApp, assert_error_shape, spawn_app, spawn_app_in};
 
 fn metrics(app: &TestApp) -> String {
     let response = ureq::get(&app.url("/metrics"))
@@ -221,4 +221,129 @@ fn metrics_can_be_turned_off() {
     let answer = app.request("GET", "/metrics", None, None);
     assert_eq!(answer.status, 404);
     assert_error_shape(&answer, 5);
+}
+
+/// The `method` label of every `secretgen_http_requests_total` series.
+fn request_series(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("secretgen_http_requests_total{"))
+        .map(|l| {
+            let label = |name: &str| {
+                l.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap()
+                    .to_owned()
+            };
+            (label("route"), label("method"))
+        })
+        .collect()
+}
+
+#[test]
+fn invented_methods_and_paths_make_no_new_metric_series() {
+    let app = spawn_app();
+    // Method tokens a client may invent, on a known route and on unknown paths.
+    for i in 0..60u32 {
+        let method = format!("FOO{}X{i}", i * 7919 % 1000);
+        let path = if i % 2 == 0 {
+            "/healthz".to_owned()
+        } else {
+            format!("/nope/{i}")
+        };
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let (got, _, _) = app.raw(request.as_bytes());
+        let status = RawResponse::parse(&got).status;
+        assert!([404, 405].contains(&status), "{method} {path}: {status}");
+    }
+    let text = metrics(&app);
+    let series = request_series(&text);
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+    ];
+    let routes = [
+        "/admin/v1/secretgenerators/_search",
+        "/admin/v1/secretgenerators/{generatorType}",
+        "/v1/codes/{generatorType}/_generate",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "unmatched",
+    ];
+    for (route, method) in &series {
+        assert!(
+            methods.contains(&method.as_str()),
+            "method label {method:?}"
+        );
+        assert!(routes.contains(&route.as_str()), "route label {route:?}");
+    }
+    // other on /healthz (405), other on unmatched paths (404), and this GET /metrics is
+    // counted after it answers: two series, not sixty.
+    assert!(series.len() <= 3, "{series:?}");
+    assert_eq!(
+        sample(
+            &text,
+            "secretgen_http_requests_total{route=\"/healthz\",method=\"other\",status=\"405\"}"
+        ),
+        30.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "secretgen_http_requests_total{route=\"unmatched\",method=\"other\",status=\"404\"}"
+        ),
+        30.0
+    );
+}
+
+#[test]
+fn head_answers_every_get_route_like_get_without_a_body() {
+    let app = spawn_app();
+    let reader = app.create_token("reader", "iam.read");
+    let coder = app.create_token("coder", "codes.generate");
+    let generator = "/admin/v1/secretgenerators/otp_sms";
+    let cases: [(&str, Option<&str>, u16); 9] = [
+        ("/healthz", None, 200),
+        ("/readyz", None, 200),
+        ("/metrics", None, 200),
+        ("/openapi.json", None, 200),
+        (generator, Some(&reader), 200),
+        ("/admin/v1/secretgenerators/nope", Some(&reader), 400),
+        // Authenticated exactly as GET: no token, unknown token, lacking iam.read.
+        (generator, None, 401),
+        (
+            generator,
+            Some("sg_not-a-token-anybody-ever-made-xxxxxxxxxxx"),
+            401,
+        ),
+        (generator, Some(&coder), 403),
+    ];
+    for (path, token, status) in cases {
+        let exchange = |method: &str| {
+            let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+            );
+            let (got, closed, _) = app.raw(request.as_bytes());
+            assert!(closed, "{method} {path}: the connection stayed open");
+            RawResponse::parse(&got)
+        };
+        let get = exchange("GET");
+        let head = exchange("HEAD");
+        assert_eq!(get.status, status, "GET {path}");
+        assert_eq!(head.status, status, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path} has a body: {head:?}");
+        for name in ["content-type", "www-authenticate", "allow"] {
+            assert_eq!(head.header(name), get.header(name), "HEAD {path}: {name}");
+        }
+        // The length GET's body has (metrics move between the two requests).
+        let length = head
+            .header("content-length")
+            .map(|l| l.parse::<usize>().unwrap());
+        if path != "/metrics" {
+            assert_eq!(length, Some(get.body.len()), "HEAD {path}");
+        }
+    }
 }

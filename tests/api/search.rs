@@ -104,3 +104,37 @@ fn bad_search_requests_name_their_fields() {
         ]
     );
 }
+
+#[test]
+fn type_queries_read_the_type_as_a_name_or_a_number() {
+    let app = spawn_app();
+    for t in [
+        json!(7),
+        json!("7"),
+        json!("otp_sms"),
+        json!("SECRET_GENERATOR_TYPE_OTP_SMS"),
+    ] {
+        let answer = app.search(&json!({"queries": [{"typeQuery": {"generatorType": t}}]}));
+        assert_eq!(answer.status, 200, "{t}: {:?}", answer.body);
+        assert_eq!(types(&answer.body), ["OTP_SMS"], "{t}");
+    }
+    let answer = app.search(&json!({"queries": [{"typeQuery": {"generatorType": 1}}]}));
+    assert_eq!(types(&answer.body), ["INIT_CODE"]);
+    // Numbers outside the table, or not integers, are refused as unknown names are.
+    for t in [
+        json!(0),
+        json!(9),
+        json!(-1),
+        json!(7.5),
+        json!(1e300),
+        json!(true),
+        json!([7]),
+    ] {
+        let answer = app.search(&json!({"queries": [{"typeQuery": {"generatorType": t}}]}));
+        assert_eq!(
+            violated_fields(&answer),
+            ["queries[0].typeQuery.generatorType"],
+            "{t}"
+        );
+    }
+}
