@@ -157,7 +157,9 @@ pub fn main() -> ExitCode {
 }
 
 fn fail(reason: &str) -> ExitCode {
-    eprintln!("secretgen: {reason}");
+    // Not `eprintln!`, which panics when standard error cannot be written: the exit status
+    // still tells.
+    let _ = writeln!(io::stderr(), "secretgen: {reason}");
     ExitCode::from(2)
 }
 
@@ -207,14 +209,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 /// Logs go to standard error, as text or JSON lines; `SECRETGEN_LOG` filters them
-/// (default `info`).
+/// (default `info`). A line standard error cannot take is dropped and counted, never a
+/// panic (see `secretgen::logging`).
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("SECRETGEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr);
+        .with_writer(secretgen::logging::Stderr);
     if format == "json" {
         builder.json().init();
     } else {
