@@ -71,6 +71,12 @@ struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, env = "SECRETGEN_WORKERS")]
     workers: Option<usize>,
+    /// Connections served at once, over all workers (each costs up to about 0.5 MiB under
+    /// attack); more wait to be accepted.
+    #[arg(long, env = "SECRETGEN_MAX_CONNECTIONS",
+          default_value_t = server::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
 }
 
 /// The data directory flag, shared by the commands that use the store.
@@ -201,6 +207,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         workers: args.workers,
         rate_limit: std::num::NonZeroU32::new(args.rate_limit),
         metrics: args.metrics == "on",
+        max_connections: std::num::NonZeroUsize::new(args.max_connections as usize)
+            .ok_or("--max-connections must be at least 1")?,
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
             _ => None,

@@ -161,16 +161,20 @@ pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Child {
         .expect("the server starts")
 }
 
-/// `secretgen serve` on port 0 with two workers, `args` and `env`; standard output piped.
+/// `secretgen serve` on port 0 with `args` (two workers unless they say otherwise) and `env`;
+/// standard output piped.
 fn serve_command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_secretgen"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .env("SECRETGEN_DATA_DIR", data_dir)
         .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
         .env_remove("SECRETGEN_LOG")
         .stdout(Stdio::piped());
+    if !args.contains(&"--workers") {
+        command.args(["--workers", "2"]);
+    }
     for (k, v) in env {
         command.env(k, v);
     }
