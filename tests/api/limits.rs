@@ -111,3 +111,38 @@ fn a_header_section_over_128_kib_is_refused() {
     // The server goes on serving.
     assert_eq!(app.request("GET", "/healthz", None, None).status, 200);
 }
+
+/// A client may pipeline: past the 16 requests a connection queues, the rest wait in the
+/// read buffer and are all answered, in order (actix-http as patched in vendor/actix-http).
+#[test]
+fn pipelined_requests_past_the_queue_are_all_answered_in_order() {
+    let (app, _temp) = spawn(&[]);
+    let mut stream = TcpStream::connect(addr(&app)).unwrap();
+    let generate = format!(
+        "POST /v1/codes/OTP_SMS/_generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 11\r\n\r\n{{\"count\":1}}",
+        app.token
+    );
+    let missing = "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut requests = String::new();
+    for i in 0..100 {
+        requests.push_str(if i % 10 == 9 { missing } else { &generate });
+    }
+    stream.write_all(requests.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 65536];
+    while answers.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < 100 {
+        let n = stream.read(&mut buf).expect("all 100 answers within 10 s");
+        assert_ne!(n, 0, "closed after {answers:?}");
+        answers.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(answers).unwrap();
+    let statuses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).map(|a| &a[..3]).collect();
+    let expected: Vec<&str> = (0..100)
+        .map(|i| if i % 10 == 9 { "404" } else { "200" })
+        .collect();
+    assert_eq!(statuses, expected);
+}

@@ -76,8 +76,7 @@ bitflags! {
         const DRAINING         = 0b1000_0000;
 
         /// secretgen: set when requests were left undecoded in the read buffer because
-        /// `MAX_PIPELINED_MESSAGES` were queued; the dispatcher wakes itself to decode them
-        /// once a queued request is taken.
+        /// `MAX_PIPELINED_MESSAGES` were queued; they are decoded once the queue is empty.
         const DECODE_DEFERRED  = 0b1_0000_0000;
     }
 }
@@ -619,15 +618,7 @@ where
                 }
 
                 // no future is in InnerDispatcher state; pop next message
-                StateProj::None => match {
-                    // secretgen: a queued request is about to be taken, so there is room to
-                    // decode the requests left in the read buffer: poll again for them.
-                    if this.flags.contains(Flags::DECODE_DEFERRED) {
-                        this.flags.remove(Flags::DECODE_DEFERRED);
-                        cx.waker().wake_by_ref();
-                    }
-                    this.messages.pop_front()
-                } {
+                StateProj::None => match this.messages.pop_front() {
                     // handle request message
                     Some(DispatcherMessage::Item(req)) => {
                         // Handle `EXPECT: 100-Continue` header
@@ -655,6 +646,16 @@ where
 
                     // all messages are dealt with
                     None => {
+                        // secretgen: requests were left in the read buffer while the queue was
+                        // full; decode them now that it is empty.
+                        if this.flags.contains(Flags::DECODE_DEFERRED) {
+                            this.flags.remove(Flags::DECODE_DEFERRED);
+                            if self.as_mut().poll_request(cx)? {
+                                continue 'res;
+                            }
+                            this = self.as_mut().project();
+                        }
+
                         // start keep-alive only if request payload is fully read/drained
                         this.flags.set(
                             Flags::KEEP_ALIVE,
@@ -1229,8 +1230,8 @@ where
             // Return early when read buf exceed decoder's max buffer size.
             if this.read_buf.len() >= MAX_BUFFER_SIZE {
                 // secretgen: with requests left undecoded because the pipeline queue is full,
-                // taking a queued request wakes the dispatcher (see `DECODE_DEFERRED`); waking
-                // here too would spin for as long as the client does not read its answers.
+                // they are decoded when the queue is empty (see `DECODE_DEFERRED`); waking
+                // here would spin for as long as the client does not read its answers.
                 if this.flags.contains(Flags::DECODE_DEFERRED) {
                     return Ok(false);
                 }
