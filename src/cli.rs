@@ -107,6 +107,12 @@ struct ServeArgs {
           default_value_t = secretgen::api::DEFAULT_BODY_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_timeout: u64,
+    /// Connections served at once, over all workers (each costs up to about 0.5 MiB under
+    /// attack); more wait to be accepted.
+    #[arg(long, env = "SECRETGEN_MAX_CONNECTIONS",
+          default_value_t = server::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
 }
 
 /// The data directory flag, shared by the commands that use the store.
@@ -195,7 +201,9 @@ pub fn main() -> ExitCode {
 }
 
 fn fail(reason: &str) -> ExitCode {
-    eprintln!("secretgen: {reason}");
+    // Not `eprintln!`, which panics when standard error cannot be written: the exit status
+    // still tells.
+    let _ = writeln!(io::stderr(), "secretgen: {reason}");
     ExitCode::from(2)
 }
 
@@ -239,6 +247,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         rate_limit: std::num::NonZeroU32::new(args.rate_limit),
         metrics: args.metrics == "on",
         body_timeout: std::time::Duration::from_secs(args.body_timeout),
+        max_connections: std::num::NonZeroUsize::new(args.max_connections as usize)
+            .ok_or("--max-connections must be at least 1")?,
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
             _ => None,
@@ -257,14 +267,15 @@ fn token_from_file(file: &Path) -> Result<Token, String> {
 }
 
 /// Logs go to standard error, as text or JSON lines; `SECRETGEN_LOG` filters them
-/// (default `info`).
+/// (default `info`). A line standard error cannot take is dropped and counted, never a
+/// panic (see `secretgen::logging`).
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("SECRETGEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr);
+        .with_writer(secretgen::logging::Stderr);
     if format == "json" {
         builder.json().init();
     } else {

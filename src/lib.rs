@@ -32,6 +32,7 @@ mod entropy;
 pub mod expiry;
 pub mod generator;
 pub mod generator_type;
+pub mod logging;
 pub mod registry;
 pub mod rng;
 pub mod server;

@@ -20,6 +20,13 @@ use crate::token::{self, Permission, Token};
 /// How long a stopping server waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Connections served at once when `--max-connections` is not given. A connection costs up
+/// to about 0.5 MiB at its worst (a client that pipelines `_generate` with count 1000 and
+/// never reads: a full 128 KiB read buffer, 16 queued requests, the answers waiting to be
+/// written); 256 such connections peaked at 147 MiB (`benches/attacks/run.sh`), within the
+/// 256 MiB the server must stay under. More connections wait to be accepted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
 /// The name of the token made or given on a first start.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
 
@@ -44,6 +51,8 @@ pub struct Settings {
     pub metrics: bool,
     /// How long a request body may take to arrive whole before the request is answered 408.
     pub body_timeout: Duration,
+    /// Connections served at once, over all workers; more wait to be accepted.
+    pub max_connections: std::num::NonZeroUsize,
 }
 
 /// PEM files of a TLS certificate chain and its private key.
@@ -131,6 +140,7 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
+        server = server.max_connections(per_worker(settings.max_connections, settings.workers));
         if tls.is_none() && !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
@@ -178,6 +188,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// actix counts connections per worker: `total` split over the workers, rounded up.
+fn per_worker(total: std::num::NonZeroUsize, workers: Option<usize>) -> usize {
+    // actix's own default: one worker per core.
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    total.get().div_ceil(workers.max(1))
 }
 
 impl fmt::Debug for Application {

@@ -1,6 +1,6 @@
 //! Prometheus metrics at `/metrics` (OpenMetrics text): codes generated and configuration
-//! changes per type, the live configuration's sequence per type, and requests and their
-//! latency per route, method and status.
+//! changes per type, the live configuration's sequence per type, requests and their
+//! latency per route, method and status, and log lines dropped.
 //!
 //! The per-type counters are resolved once, at start, so counting a generated code is one
 //! atomic add: no lock on the data plane's path.
@@ -221,6 +221,7 @@ pub struct Metrics {
     /// The series of each label set with a kept status, filled on first use: a series
     /// appears in the exposition only once a request had its labels.
     kept: Box<[OnceLock<Series>]>,
+    log_lines_dropped: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -289,6 +290,12 @@ impl Metrics {
             "Time to answer HTTP requests, by route, method and status",
             latency.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard error could not take them",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             enabled: true,
             registry,
@@ -298,6 +305,7 @@ impl Metrics {
             requests,
             latency,
             kept: (0..KEPT).map(|_| OnceLock::new()).collect(),
+            log_lines_dropped,
         }
     }
 
@@ -353,6 +361,11 @@ impl Metrics {
             let sequence = instance.load(t).version().sequence;
             self.sequence[t.number() as usize - 1].set(i64::try_from(sequence).unwrap_or(i64::MAX));
         }
+        // Counted globally (logging starts before any state); brought up to date here.
+        self.log_lines_dropped.inner().fetch_max(
+            crate::logging::lines_dropped(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -389,6 +402,7 @@ mod tests {
         ));
         assert!(text.contains("secretgen_config_sequence{generator_type="));
         assert!(text.contains("secretgen_http_request_duration_seconds_bucket{"));
+        assert!(text.contains("secretgen_log_lines_dropped_total "));
         assert!(text.ends_with("# EOF\n"));
     }
 

@@ -43,17 +43,75 @@ pub fn spawn_app() -> TestApp {
 
 /// A server on `data_dir`, with extra environment variables.
 pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
-    let mut child = start(data_dir, env);
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&logs);
-    let stderr_reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
+    spawn_app_with(data_dir, &[], env, StderrTo::Collected)
+}
+
+/// Where a test server's standard error goes.
+pub enum StderrTo {
+    /// A pipe the test reads: [`TestApp::logs`].
+    Collected,
+    /// A pipe whose reading end the test closes once the server listens: every later write
+    /// fails with EPIPE.
+    PipeClosedAfterStart,
+    /// The server starts with standard error closed (`2>&-`).
+    Closed,
+    /// This file (e.g. `/dev/full`).
+    File(std::fs::File),
+}
+
+/// A server on `data_dir`, with extra `serve` flags, extra environment variables and its
+/// standard error sent to `stderr`.
+pub fn spawn_app_with(
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stderr: StderrTo,
+) -> TestApp {
+    let mut command = serve_command(data_dir, args, env);
+    let collect = matches!(stderr, StderrTo::Collected);
+    match stderr {
+        StderrTo::Collected | StderrTo::PipeClosedAfterStart => {
+            command.stderr(Stdio::piped());
         }
-    });
+        StderrTo::File(file) => {
+            command.stderr(Stdio::from(file));
+        }
+        StderrTo::Closed => {
+            // `exec` keeps the pid: the server itself is the child.
+            let program = command.get_program().to_owned();
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg("exec \"$0\" \"$@\" 2>&-")
+                .arg(program)
+                .args(command.get_args())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            for (k, v) in command.get_envs() {
+                match v {
+                    Some(v) => sh.env(k, v),
+                    None => sh.env_remove(k),
+                };
+            }
+            command = sh;
+        }
+    }
+    let mut child = command.spawn().expect("the server starts");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (stderr_reader, unread_stderr) = match stderr {
+        Some(stderr) if collect => {
+            let sink = Arc::clone(&logs);
+            let reader = std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            (Some(reader), None)
+        }
+        other => (None, other),
+    };
     let mut lines = BufReader::new(stdout).lines();
     let mut token = env
         .iter()
@@ -63,7 +121,9 @@ pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     let base = loop {
         let Some(Ok(line)) = lines.next() else {
             let _ = child.kill();
-            let _ = stderr_reader.join();
+            if let Some(reader) = stderr_reader {
+                let _ = reader.join();
+            }
             panic!(
                 "the server stopped before listening: {:?}",
                 logs.lock().unwrap()
@@ -75,6 +135,8 @@ pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
             break addr.to_owned();
         }
     };
+    // The only reading end: from here on, the server's writes to standard error fail.
+    drop(unread_stderr);
     // Keep reading standard output so that the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
     let config = ureq::Agent::config_builder()
@@ -87,7 +149,7 @@ pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
         data_dir: data_dir.to_owned(),
         child: Some(child),
         logs,
-        stderr_reader: Some(stderr_reader),
+        stderr_reader,
         agent: config.into(),
         check_on_drop: true,
         _temp: None,
@@ -96,18 +158,30 @@ pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
 
 /// Starts `secretgen serve` without waiting for it.
 pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Child {
+    serve_command(data_dir, &[], env)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server starts")
+}
+
+/// `secretgen serve` on port 0 with `args` (two workers unless they say otherwise) and `env`;
+/// standard output piped.
+fn serve_command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_secretgen"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env("SECRETGEN_DATA_DIR", data_dir)
         .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
         .env_remove("SECRETGEN_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::piped());
+    if !args.contains(&"--workers") {
+        command.args(["--workers", "2"]);
+    }
     for (k, v) in env {
         command.env(k, v);
     }
-    command.spawn().expect("the server starts")
+    command
 }
 
 impl TestApp {
@@ -305,6 +379,13 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Keeps `temp` (which holds the data directory) until the app is dropped and its store
+    /// checked.
+    pub fn keeping(mut self, temp: tempfile::TempDir) -> TestApp {
+        self._temp = Some(temp);
+        self
+    }
+
     /// The test damages the store on purpose: dropping the app does not check it.
     pub fn leaves_a_damaged_store(&mut self) {
         self.check_on_drop = false;

@@ -6,6 +6,8 @@ mod errors;
 mod generators;
 mod helpers;
 mod lifecycle;
+mod limits;
+mod logging;
 mod operations;
 mod search;
 mod tls;

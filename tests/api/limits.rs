@@ -1,0 +1,148 @@
+//! What one client may hold of the server: connections (`--max-connections`) and the size of
+//! a request's header section. Memory and latency under attack are measured, not tested:
+//! `benches/attacks/run.sh`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::helpers::{StderrTo, TestApp, spawn_app_with};
+
+fn spawn(args: &[&str]) -> TestApp {
+    let temp = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&temp.path().join("data"), args, &[], StderrTo::Collected);
+    app.keeping(temp)
+}
+
+fn addr(app: &TestApp) -> String {
+    app.base.strip_prefix("http://").unwrap().to_owned()
+}
+
+/// Sends `GET /healthz` on `stream`; the status line's code, or `None` when nothing came
+/// within `wait` (or the connection was closed).
+fn healthz(stream: &mut TcpStream, wait: Duration) -> Option<u16> {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_status(stream, wait)
+}
+
+fn read_status(stream: &mut TcpStream, wait: Duration) -> Option<u16> {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut answer = [0u8; 512];
+    match stream.read(&mut answer) {
+        Ok(0) => None,
+        Ok(n) => {
+            let text = String::from_utf8_lossy(&answer[..n]);
+            text.split(' ').nth(1).and_then(|code| code.parse().ok())
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => None,
+        Err(e) => panic!("reading the answer: {e}"),
+    }
+}
+
+#[test]
+fn connections_over_the_cap_wait_until_one_closes() {
+    let app = spawn(&["--workers", "1", "--max-connections", "2"]);
+    let addr = addr(&app);
+    let mut first = TcpStream::connect(&addr).unwrap();
+    let mut second = TcpStream::connect(&addr).unwrap();
+    assert_eq!(healthz(&mut first, Duration::from_secs(5)), Some(200));
+    assert_eq!(healthz(&mut second, Duration::from_secs(5)), Some(200));
+
+    // The kernel completes the third handshake, but the server does not take the connection
+    // while two are held.
+    let mut third = TcpStream::connect(&addr).unwrap();
+    assert_eq!(healthz(&mut third, Duration::from_secs(1)), None);
+    // The held ones are still served.
+    assert_eq!(healthz(&mut first, Duration::from_secs(5)), Some(200));
+
+    drop(second);
+    assert_eq!(read_status(&mut third, Duration::from_secs(5)), Some(200));
+}
+
+#[test]
+fn max_connections_must_be_a_positive_number() {
+    for bad in ["0", "-1", "many", "1000001"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg(format!("--max-connections={bad}"))
+            .env("SECRETGEN_DATA_DIR", "/nonexistent/never-written")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--max-connections {bad}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("--max-connections"), "{stderr}");
+    }
+}
+
+/// A header section can be at most 128 KiB (actix-http's limit, not configurable): past it the
+/// answer is 431 and the connection is closed, and nothing of it stays with the server.
+#[test]
+fn a_header_section_over_128_kib_is_refused() {
+    let app = spawn(&[]);
+    let addr = addr(&app);
+    let line = format!("X-Filler: {}\r\n", "a".repeat(3000));
+
+    // Just under the limit: served.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        line.repeat(40)
+    );
+    assert!(head.len() < 128 * 1024);
+    stream.write_all(head.as_bytes()).unwrap();
+    assert_eq!(read_status(&mut stream, Duration::from_secs(5)), Some(200));
+
+    // Over it: 431, or the connection closed while the client was still sending.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        line.repeat(50)
+    );
+    assert!(head.len() > 128 * 1024);
+    let status = match stream.write_all(head.as_bytes()) {
+        Ok(()) => read_status(&mut stream, Duration::from_secs(5)),
+        Err(_) => None,
+    };
+    assert!(matches!(status, Some(431) | None), "{status:?}");
+    // The server goes on serving.
+    assert_eq!(app.request("GET", "/healthz", None, None).status, 200);
+}
+
+/// A client may pipeline: past the 16 requests a connection queues, the rest wait in the
+/// read buffer and are all answered, in order (actix-http as patched in vendor/actix-http).
+#[test]
+fn pipelined_requests_past_the_queue_are_all_answered_in_order() {
+    let app = spawn(&[]);
+    let mut stream = TcpStream::connect(addr(&app)).unwrap();
+    let generate = format!(
+        "POST /v1/codes/OTP_SMS/_generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 11\r\n\r\n{{\"count\":1}}",
+        app.token
+    );
+    let missing = "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut requests = String::new();
+    for i in 0..100 {
+        requests.push_str(if i % 10 == 9 { missing } else { &generate });
+    }
+    stream.write_all(requests.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 65536];
+    while answers.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < 100 {
+        let n = stream.read(&mut buf).expect("all 100 answers within 10 s");
+        assert_ne!(n, 0, "closed after {answers:?}");
+        answers.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(answers).unwrap();
+    let statuses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).map(|a| &a[..3]).collect();
+    let expected: Vec<&str> = (0..100)
+        .map(|i| if i % 10 == 9 { "404" } else { "200" })
+        .collect();
+    assert_eq!(statuses, expected);
+}
