@@ -374,8 +374,9 @@ fn check(args: &CheckArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{} holds no instance", store.path().display()))?;
     let mut lines = vec![format!(
-        "{}: schema version 2, SQLite integrity check ok",
-        store.path().display()
+        "{}: schema version {}, SQLite integrity check ok",
+        store.path().display(),
+        secretgen::store::SCHEMA_VERSION
     )];
     let mut instances = store.instances().map_err(|e| e.to_string())?;
     if !instances.contains(&default) {

@@ -125,16 +125,11 @@ impl Method {
 
     /// The label of a request's method (methods are case-sensitive: `get` is `other`).
     pub fn of(method: &str) -> Method {
-        match method {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "PATCH" => Method::Patch,
-            "OPTIONS" => Method::Options,
-            _ => Method::Other,
-        }
+        Method::ALL[..Method::ALL.len() - 1]
+            .iter()
+            .copied()
+            .find(|m| m.as_str() == method)
+            .unwrap_or(Method::Other)
     }
 
     /// The label's value.

@@ -25,7 +25,7 @@ use crate::config::{ConfigDraft, GeneratorConfig};
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
 
-pub use sqlite::{BackupSummary, SqliteStore};
+pub use sqlite::{BackupSummary, SCHEMA_VERSION, SqliteStore};
 
 /// The tables, as SQL that SQLite and PostgreSQL both run unchanged: only `TEXT` and
 /// `BIGINT` columns, times as microseconds since the Unix epoch (UTC), JSON as text.

@@ -44,7 +44,7 @@ use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
 
 /// The schema version this build writes and reads.
-const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// How long a statement waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
