@@ -23,21 +23,20 @@
 //!
 //! Every code is exactly uniform over its alphabet (rejection sampling, see [`Generator`]),
 //! drawn from ChaCha12 keyed by the operating system per thread (see [`rng`]).
+//!
+//! The engine (the steps above) is its own crate, `secretgen-engine`, with no serde, no HTTP,
+//! no store and no lock; this crate re-exports its modules under the same paths and adds the
+//! store, the control plane and the HTTP API.
 
-pub mod alphabet;
 pub mod api;
-pub mod config;
 pub mod control;
-mod entropy;
-pub mod expiry;
-pub mod generator;
-pub mod generator_type;
 pub mod logging;
-pub mod registry;
-pub mod rng;
 pub mod server;
 pub mod store;
 pub mod token;
+
+// The engine (its own crate, `crates/engine`), under the paths it always had.
+pub use secretgen_engine::{alphabet, config, expiry, generator, generator_type, registry, rng};
 
 pub use alphabet::{Alphabet, CharClass, ClassSet};
 pub use config::{CodeLength, ConfigDraft, ConfigError, FieldViolation, GeneratorConfig};
