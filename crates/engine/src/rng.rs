@@ -5,19 +5,20 @@
 //! output. If the operating system cannot give randomness, generation fails with
 //! [`EntropyError`]; there is no fallback to a weaker source.
 //!
+//! This module is a leaf: it imports nothing from the rest of the engine. The thread-local
+//! that holds each thread's [`CodeRng`] lives with the generator (`generator::with_thread_rng`),
+//! beside the thread's cache of codes made ahead.
+//!
 //! # Why ChaCha with 12 rounds
 //! ChaCha12 is what `rand`'s `StdRng` and `ThreadRng` use. The best published attacks reach
 //! 7 rounds of ChaCha; Aumasson's "Too Much Crypto" (2019) argues 8 rounds already keep a safe
 //! margin. 12 rounds keep that margin with room to spare, at about two thirds of ChaCha20's
 //! cost. Changing [`Cipher`] (to `rand_chacha::ChaCha20Rng`, say) is the one line it takes.
 
-use std::cell::RefCell;
 use std::fmt;
 
 use rand_core::{Rng, SeedableRng};
 use zeroize::Zeroize;
-
-use crate::generator::CodeCache;
 
 /// The stream cipher behind every code.
 pub type Cipher = rand_chacha::ChaCha12Rng;
@@ -131,53 +132,6 @@ impl fmt::Debug for CodeRng {
     }
 }
 
-/// What each thread keeps: its generator, keyed on first use, and its cache of codes made
-/// ahead for [`crate::Generator::generate`].
-pub(crate) struct ThreadState {
-    rng: Option<CodeRng>,
-    pub(crate) cache: CodeCache,
-}
-
-impl ThreadState {
-    /// This thread's generator, keyed from the operating system on first use.
-    #[inline]
-    pub(crate) fn rng(&mut self) -> Result<&mut CodeRng, EntropyError> {
-        match &mut self.rng {
-            Some(rng) => Ok(rng),
-            empty => Ok(empty.insert(CodeRng::from_os()?)),
-        }
-    }
-
-    /// The generator and the cache at once, for refilling the cache.
-    #[inline]
-    pub(crate) fn rng_and_cache(&mut self) -> Result<(&mut CodeRng, &mut CodeCache), EntropyError> {
-        let rng = match &mut self.rng {
-            Some(rng) => rng,
-            empty => empty.insert(CodeRng::from_os()?),
-        };
-        Ok((rng, &mut self.cache))
-    }
-}
-
-thread_local! {
-    static THREAD: RefCell<ThreadState> = const {
-        RefCell::new(ThreadState { rng: None, cache: CodeCache::new() })
-    };
-}
-
-/// Runs `f` with this thread's generator, keying it from the operating system on first use.
-pub fn with_thread_rng<T>(
-    f: impl FnOnce(&mut CodeRng) -> Result<T, EntropyError>,
-) -> Result<T, EntropyError> {
-    with_thread_state(|state| f(state.rng()?))
-}
-
-/// Runs `f` with this thread's state.
-#[inline]
-pub(crate) fn with_thread_state<T>(f: impl FnOnce(&mut ThreadState) -> T) -> T {
-    THREAD.with(|cell| f(&mut cell.borrow_mut()))
-}
-
 /// The operating system gave no randomness, so no code was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntropyError(getrandom::Error);
@@ -263,16 +217,5 @@ mod tests {
         let after = drain(&mut rng, 64).unwrap();
         let mut second_key = CodeRng::from_seed([1; 32]);
         assert_eq!(after, drain(&mut second_key, 64).unwrap());
-    }
-
-    #[test]
-    fn the_thread_generator_is_created_once_per_thread() {
-        let a = with_thread_rng(|r| drain(r, 16)).unwrap();
-        let b = with_thread_rng(|r| drain(r, 16)).unwrap();
-        assert_ne!(a, b, "the second call continues the stream");
-        let other = std::thread::spawn(|| with_thread_rng(|r| drain(r, 16)).unwrap())
-            .join()
-            .unwrap();
-        assert_ne!(a, other);
     }
 }
