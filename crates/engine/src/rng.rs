@@ -13,15 +13,17 @@
 //! ChaCha12 is what `rand`'s `StdRng` and `ThreadRng` use. The best published attacks reach
 //! 7 rounds of ChaCha; Aumasson's "Too Much Crypto" (2019) argues 8 rounds already keep a safe
 //! margin. 12 rounds keep that margin with room to spare, at about two thirds of ChaCha20's
-//! cost. Changing [`Cipher`] (to `rand_chacha::ChaCha20Rng`, say) is the one line it takes.
+//! cost. Changing [`Cipher`] (to `chacha20::ChaCha20Rng`, say) is the one line it takes.
 
 use std::fmt;
 
 use rand_core::{Rng, SeedableRng};
 use zeroize::Zeroize;
 
-/// The stream cipher behind every code.
-pub type Cipher = rand_chacha::ChaCha12Rng;
+/// The stream cipher behind every code: ChaCha12 (64-bit counter, stream 0) from the
+/// `chacha20` crate, which zeroes its key, state and block buffer when it is dropped, so a
+/// replaced key (re-key) or a thread's generator (thread exit) leaves nothing behind.
+pub type Cipher = chacha20::ChaCha12Rng;
 
 /// Output after which a thread's generator takes a new key from the operating system.
 pub const RESEED_AFTER_BYTES: usize = 1 << 20;
@@ -103,6 +105,9 @@ impl CodeRng {
     fn refill(&mut self) -> Result<(), EntropyError> {
         if let Some(source) = self.reseed {
             if self.until_reseed < BUFFER_BYTES {
+                // The old key's output is gone before the new key is asked for, even when
+                // the operating system then fails us; the old cipher zeroes itself on drop.
+                self.buffer.zeroize();
                 let mut seed = [0u8; 32];
                 source(&mut seed)?;
                 self.cipher = Cipher::from_seed(seed);
@@ -119,7 +124,8 @@ impl CodeRng {
 
 impl Drop for CodeRng {
     fn drop(&mut self) {
-        // Unread output would be the next codes' characters.
+        // Unread output would be the next codes' characters, read output the last ones. The
+        // cipher zeroes its own key and state.
         self.buffer.zeroize();
     }
 }
@@ -170,6 +176,25 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    /// The cipher's output for a fixed seed, pinned: seeded tests, benchmarks and the fuzz
+    /// corpus's expectations rest on it. Written with `rand_chacha` 0.10's ChaCha12Rng and
+    /// unchanged by the move to `chacha20` 0.10's: both are ChaCha12 with a 64-bit counter
+    /// and stream 0.
+    #[test]
+    fn the_stream_for_a_seed_is_pinned() {
+        let bytes = drain(&mut CodeRng::from_seed([7; 32]), 1056).unwrap();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(&bytes[..32]),
+            "f692897885c0cb20a3e4cd106a0b15bc360794f17e73298909b0798873ec7441"
+        );
+        // Past two refills of the 512-byte buffer.
+        assert_eq!(
+            hex(&bytes[1024..]),
+            "6af2ad17e3ab292d96eee08eb7ef9d61a3a9948866961fc0ef990558268d90eb"
+        );
+    }
+
     #[test]
     fn os_keyed_generators_differ() {
         let a = drain(&mut CodeRng::from_os().unwrap(), 64).unwrap();
@@ -198,11 +223,21 @@ mod tests {
             first,
             drain(&mut CodeRng::from_seed([0; 32]), RESEED_AFTER_BYTES).unwrap()
         );
-        // Then the source fails: no byte is handed out, now or on any later try.
+        // Then the source fails: no byte is handed out, now or on any later try, and the old
+        // key's output is not left behind.
         for _ in 0..3 {
             assert!(rng.available().is_err());
+            assert!(rng.buffer.iter().all(|&b| b == 0));
         }
         assert_eq!(CALLS.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn the_cipher_zeroes_itself_on_drop() {
+        // Compiles only while `Cipher` zeroes its key and state on drop (chacha20's
+        // "zeroize" feature).
+        fn zeroed_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroed_on_drop::<Cipher>();
     }
 
     #[test]
