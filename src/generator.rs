@@ -685,7 +685,6 @@ mod tests {
             for exclude in [false, true] {
                 for length in [1, 7, 8, 9, 16, 63, 64, 100] {
                     drafts.push(ConfigDraft {
-                        generator_type: "APP_SECRET".into(),
                         length,
                         expiry: "0s".into(),
                         include_lower_letters: classes & 1 != 0,
@@ -693,7 +692,7 @@ mod tests {
                         include_digits: classes & 4 != 0,
                         include_symbols: classes & 8 != 0,
                         exclude_ambiguous: exclude,
-                        require_each_class: false,
+                        ..ConfigDraft::new(crate::GeneratorType::AppSecret)
                     });
                 }
             }
@@ -937,7 +936,6 @@ mod tests {
         )
             .prop_filter_map("invalid configuration", |(t, length, secs, c, ex, req)| {
                 GeneratorConfig::new(&ConfigDraft {
-                    generator_type: t.short_name().to_owned(),
                     length,
                     expiry: format!("{secs}s"),
                     include_lower_letters: c[0],
@@ -946,6 +944,7 @@ mod tests {
                     include_symbols: c[3],
                     exclude_ambiguous: ex,
                     require_each_class: req,
+                    ..ConfigDraft::new(t)
                 })
                 .ok()
             })

@@ -13,7 +13,9 @@ use actix_web::{App, HttpServer, web};
 
 use crate::api::{self, AppState};
 use crate::control::ControlPlane;
+use crate::metrics::Metrics;
 use crate::registry::InstanceId;
+use crate::service::Service;
 use crate::store::{SqliteStore, Store};
 use crate::token::{self, Permission, Token};
 
@@ -123,12 +125,14 @@ impl Application {
         let store: Arc<dyn Store> = Arc::new(store);
         let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)
             .map_err(|e| e.to_string())?;
-        let state = web::Data::new(AppState::new(
-            Arc::new(control),
-            settings.rate_limit,
-            settings.metrics,
-            settings.body_timeout,
-        ));
+        let metrics = Arc::new(if settings.metrics {
+            Metrics::new()
+        } else {
+            Metrics::disabled()
+        });
+        let service = Service::new(Arc::new(control), settings.rate_limit, metrics)
+            .map_err(|e| e.to_string())?;
+        let state = web::Data::new(AppState::new(Arc::new(service), settings.body_timeout));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::config::{ConfigDraft, GeneratorConfig};
 use crate::generator::Generator;
+use crate::generator_type::GeneratorType;
 use crate::rng::EntropyError;
 use crate::store::{TokenRecord, truncate_to_micros};
 
@@ -92,13 +93,12 @@ impl Token {
     /// A new random token.
     pub fn generate() -> Result<Token, EntropyError> {
         let config = GeneratorConfig::new(&ConfigDraft {
-            generator_type: "APP_SECRET".into(),
             length: RANDOM_CHARS,
             expiry: "0s".into(),
             include_lower_letters: true,
             include_upper_letters: true,
             include_digits: true,
-            ..ConfigDraft::default()
+            ..ConfigDraft::new(GeneratorType::AppSecret)
         })
         .expect("43 alphanumeric characters carry 256 bits");
         let code = Generator::new(&config).generate()?;

@@ -20,7 +20,6 @@ fn config_a() -> GeneratorConfig {
 /// Forty letters and symbols with every class, one hour: nothing in common with A.
 fn config_b() -> GeneratorConfig {
     GeneratorConfig::new(&ConfigDraft {
-        generator_type: "OTP_SMS".into(),
         length: 40,
         expiry: "3600s".into(),
         include_lower_letters: true,
@@ -29,6 +28,8 @@ fn config_b() -> GeneratorConfig {
         include_symbols: true,
         exclude_ambiguous: true,
         require_each_class: true,
+        unreadable: Vec::new(),
+        generator_type: GeneratorType::OtpSms,
     })
     .unwrap()
 }

@@ -137,7 +137,6 @@ fn examine(
 
 fn config(classes: [bool; 4], length: i64, exclude_ambiguous: bool) -> GeneratorConfig {
     GeneratorConfig::new(&ConfigDraft {
-        generator_type: "PASSWORDLESS_INIT_CODE".into(),
         length,
         expiry: "3600s".into(),
         include_lower_letters: classes[0],
@@ -145,7 +144,7 @@ fn config(classes: [bool; 4], length: i64, exclude_ambiguous: bool) -> Generator
         include_digits: classes[2],
         include_symbols: classes[3],
         exclude_ambiguous,
-        require_each_class: false,
+        ..ConfigDraft::new(GeneratorType::PasswordlessInitCode)
     })
     .unwrap()
 }
