@@ -224,9 +224,12 @@ fn a_data_directory_belongs_to_one_instance() {
     }
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let err = ControlPlane::open(store, Some(InstanceId::new("tenant-2").unwrap())).unwrap_err();
-    assert!(
-        err.to_string().contains("belongs to instance tenant-1"),
-        "{err}"
+    let secretgen::OpenError::InstanceMismatch { stored, requested } = &err else {
+        panic!("expected an instance mismatch, got {err:?}");
+    };
+    assert_eq!(
+        (stored.as_str(), requested.as_str()),
+        ("tenant-1", "tenant-2")
     );
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let control = ControlPlane::open(store, None).unwrap();
