@@ -18,6 +18,21 @@ pub mod generator_type;
 /// `fuzz/regressions/`.
 pub const TARGETS: [&str; 4] = ["config_body", "generator_type", "expiry", "generate"];
 
+/// A text input, for the targets that parse text: all of the fuzzer's bytes up to the first
+/// invalid UTF-8.
+#[derive(Debug)]
+pub struct Text(pub String);
+
+impl<'a> Arbitrary<'a> for Text {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        String::arbitrary(u).map(Text)
+    }
+
+    fn arbitrary_take_rest(u: Unstructured<'a>) -> arbitrary::Result<Self> {
+        String::arbitrary_take_rest(u).map(Text)
+    }
+}
+
 /// Why bytes did not become a target's input; `fuzz_target!` skips such inputs silently.
 #[derive(Debug)]
 pub enum Undecoded {

@@ -6,25 +6,13 @@
 //! canonical form (no sign, 0, 3, 6 or 9 decimals, the fewest that are exact) and parses back
 //! to itself.
 
-use arbitrary::{Arbitrary, Result, Unstructured};
 use secretgen::Expiry;
 use secretgen::expiry::ExpiryError;
 
 use crate::rules::{self, ExpiryFault};
 
-/// The text parsed: all of the fuzzer's bytes up to the first invalid UTF-8.
-#[derive(Debug)]
-pub struct Input(pub String);
-
-impl<'a> Arbitrary<'a> for Input {
-    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        String::arbitrary(u).map(Input)
-    }
-
-    fn arbitrary_take_rest(u: Unstructured<'a>) -> Result<Self> {
-        String::arbitrary_take_rest(u).map(Input)
-    }
-}
+/// The text parsed.
+pub use super::Text as Input;
 
 /// The oracle's reason for the crate's.
 fn fault(e: ExpiryError) -> ExpiryFault {

@@ -6,25 +6,13 @@
 //! most a bounded part of the input in its error; and that every accepted type writes its
 //! full name and its spellings parse back to it.
 
-use arbitrary::{Arbitrary, Result, Unstructured};
 use secretgen::GeneratorType;
 
 use crate::rules::{self, TypeFault};
 use crate::spec;
 
-/// The text parsed: all of the fuzzer's bytes up to the first invalid UTF-8.
-#[derive(Debug)]
-pub struct Input(pub String);
-
-impl<'a> Arbitrary<'a> for Input {
-    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        String::arbitrary(u).map(Input)
-    }
-
-    fn arbitrary_take_rest(u: Unstructured<'a>) -> Result<Self> {
-        String::arbitrary_take_rest(u).map(Input)
-    }
-}
+/// The text parsed.
+pub use super::Text as Input;
 
 /// Panics when the parser disagrees with the rules; see the module.
 pub fn check(input: &Input) {
