@@ -21,7 +21,6 @@ fn config_a() -> GeneratorConfig {
 /// Forty letters and symbols with every class, one hour: nothing in common with A.
 fn config_b() -> GeneratorConfig {
     adapter::config(&Proposal {
-        generator_type: "OTP_SMS".into(),
         length: 40,
         expiry: "3600s".into(),
         include_lower_letters: true,
@@ -30,6 +29,7 @@ fn config_b() -> GeneratorConfig {
         include_symbols: true,
         exclude_ambiguous: true,
         require_each_class: true,
+        ..Proposal::new(GeneratorType::OtpSms.number())
     })
 }
 

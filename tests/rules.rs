@@ -10,11 +10,11 @@ use secretgen::Generator;
 use secretgen_oracle::fit::{Misfit, fits};
 use secretgen_oracle::rules::{self, Proposal, TypeFault};
 use secretgen_oracle::spec::{self, Shape};
-use secretgen_oracle::targets::generate;
+use secretgen_oracle::targets::{self, Text, generate};
 use secretgen_oracle::{adapter, reference::Reference};
 
-/// A type as written, valid or not: numbers 0 to 9 (with leading zeros), short and full
-/// names in several cases, UNSPECIFIED, nonsense.
+/// A generator type as written, valid or not: numbers 0 to 9 (with leading zeros), short
+/// and full names, UNSPECIFIED, nonsense, any text.
 fn any_type() -> impl Strategy<Value = String> {
     let names = spec::TYPES.map(|(_, short)| short).to_vec();
     prop_oneof![
@@ -25,6 +25,8 @@ fn any_type() -> impl Strategy<Value = String> {
         Just("SECRET_GENERATOR_TYPE_UNSPECIFIED".to_owned()),
         Just("bogus".to_owned()),
         Just(String::new()),
+        "[0-9a-zA-Z_]{0,40}",
+        "\\PC{0,12}",
     ]
 }
 
@@ -43,11 +45,22 @@ fn any_expiry() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Fields a transport can fail to read, as a JSON body can hold the wrong type for them.
+const READABLE: [&str; 8] = [
+    "length",
+    "expiry",
+    "includeLowerLetters",
+    "includeUpperLetters",
+    "includeDigits",
+    "includeSymbols",
+    "excludeAmbiguous",
+    "requireEachClass",
+];
+
 /// A proposal of these fields; `f` holds the four classes, `excludeAmbiguous` and
 /// `requireEachClass`.
-fn build(generator_type: String, length: i64, expiry: String, f: [bool; 6]) -> Proposal {
+fn build(generator_type: u8, length: i64, expiry: String, f: [bool; 6]) -> Proposal {
     Proposal {
-        generator_type,
         length,
         expiry,
         include_lower_letters: f[0],
@@ -56,38 +69,63 @@ fn build(generator_type: String, length: i64, expiry: String, f: [bool; 6]) -> P
         include_symbols: f[3],
         exclude_ambiguous: f[4],
         require_each_class: f[5],
+        ..Proposal::new(generator_type)
     }
 }
 
+/// `p` with `fields` unreadable, each at its zero value, as a transport leaves them.
+fn unread(mut p: Proposal, fields: Vec<&'static str>) -> Proposal {
+    let zero = Proposal::new(p.generator_type);
+    for &field in &fields {
+        match field {
+            "length" => p.length = zero.length,
+            "expiry" => p.expiry = zero.expiry.clone(),
+            "includeLowerLetters" => p.include_lower_letters = false,
+            "includeUpperLetters" => p.include_upper_letters = false,
+            "includeDigits" => p.include_digits = false,
+            "includeSymbols" => p.include_symbols = false,
+            "excludeAmbiguous" => p.exclude_ambiguous = false,
+            _ => p.require_each_class = false,
+        }
+    }
+    p.unreadable = fields;
+    p
+}
+
 /// Proposals of any shape. Half are wild: any type, expiry and flags, lengths crowded at 0,
-/// the number of classes and 1024. Half have a known type and a length within two
-/// characters of the entropy floor of their classes and type, where the entropy rule
-/// decides.
+/// the number of classes and 1024. Half have a length within two characters of the entropy
+/// floor of their classes and type, where the entropy rule decides. In one of four, one to
+/// three fields are unreadable.
 fn any_proposal() -> impl Strategy<Value = Proposal> {
+    let number = prop::sample::select(spec::TYPES.map(|(n, _)| n).to_vec());
     let wild_length = prop_oneof![-5i64..=40, 1000i64..=1030, -5i64..=1100];
-    let wild = (any_type(), wild_length, any_expiry(), any::<[bool; 6]>())
+    let wild = (
+        number.clone(),
+        wild_length,
+        any_expiry(),
+        any::<[bool; 6]>(),
+    )
         .prop_map(|(t, length, expiry, f)| build(t, length, expiry, f));
     let expiry = prop_oneof![Just("300s".to_owned()), Just("0s".to_owned()), any_expiry()];
-    let at_floor = (
-        prop::sample::select(spec::TYPES.to_vec()),
-        expiry,
-        any::<[bool; 6]>(),
-        -2i64..=2,
-    )
-        .prop_map(|((number, short), expiry, f, delta)| {
-            let mut p = build(short.to_owned(), 1, expiry, f);
+    let at_floor =
+        (number, expiry, any::<[bool; 6]>(), -2i64..=2).prop_map(|(number, expiry, f, delta)| {
+            let mut p = build(number, 1, expiry, f);
             let per_character = Shape {
                 require_each_class: false,
                 ..p.shape()
             };
             if p.classes().contains(&true) {
-                let floor = spec::floor_bits(Some(number));
+                let floor = spec::floor_bits(number);
                 p.length = (floor / per_character.entropy_bits()).ceil() as i64;
             }
             p.length += delta;
             p
         });
-    prop_oneof![wild, at_floor]
+    let unreadable = prop_oneof![
+        3 => Just(Vec::new()),
+        1 => prop::sample::subsequence(READABLE.to_vec(), 1..=3),
+    ];
+    (prop_oneof![wild, at_floor], unreadable).prop_map(|(p, fields)| unread(p, fields))
 }
 
 /// The `generate` fuzz target's input, drawn by proptest, with a valid proposal.
@@ -105,7 +143,7 @@ fn valid_generate_input() -> impl Strategy<Value = generate::Input> {
             } else {
                 format!("{secs}s")
             };
-            let p = build(spec::full_name(number), length, expiry, f);
+            let p = build(number, length, expiry, f);
             rules::violations(&p).fields.is_empty().then_some(p)
         });
     (
@@ -132,6 +170,24 @@ proptest! {
     #[test]
     fn the_validator_names_exactly_the_rules_a_proposal_breaks(p in any_proposal()) {
         rules::check_verdict(&p, &adapter::validate(&p));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The type parser accepts exactly the spellings of SPEC section 1 (the
+    /// `generator_type` fuzz target's check).
+    #[test]
+    fn the_type_parser_reads_exactly_the_spec_spellings(text in any_type()) {
+        targets::generator_type::check(&Text(text));
+    }
+
+    /// The expiry parser accepts exactly SPEC section 4's durations and writes them back
+    /// canonically (the `expiry` fuzz target's check).
+    #[test]
+    fn the_expiry_parser_reads_exactly_the_spec_durations(text in any_expiry()) {
+        targets::expiry::check(&Text(text));
     }
 }
 
@@ -165,18 +221,15 @@ proptest! {
     }
 }
 
+/// A proposal for the type named `t`.
 fn proposal(t: &str, length: i64, expiry: &str, classes: [bool; 4]) -> Proposal {
-    Proposal {
-        generator_type: t.to_owned(),
+    let number = rules::generator_type(t).expect("a usable type");
+    build(
+        number,
         length,
-        expiry: expiry.to_owned(),
-        include_lower_letters: classes[0],
-        include_upper_letters: classes[1],
-        include_digits: classes[2],
-        include_symbols: classes[3],
-        exclude_ambiguous: false,
-        require_each_class: false,
-    }
+        expiry.to_owned(),
+        [classes[0], classes[1], classes[2], classes[3], false, false],
+    )
 }
 
 const DIGITS: [bool; 4] = [false, false, true, false];
@@ -190,7 +243,6 @@ fn the_rules_oracle_names_what_the_spec_names() {
     assert_eq!(fields(proposal("otp_sms", 8, "300s", DIGITS)), none);
     assert_eq!(fields(proposal("7", 6, "1s", DIGITS)), none);
     assert_eq!(fields(proposal("APP_SECRET", 22, "0s", ALNUM)), none);
-    assert_eq!(fields(proposal("0", 8, "300s", DIGITS)), ["generatorType"]);
     assert_eq!(fields(proposal("OTP_SMS", 0, "300s", DIGITS)), ["length"]);
     assert_eq!(
         fields(proposal("OTP_SMS", 1025, "300s", DIGITS)),
@@ -223,13 +275,12 @@ fn the_rules_oracle_names_what_the_spec_names() {
         ["entropyBits"],
         "eight digits left, 18 bits"
     );
-    let mut every = fields(proposal("UNSPECIFIED", 0, "-1s", [false; 4]));
+    let mut every = fields(proposal("OTP_SMS", 0, "-1s", [false; 4]));
     every.sort_unstable();
     assert_eq!(
         every,
         [
             "expiry",
-            "generatorType",
             "includeDigits",
             "includeLowerLetters",
             "includeSymbols",
@@ -237,11 +288,29 @@ fn the_rules_oracle_names_what_the_spec_names() {
             "length"
         ]
     );
+    // An unreadable field is named as such, and no rule that reads it is judged.
+    let p = unread(proposal("OTP_SMS", 5, "300s", DIGITS), vec!["length"]);
+    assert_eq!(fields(p), ["length"]);
+    let p = unread(
+        proposal("OTP_SMS", 8, "300s", DIGITS),
+        vec!["includeDigits"],
+    );
+    assert_eq!(fields(p), ["includeDigits"], "no class, but one is unknown");
+    let mut p = unread(
+        proposal("OTP_SMS", 3, "300s", ALL),
+        vec!["requireEachClass"],
+    );
+    p.include_digits = true;
+    assert_eq!(fields(p), ["requireEachClass"], "no entropy judged");
+    // The type is read before a configuration exists.
+    assert_eq!(rules::generator_type("0"), Err(TypeFault::Unspecified));
     assert_eq!(
         rules::generator_type("SECRET_GENERATOR_TYPE_UNSPECIFIED"),
         Err(TypeFault::Unspecified)
     );
+    assert_eq!(rules::generator_type("bogus"), Err(TypeFault::Unknown));
     assert_eq!(rules::generator_type("otp_Email"), Ok(8));
+    assert_eq!(rules::generator_type("007"), Ok(7));
 }
 
 #[test]
@@ -255,7 +324,7 @@ fn the_spec_oracle_counts_entropy_as_the_spec_shows() {
     assert_eq!(
         Shape {
             exclude_ambiguous: true,
-            ..proposal("x", 1, "1s", ALL).shape()
+            ..proposal("OTP_SMS", 1, "1s", ALL).shape()
         }
         .alphabet()
         .len(),

@@ -127,7 +127,6 @@ fn examine(
 /// A PASSWORDLESS_INIT_CODE configuration (floor 19.9 bits) of these classes.
 fn config(classes: [bool; 4], length: i64, exclude_ambiguous: bool) -> GeneratorConfig {
     adapter::config(&Proposal {
-        generator_type: "PASSWORDLESS_INIT_CODE".into(),
         length,
         expiry: "3600s".into(),
         include_lower_letters: classes[0],
@@ -135,7 +134,7 @@ fn config(classes: [bool; 4], length: i64, exclude_ambiguous: bool) -> Generator
         include_digits: classes[2],
         include_symbols: classes[3],
         exclude_ambiguous,
-        require_each_class: false,
+        ..Proposal::new(GeneratorType::PasswordlessInitCode.number())
     })
 }
 

@@ -3,16 +3,25 @@
 //! changes and nothing else in the oracle does.
 
 use secretgen::alphabet::CharClass;
-use secretgen::{ConfigDraft, GeneratorConfig};
+use secretgen::{ConfigDraft, Field, FieldViolation, GeneratorConfig, GeneratorType};
 
 use crate::rules::Proposal;
 use crate::spec::Shape;
 
-/// The crate's verdict on `p`: the valid configuration, or the JSON names of the fields it
+/// The crate's verdict on `p`: the valid configuration, or the names of the fields it
 /// violates, in the validator's order.
+///
+/// # Panics
+/// When `p` names no usable type, or an unreadable field the crate does not have.
 pub fn validate(p: &Proposal) -> Result<GeneratorConfig, Vec<&'static str>> {
+    let unreadable = p.unreadable.iter().map(|&name| FieldViolation {
+        field: Field::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .unwrap_or_else(|| panic!("no field {name:?}")),
+        description: "could not be read".to_owned(),
+    });
     let draft = ConfigDraft {
-        generator_type: p.generator_type.clone(),
         length: p.length,
         expiry: p.expiry.clone(),
         include_lower_letters: p.include_lower_letters,
@@ -21,14 +30,18 @@ pub fn validate(p: &Proposal) -> Result<GeneratorConfig, Vec<&'static str>> {
         include_symbols: p.include_symbols,
         exclude_ambiguous: p.exclude_ambiguous,
         require_each_class: p.require_each_class,
+        unreadable: unreadable.collect(),
+        ..ConfigDraft::new(
+            GeneratorType::from_number(p.generator_type.into()).expect("a usable type"),
+        )
     };
-    GeneratorConfig::new(&draft).map_err(|e| e.fields())
+    GeneratorConfig::new(&draft).map_err(|e| e.fields().into_iter().map(Field::name).collect())
 }
 
 /// A draft the API made of a body, as a proposal.
 pub fn proposal(d: &ConfigDraft) -> Proposal {
     Proposal {
-        generator_type: d.generator_type.clone(),
+        generator_type: d.generator_type.number(),
         length: d.length,
         expiry: d.expiry.clone(),
         include_lower_letters: d.include_lower_letters,
@@ -37,6 +50,7 @@ pub fn proposal(d: &ConfigDraft) -> Proposal {
         include_symbols: d.include_symbols,
         exclude_ambiguous: d.exclude_ambiguous,
         require_each_class: d.require_each_class,
+        unreadable: d.unreadable.iter().map(|v| v.field.name()).collect(),
     }
 }
 

@@ -8,12 +8,14 @@ use secretgen::GeneratorConfig;
 
 use crate::spec::{self, CLASSES, MAX_EXPIRY, MAX_LENGTH, MIN_EXPIRY, Shape};
 
-/// A configuration as an admin might write it, valid or not: the oracle's own plain input,
-/// apart from the crate's draft type (see [`crate::adapter`] for the one conversion).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A configuration as an admin might write it for one generator type, valid or not: the
+/// oracle's own plain input, apart from the crate's draft type (see [`crate::adapter`] for
+/// the one conversion).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
-    /// The type as written: full name, short name (any case) or number.
-    pub generator_type: String,
+    /// The type, by its number in SPEC section 1 (1 to 8): the path names it, so it is read
+    /// (by [`generator_type`]) before there is a configuration to judge.
+    pub generator_type: u8,
     /// Characters per code.
     pub length: i64,
     /// A protobuf JSON duration, e.g. `"300s"`.
@@ -30,9 +32,29 @@ pub struct Proposal {
     pub exclude_ambiguous: bool,
     /// Every included class in every code.
     pub require_each_class: bool,
+    /// Fields the transport could not read (a value of the wrong JSON type), by name: each
+    /// holds its zero value above, is reported as it is, and no rule that reads it is judged.
+    pub unreadable: Vec<&'static str>,
 }
 
 impl Proposal {
+    /// A proposal for type `generator_type` with every field at its zero value (length 0,
+    /// expiry `0s`, no class): what an empty request body says.
+    pub fn new(generator_type: u8) -> Proposal {
+        Proposal {
+            generator_type,
+            length: 0,
+            expiry: "0s".to_owned(),
+            include_lower_letters: false,
+            include_upper_letters: false,
+            include_digits: false,
+            include_symbols: false,
+            exclude_ambiguous: false,
+            require_each_class: false,
+            unreadable: Vec::new(),
+        }
+    }
+
     /// The four `include*` flags, in SPEC order.
     pub fn classes(&self) -> [bool; 4] {
         [
@@ -58,7 +80,6 @@ impl Proposal {
     pub fn of(c: &GeneratorConfig) -> Proposal {
         let shape = crate::adapter::shape(c);
         Proposal {
-            generator_type: c.generator_type().full_name().to_owned(),
             length: shape.length as i64,
             expiry: c.expiry().to_string(),
             include_lower_letters: shape.classes[0],
@@ -67,6 +88,7 @@ impl Proposal {
             include_symbols: shape.classes[3],
             exclude_ambiguous: shape.exclude_ambiguous,
             require_each_class: shape.require_each_class,
+            ..Proposal::new(c.generator_type().number())
         }
     }
 }
@@ -201,43 +223,47 @@ impl fmt::Debug for Verdict {
 }
 
 /// Which fields `p` violates:
-/// - `generatorType`: UNSPECIFIED or unknown;
+/// - every field it could not read, and no rule that reads one of them;
 /// - `length`: 0, negative or above 1024;
 /// - `expiry`: not a duration, negative, above 31 days, under 1 s but not 0, or 0 (never)
-///   for a known type other than APP_SECRET;
+///   for a type other than APP_SECRET;
 /// - all four `include*` fields: no class included;
 /// - `requireEachClass`: fewer positions (a valid length) than included classes;
-/// - `entropyBits`: when length and classes are valid, below 19.9 bits, or 128 for
-///   APP_SECRET.
+/// - `entropyBits`: when length, classes and positions are valid, below 19.9 bits, or 128
+///   for APP_SECRET.
+///
+/// The type's own rule (UNSPECIFIED or unknown) is [`generator_type`]'s.
 pub fn violations(p: &Proposal) -> Verdict {
-    let mut fields = Vec::new();
-    let t = generator_type(&p.generator_type).ok();
-    if t.is_none() {
-        fields.push("generatorType");
-    }
-    let length_ok = (1..=MAX_LENGTH).contains(&p.length);
-    if !length_ok {
+    let known = |field: &str| !p.unreadable.contains(&field);
+    let mut fields = p.unreadable.clone();
+    let length_known = known("length");
+    let length_ok = length_known && (1..=MAX_LENGTH).contains(&p.length);
+    if length_known && !length_ok {
         fields.push("length");
     }
-    match expiry(&p.expiry) {
-        Err(_) => fields.push("expiry"),
-        Ok(d) if d.is_zero() && t.is_some_and(|t| t != spec::APP_SECRET) => {
-            fields.push("expiry");
+    if known("expiry") {
+        match expiry(&p.expiry) {
+            Err(_) => fields.push("expiry"),
+            Ok(d) if d.is_zero() && p.generator_type != spec::APP_SECRET => {
+                fields.push("expiry");
+            }
+            Ok(_) => {}
         }
-        Ok(_) => {}
     }
+    let classes_known = CLASSES.iter().all(|(field, _)| known(field)) && known("excludeAmbiguous");
     let classes = p.classes().iter().filter(|on| **on).count();
-    if classes == 0 {
+    if classes_known && classes == 0 {
         fields.extend(CLASSES.map(|(field, _)| field));
     }
-    let short = length_ok && p.require_each_class && (p.length as usize) < classes;
+    let positions_judged = length_ok && classes_known && known("requireEachClass");
+    let short = positions_judged && p.require_each_class && (p.length as usize) < classes;
     if short {
         fields.push("requireEachClass");
     }
     let mut entropy_at_floor = false;
-    if length_ok && classes > 0 && !short {
+    if positions_judged && classes > 0 && !short {
         let bits = p.shape().entropy_bits();
-        let floor = spec::floor_bits(t);
+        let floor = spec::floor_bits(p.generator_type);
         if (bits - floor).abs() < spec::ENTROPY_TOLERANCE {
             entropy_at_floor = true;
         } else if bits < floor {
@@ -261,13 +287,8 @@ pub fn check_verdict(p: &Proposal, answer: &Result<GeneratorConfig, Vec<&'static
             assert!(want.agrees(&[]), "accepted, but breaks {want:?}: {p:?}");
             check_valid(c);
             let got = Proposal::of(c);
-            assert_eq!(
-                generator_type(&got.generator_type),
-                generator_type(&p.generator_type)
-            );
             assert_eq!(expiry(&got.expiry), expiry(&p.expiry), "{p:?}");
             let same = Proposal {
-                generator_type: p.generator_type.clone(),
                 expiry: p.expiry.clone(),
                 ..got
             };

@@ -73,9 +73,9 @@ pub fn short_name(number: u8) -> &'static str {
         .unwrap_or_else(|| panic!("no generator type {number}"))
 }
 
-/// The entropy floor of type `number`, or of a code when the type is unknown.
-pub fn floor_bits(number: Option<u8>) -> f64 {
-    if number == Some(APP_SECRET) {
+/// The entropy floor of type `number`.
+pub fn floor_bits(number: u8) -> f64 {
+    if number == APP_SECRET {
         APP_SECRET_FLOOR_BITS
     } else {
         CODE_FLOOR_BITS

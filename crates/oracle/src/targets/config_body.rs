@@ -2,18 +2,21 @@
 //!
 //! Checks, for bytes in and each generator type: [`secretgen::api::wire::object`], then
 //! `config_draft` and [`secretgen::GeneratorConfig::new`], never panic; the draft holds what
-//! the body says (booleans, the expiry string, the length); the validator's answer is the
+//! the body says (booleans, the expiry string, the length), and a field of the wrong JSON
+//! type is unreadable; the validator's answer is the
 //! rules' ([`rules::check_verdict`]: a valid configuration satisfies every rule and is what
 //! the body says, an invalid one names exactly the violated fields); the API's error body
 //! carries the same fields. The same body also goes through `wire::search` and
-//! `wire::count`, whose answers stay in range and whose errors name their own fields.
+//! `wire::count`, whose answers are what the body says and whose errors name their own
+//! fields.
 
 use std::fmt;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use secretgen::api::wire;
-use secretgen::api::{ApiError, error::GrpcCode};
-use secretgen::{GeneratorConfig, GeneratorType};
+use secretgen::api::error::{GrpcCode, json_name};
+use secretgen::api::{ApiError, wire};
+use secretgen::service::{self, Subject};
+use secretgen::{ConfigError, Field, GeneratorConfig, GeneratorType};
 use serde_json::{Map, Value};
 
 use crate::{adapter, rules, spec};
@@ -127,16 +130,16 @@ fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> 
 }
 
 fn check_config(object: &Map<String, Value>, t: GeneratorType) {
-    let (draft, wire_violations) = wire::config_draft(object, t);
-    for v in &wire_violations {
-        assert!(known_field(&v.field), "{v:?}");
+    let draft = wire::config_draft(object, t);
+    for v in &draft.unreadable {
+        assert!(known_field(v.field.name()), "{v:?}");
         assert!(!v.description.is_empty());
     }
-    let wire_broken = |name: &str| wire_violations.iter().any(|v| v.field == name);
-
-    // The draft holds what the body says; a field of the wrong JSON type is reported.
     let p = adapter::proposal(&draft);
-    assert_eq!(rules::generator_type(&p.generator_type), Ok(t.number()));
+    assert_eq!(p.generator_type, t.number());
+    let unreadable = |name: &str| p.unreadable.contains(&name);
+
+    // The draft holds what the body says; a field of the wrong JSON type is unreadable.
     let [lower, upper, digits, symbols] = p.classes();
     let flags = [
         lower,
@@ -148,39 +151,45 @@ fn check_config(object: &Map<String, Value>, t: GeneratorType) {
     ];
     for (name, got) in FLAGS.into_iter().zip(flags) {
         match present(object, name) {
-            None => assert!(!got && !wire_broken(name), "{name}"),
-            Some(Value::Bool(b)) => assert!(got == *b && !wire_broken(name), "{name}"),
-            Some(_) => assert!(!got && wire_broken(name), "{name}"),
+            None => assert!(!got && !unreadable(name), "{name}"),
+            Some(Value::Bool(b)) => assert!(got == *b && !unreadable(name), "{name}"),
+            Some(_) => assert!(!got && unreadable(name), "{name}"),
         }
     }
     match present(object, "expiry") {
-        None => assert!(p.expiry == "0s" && !wire_broken("expiry")),
-        Some(Value::String(s)) => assert!(p.expiry == *s && !wire_broken("expiry")),
-        Some(_) => assert!(p.expiry == "0s" && wire_broken("expiry")),
+        None => assert!(p.expiry == "0s" && !unreadable("expiry")),
+        Some(Value::String(s)) => assert!(p.expiry == *s && !unreadable("expiry")),
+        Some(_) => assert!(p.expiry == "0s" && unreadable("expiry")),
     }
     match present(object, "length") {
-        None => assert!(p.length == 0 && !wire_broken("length")),
+        None => assert!(p.length == 0 && !unreadable("length")),
         Some(Value::Number(n)) if n.as_i64().is_some() => {
-            assert!(Some(p.length) == n.as_i64() && !wire_broken("length"));
+            assert!(Some(p.length) == n.as_i64() && !unreadable("length"));
         }
         Some(Value::Bool(_) | Value::Array(_) | Value::Object(_)) => {
-            assert!(p.length == 0 && wire_broken("length"));
+            assert!(p.length == 0 && unreadable("length"));
         }
-        // A number beyond 64 bits or a string: read as an integer, or reported and 0.
-        Some(_) => assert!(!wire_broken("length") || p.length == 0),
+        // A number beyond 64 bits or with a fraction, or a string: read as an integer
+        // (clamped to 64 bits), or unreadable and 0.
+        Some(_) => assert!(!unreadable("length") || p.length == 0),
     }
 
     // The validator's verdict, against the rules.
     let answer = GeneratorConfig::new(&draft);
-    rules::check_verdict(&p, &answer.clone().map_err(|e| e.fields()));
+    let names = |e: ConfigError| e.fields().into_iter().map(Field::name).collect();
+    rules::check_verdict(&p, &answer.clone().map_err(names));
     if let Err(e) = answer {
         for v in e.violations() {
-            assert!(known_field(v.field), "{v:?}");
             assert!(!v.description.is_empty());
         }
-        // The API's error body carries the same violations.
-        let api = ApiError::invalid_config(&e);
-        assert_eq!(fields(&api), e.fields());
+        // The API's error body carries the same violations, by their JSON names.
+        let api = ApiError::from(service::Error::from(e.clone()));
+        let want: Vec<&str> = e
+            .fields()
+            .into_iter()
+            .map(|f| json_name(Subject::Config(f)))
+            .collect();
+        assert_eq!(fields(&api), want);
     }
 }
 
@@ -211,12 +220,13 @@ fn check_search(object: &Map<String, Value>) {
 
 fn check_count(object: &Map<String, Value>) {
     match wire::count(object) {
-        Ok(n) => {
-            assert!((1..=wire::MAX_COUNT as usize).contains(&n), "{n}");
-            if present(object, "count").is_none() {
-                assert_eq!(n, 1);
+        Ok(n) => match present(object, "count") {
+            None => assert_eq!(n, 1),
+            Some(Value::Number(v)) if v.as_i64().is_some() => {
+                assert_eq!(Some(n), v.as_i64().map(i128::from));
             }
-        }
+            Some(_) => {}
+        },
         Err(e) => {
             assert_eq!(e.code(), GrpcCode::InvalidArgument);
             assert_eq!(fields(&e), ["count"]);
