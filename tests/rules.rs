@@ -45,18 +45,6 @@ fn any_expiry() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Fields a transport can fail to read, as a JSON body can hold the wrong type for them.
-const READABLE: [&str; 8] = [
-    "length",
-    "expiry",
-    "includeLowerLetters",
-    "includeUpperLetters",
-    "includeDigits",
-    "includeSymbols",
-    "excludeAmbiguous",
-    "requireEachClass",
-];
-
 /// A proposal of these fields; `f` holds the four classes, `excludeAmbiguous` and
 /// `requireEachClass`.
 fn build(generator_type: u8, length: i64, expiry: String, f: [bool; 6]) -> Proposal {
@@ -121,9 +109,14 @@ fn any_proposal() -> impl Strategy<Value = Proposal> {
             p.length += delta;
             p
         });
+    // Fields a transport can fail to read, as a JSON body can hold the wrong type for them.
+    let readable: Vec<&str> = ["length", "expiry"]
+        .into_iter()
+        .chain(spec::FLAGS)
+        .collect();
     let unreadable = prop_oneof![
         3 => Just(Vec::new()),
-        1 => prop::sample::subsequence(READABLE.to_vec(), 1..=3),
+        1 => prop::sample::subsequence(readable, 1..=3),
     ];
     (prop_oneof![wild, at_floor], unreadable).prop_map(|(p, fields)| unread(p, fields))
 }

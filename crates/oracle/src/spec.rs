@@ -13,6 +13,17 @@ pub const CLASSES: [(&str, &str); 4] = [
     ("includeSymbols", "~!@#$^&*()_+`-={}|[]:<>?,./"),
 ];
 
+/// The boolean fields of a configuration: the four classes', then `excludeAmbiguous` and
+/// `requireEachClass` (SPEC section 3).
+pub const FLAGS: [&str; 6] = [
+    CLASSES[0].0,
+    CLASSES[1].0,
+    CLASSES[2].0,
+    CLASSES[3].0,
+    "excludeAmbiguous",
+    "requireEachClass",
+];
+
 /// The seven characters `excludeAmbiguous` drops.
 pub const AMBIGUOUS: &str = "0Oo1lI|";
 

@@ -19,17 +19,8 @@ use secretgen::service::{self, Subject};
 use secretgen::{ConfigError, Field, GeneratorConfig, GeneratorType};
 use serde_json::{Map, Value};
 
-use crate::{adapter, rules, spec};
-
-/// The boolean fields of a body, in [`rules::Proposal`]'s order.
-const FLAGS: [&str; 6] = [
-    spec::CLASSES[0].0,
-    spec::CLASSES[1].0,
-    spec::CLASSES[2].0,
-    spec::CLASSES[3].0,
-    "excludeAmbiguous",
-    "requireEachClass",
-];
+use crate::spec::FLAGS;
+use crate::{adapter, rules};
 
 /// Whether a configuration error may name `field`.
 pub fn known_field(field: &str) -> bool {
