@@ -115,13 +115,12 @@ fn by_type(c: &mut Criterion) {
 
 fn alnum8(c: &mut Criterion) {
     let config = GeneratorConfig::new(&ConfigDraft {
-        generator_type: "OTP_SMS".into(),
         length: 8,
         expiry: "300s".into(),
         include_lower_letters: true,
         include_upper_letters: true,
         include_digits: true,
-        ..ConfigDraft::default()
+        ..ConfigDraft::new(GeneratorType::OtpSms)
     })
     .unwrap();
     contenders(c, "alnum8", &config);

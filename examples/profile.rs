@@ -13,20 +13,19 @@
 
 use std::hint::black_box;
 
-use secretgen::{ConfigDraft, Generator, GeneratorConfig};
+use secretgen::{ConfigDraft, Generator, GeneratorConfig, GeneratorType};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "owned".into());
     let n: usize = args.next().map_or(100_000, |s| s.parse().expect("a count"));
     let config = GeneratorConfig::new(&ConfigDraft {
-        generator_type: "OTP_SMS".into(),
         length: 8,
         expiry: "300s".into(),
         include_lower_letters: true,
         include_upper_letters: true,
         include_digits: true,
-        ..ConfigDraft::default()
+        ..ConfigDraft::new(GeneratorType::OtpSms)
     })
     .expect("a valid configuration");
     let generator = Generator::new(&config);

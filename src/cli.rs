@@ -196,7 +196,56 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(reason) => fail(&reason),
+        Err(reason) => fail(&reason.to_string()),
+    }
+}
+
+/// Why a command failed: printed as one line on standard error, exit status 2.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// A flag's value, with the flag named.
+    #[error("{flag}: {why}")]
+    Flag {
+        /// The flag.
+        flag: String,
+        /// What is wrong.
+        why: String,
+    },
+    #[error(transparent)]
+    Start(#[from] server::StartError),
+    #[error(transparent)]
+    Store(#[from] secretgen::StoreError),
+    #[error(transparent)]
+    Open(#[from] secretgen::OpenError),
+    #[error(transparent)]
+    Token(#[from] token::TokenError),
+    #[error(transparent)]
+    Config(#[from] secretgen::ConfigError),
+    #[error(transparent)]
+    Type(#[from] secretgen::generator_type::ParseGeneratorTypeError),
+    #[error(transparent)]
+    Entropy(#[from] secretgen::EntropyError),
+    #[error(transparent)]
+    Fill(#[from] secretgen::FillError),
+    /// Standard output could not be written.
+    #[error("{what}: {source}")]
+    Output {
+        /// What was being written.
+        what: &'static str,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// `check` found a store that is readable but incomplete.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+impl CliError {
+    fn flag(flag: impl Into<String>, why: impl std::fmt::Display) -> CliError {
+        CliError::Flag {
+            flag: flag.into(),
+            why: why.to_string(),
+        }
     }
 }
 
@@ -223,22 +272,22 @@ fn clap_reason(e: &clap::Error) -> String {
     )
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_logging(&args.log_format);
     let instance_id = args
         .instance_id
         .as_deref()
         .map(InstanceId::new)
         .transpose()
-        .map_err(|e| format!("--instance-id: {e}"))?;
+        .map_err(|e| CliError::flag("--instance-id", e))?;
     let bootstrap_token = match (&args.bootstrap_token, &args.bootstrap_token_file) {
         (Some(given), _) => {
-            Some(Token::from_given(given).map_err(|e| format!("--bootstrap-token: {e}"))?)
+            Some(Token::from_given(given).map_err(|e| CliError::flag("--bootstrap-token", e))?)
         }
         (None, Some(file)) => Some(token_from_file(file)?),
         (None, None) => None,
     };
-    server::serve(server::Settings {
+    Ok(server::serve(server::Settings {
         listen: args.listen,
         data_dir: args.data_dir.path,
         instance_id,
@@ -248,20 +297,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         metrics: args.metrics == "on",
         body_timeout: std::time::Duration::from_secs(args.body_timeout),
         max_connections: std::num::NonZeroUsize::new(args.max_connections as usize)
-            .ok_or("--max-connections must be at least 1")?,
+            .ok_or_else(|| CliError::flag("--max-connections", "must be at least 1"))?,
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
             _ => None,
         },
-    })
+    })?)
 }
 
 /// The token in `file`: its one line, without the line's end.
-fn token_from_file(file: &Path) -> Result<Token, String> {
+fn token_from_file(file: &Path) -> Result<Token, CliError> {
     let what = format!("--bootstrap-token-file {}", file.display());
-    let mut text = std::fs::read_to_string(file).map_err(|e| format!("{what}: {e}"))?;
-    let result =
-        Token::from_given(text.trim_end_matches(['\n', '\r'])).map_err(|e| format!("{what}: {e}"));
+    let mut text = std::fs::read_to_string(file).map_err(|e| CliError::flag(&what, e))?;
+    let result = Token::from_given(text.trim_end_matches(['\n', '\r']))
+        .map_err(|e| CliError::flag(&what, e));
     text.zeroize();
     result
 }
@@ -285,8 +334,8 @@ fn init_logging(format: &str) {
 
 /// The configuration for this run: the stored one or the default of the type, with the
 /// flags applied.
-fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, String> {
-    let generator_type: GeneratorType = args.generator_type.parse().map_err(|e| format!("{e}"))?;
+fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, CliError> {
+    let generator_type: GeneratorType = args.generator_type.parse()?;
     let base = stored_configuration(&args.data_dir.path, generator_type)?
         .unwrap_or_else(|| GeneratorConfig::default_for(generator_type));
     let mut draft: ConfigDraft = base.to_draft();
@@ -301,7 +350,7 @@ fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, String> {
     }
     draft.exclude_ambiguous |= args.exclude_ambiguous;
     draft.require_each_class |= args.require_each_class;
-    GeneratorConfig::new(&draft).map_err(|e| e.to_string())
+    Ok(GeneratorConfig::new(&draft)?)
 }
 
 /// The configuration of `generator_type` stored in `data_dir`, if it holds a store. The
@@ -309,16 +358,16 @@ fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, String> {
 fn stored_configuration(
     data_dir: &Path,
     generator_type: GeneratorType,
-) -> Result<Option<GeneratorConfig>, String> {
+) -> Result<Option<GeneratorConfig>, CliError> {
     if !SqliteStore::exists(data_dir) {
         return Ok(None);
     }
-    let store = SqliteStore::open_read_only(data_dir).map_err(|e| e.to_string())?;
-    let Some(instance) = store.default_instance().map_err(|e| e.to_string())? else {
+    let store = SqliteStore::open_read_only(data_dir)?;
+    let Some(instance) = store.default_instance()? else {
         return Ok(None);
     };
-    let events = store.events(&instance).map_err(|e| e.to_string())?;
-    let mut snapshots = control::replay(&events).map_err(|e| e.to_string())?;
+    let events = store.events(&instance)?;
+    let mut snapshots = control::replay(&events)?;
     Ok(snapshots
         .remove(&generator_type)
         .map(|s| s.config().clone()))
@@ -326,7 +375,7 @@ fn stored_configuration(
 
 /// Creates a token in the store of `args.data_dir`, creating the store if need be. With a
 /// server running on the directory, the token is added beside it and works at once.
-fn token_create(args: &TokenCreateArgs) -> Result<(), String> {
+fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
     let permissions = Permission::parse_list(&args.permissions)?;
     token::check_name(&args.name)?;
     let dir = &args.data_dir.path;
@@ -334,27 +383,28 @@ fn token_create(args: &TokenCreateArgs) -> Result<(), String> {
         Ok(store) => {
             let store: Arc<dyn Store> = Arc::new(store);
             // First use of the directory: write the defaults as a server would.
-            ControlPlane::open(Arc::clone(&store), None).map_err(|e| e.to_string())?;
+            ControlPlane::open(Arc::clone(&store), None)?;
             store
         }
-        Err(e) if e.kind() == StoreErrorKind::Locked => {
-            Arc::new(SqliteStore::open_shared(dir).map_err(|e| e.to_string())?)
-        }
-        Err(e) => return Err(e.to_string()),
+        Err(e) if e.kind() == StoreErrorKind::Locked => Arc::new(SqliteStore::open_shared(dir)?),
+        Err(e) => return Err(e.into()),
     };
-    let token = Token::generate().map_err(|e| e.to_string())?;
+    let token = Token::generate()?;
     let record = token::record(&token, &args.name, &permissions)?;
-    store.add_token(&record).map_err(|e| e.to_string())?;
+    store.add_token(&record)?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}", token.expose())
         .and_then(|()| out.flush())
-        .map_err(|e| format!("the token was stored but could not be printed: {e}"))
+        .map_err(|source| CliError::Output {
+            what: "the token was stored but could not be printed",
+            source,
+        })
 }
 
 /// `secretgen backup`: a consistent copy of the store, checked before it takes its name.
-fn backup(args: &BackupArgs) -> Result<(), String> {
-    let store = SqliteStore::open_read_only(&args.data_dir.path).map_err(|e| e.to_string())?;
-    let summary = store.backup(&args.to).map_err(|e| e.to_string())?;
+fn backup(args: &BackupArgs) -> Result<(), CliError> {
+    let store = SqliteStore::open_read_only(&args.data_dir.path)?;
+    let summary = store.backup(&args.to)?;
     println!(
         "{}: {} events, every hash checked",
         args.to.display(),
@@ -365,37 +415,36 @@ fn backup(args: &BackupArgs) -> Result<(), String> {
 
 /// `secretgen check`: every page, the schema, every event's hash and configuration, the
 /// tokens; nothing is written.
-fn check(args: &CheckArgs) -> Result<(), String> {
+fn check(args: &CheckArgs) -> Result<(), CliError> {
     let dir = &args.data_dir.path;
-    let store = SqliteStore::open_read_only(dir).map_err(|e| e.to_string())?;
-    store.integrity_check().map_err(|e| e.to_string())?;
-    let default = store
-        .default_instance()
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} holds no instance", store.path().display()))?;
+    let store = SqliteStore::open_read_only(dir)?;
+    store.integrity_check()?;
+    let default = store.default_instance()?.ok_or_else(|| {
+        CliError::Incomplete(format!("{} holds no instance", store.path().display()))
+    })?;
     let mut lines = vec![format!(
         "{}: schema version {}, SQLite integrity check ok",
         store.path().display(),
         secretgen::store::SCHEMA_VERSION
     )];
-    let mut instances = store.instances().map_err(|e| e.to_string())?;
+    let mut instances = store.instances()?;
     if !instances.contains(&default) {
         instances.push(default.clone());
     }
     for id in instances {
-        let events = store.events(&id).map_err(|e| e.to_string())?;
-        let snapshots = control::replay(&events).map_err(|e| e.to_string())?;
+        let events = store.events(&id)?;
+        let snapshots = control::replay(&events)?;
         let missing: Vec<&str> = GeneratorType::ALL
             .into_iter()
             .filter(|t| !snapshots.contains_key(t))
             .map(GeneratorType::full_name)
             .collect();
         if id == default && !missing.is_empty() {
-            return Err(format!(
+            return Err(CliError::Incomplete(format!(
                 "{}: instance {id} has no configuration for {}",
                 store.path().display(),
                 missing.join(", ")
-            ));
+            )));
         }
         lines.push(format!(
             "instance {id}{}: {} events, last sequence {}, hash chain intact, {} \
@@ -406,7 +455,7 @@ fn check(args: &CheckArgs) -> Result<(), String> {
             snapshots.len()
         ));
     }
-    let tokens = store.token_count().map_err(|e| e.to_string())?;
+    let tokens = store.token_count()?;
     lines.push(format!("tokens: {tokens}"));
     let mut out = io::stdout().lock();
     for line in lines {
@@ -418,10 +467,10 @@ fn check(args: &CheckArgs) -> Result<(), String> {
 /// Output is written in chunks of about this many bytes.
 const CHUNK_BYTES: usize = 64 * 1024;
 
-fn generate(args: &GenerateArgs) -> Result<(), String> {
+fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     let config = configuration(args)?;
     let generator = Generator::new(&config);
-    let mut rng = CodeRng::from_os().map_err(|e| e.to_string())?;
+    let mut rng = CodeRng::from_os()?;
     let length = generator.length();
     let stride = length + 1;
     let per_chunk = (CHUNK_BYTES / stride).max(1);
@@ -437,7 +486,7 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         for line in bytes.chunks_exact_mut(stride) {
             if let Err(e) = generator.fill_with(&mut rng, &mut line[..length]) {
                 chunk.zeroize();
-                return Err(e.to_string());
+                return Err(e.into());
             }
             line[length] = b'\n';
         }
@@ -451,6 +500,9 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         Ok(()) => Ok(()),
         // The reader has all it wanted (`| head`): not a failure.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(format!("cannot write codes: {e}")),
+        Err(source) => Err(CliError::Output {
+            what: "cannot write codes",
+            source,
+        }),
     }
 }

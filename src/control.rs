@@ -2,16 +2,17 @@
 //!
 //! On open, the event log is replayed into the registry; types that have no event yet get
 //! ZITADEL's default written as an `added` event first, so every type has details from the
-//! start. An update validates, appends its event (durable when the store returns), then swaps
-//! the snapshot, all under one writer lock: the order of the log is the order of the swaps,
-//! and no code is generated from a configuration the log does not hold.
+//! start. An update takes a configuration that is valid by construction, appends its event
+//! (durable when the store returns), then swaps the snapshot, under one writer lock: the order
+//! of the log is the order of the swaps, and no code is generated from a configuration the
+//! log does not hold.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::config::{ConfigDraft, ConfigError, GeneratorConfig};
+use crate::config::GeneratorConfig;
 use crate::generator_type::GeneratorType;
 use crate::registry::{Instance, InstanceId, Registry, Snapshot, Version};
 use crate::store::{
@@ -25,7 +26,7 @@ pub const SYSTEM_CREATOR: &str = "system";
 pub struct ControlPlane {
     store: Arc<dyn Store>,
     registry: Registry,
-    /// Held from validation to swap by every update: one writer at a time.
+    /// Held from comparison to swap by every update: one writer at a time.
     writer: Mutex<()>,
 }
 
@@ -106,23 +107,18 @@ impl ControlPlane {
         self.instance().snapshot(generator_type)
     }
 
-    /// Replaces the configuration of `generator_type` with `draft` (whose own type is
-    /// ignored: the caller names the type), recording `creator` as the author.
+    /// Replaces the live configuration of `config`'s type with `config` (valid by
+    /// construction: nothing is checked again), recording `creator` as the author.
     ///
     /// Returns the new snapshot once the change is durable and live; every code generated
-    /// afterwards uses it. A draft equal to the live configuration writes nothing and returns
-    /// the live snapshot, details unchanged. A refused update changes nothing.
+    /// afterwards uses it. A configuration equal to the live one writes nothing and returns
+    /// the live snapshot, details unchanged. A failed update changes nothing.
     pub fn update(
         &self,
-        generator_type: GeneratorType,
-        draft: &ConfigDraft,
+        config: GeneratorConfig,
         creator: &str,
-    ) -> Result<Arc<Snapshot>, UpdateError> {
-        let draft = ConfigDraft {
-            generator_type: generator_type.full_name().to_owned(),
-            ..draft.clone()
-        };
-        let config = GeneratorConfig::new(&draft).map_err(UpdateError::Invalid)?;
+    ) -> Result<Arc<Snapshot>, StoreError> {
+        let generator_type = config.generator_type();
         let instance = self.instance();
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = instance.snapshot(generator_type);
@@ -221,11 +217,16 @@ fn new_instance_id() -> Result<InstanceId, StoreError> {
 }
 
 /// Why the control plane could not open.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The store failed.
-    Store(StoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The data directory belongs to another instance than the one asked for.
+    #[error(
+        "the data directory belongs to instance {stored}, not {requested}: \
+         drop --instance-id or use another data directory"
+    )]
     InstanceMismatch {
         /// The id in the store.
         stored: InstanceId,
@@ -233,50 +234,3 @@ pub enum OpenError {
         requested: InstanceId,
     },
 }
-
-impl From<StoreError> for OpenError {
-    fn from(e: StoreError) -> Self {
-        OpenError::Store(e)
-    }
-}
-
-impl fmt::Display for OpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpenError::Store(e) => e.fmt(f),
-            OpenError::InstanceMismatch { stored, requested } => write!(
-                f,
-                "the data directory belongs to instance {stored}, not {requested}: \
-                 drop --instance-id or use another data directory"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for OpenError {}
-
-/// Why an update was refused.
-#[derive(Debug)]
-pub enum UpdateError {
-    /// The configuration breaks rules; nothing was written.
-    Invalid(ConfigError),
-    /// The store could not make the change durable; nothing was swapped.
-    Store(StoreError),
-}
-
-impl From<StoreError> for UpdateError {
-    fn from(e: StoreError) -> Self {
-        UpdateError::Store(e)
-    }
-}
-
-impl fmt::Display for UpdateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UpdateError::Invalid(e) => e.fmt(f),
-            UpdateError::Store(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for UpdateError {}

@@ -31,7 +31,9 @@
 pub mod api;
 pub mod control;
 pub mod logging;
+pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod token;
 
@@ -39,8 +41,8 @@ pub mod token;
 pub use secretgen_engine::{alphabet, config, expiry, generator, generator_type, registry, rng};
 
 pub use alphabet::{Alphabet, CharClass, ClassSet};
-pub use config::{CodeLength, ConfigDraft, ConfigError, FieldViolation, GeneratorConfig};
-pub use control::{ControlPlane, OpenError, UpdateError};
+pub use config::{CodeLength, ConfigDraft, ConfigError, Field, FieldViolation, GeneratorConfig};
+pub use control::{ControlPlane, OpenError};
 pub use expiry::Expiry;
 pub use generator::{Code, FillError, Generator};
 pub use generator_type::GeneratorType;

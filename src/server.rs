@@ -13,7 +13,9 @@ use actix_web::{App, HttpServer, web};
 
 use crate::api::{self, AppState};
 use crate::control::ControlPlane;
+use crate::metrics::Metrics;
 use crate::registry::InstanceId;
+use crate::service::Service;
 use crate::store::{SqliteStore, Store};
 use crate::token::{self, Permission, Token};
 
@@ -64,32 +66,75 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Why a server could not start. Nothing was written when it is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `--workers` out of range.
+    #[error("--workers must be between 1 and 512, got {0}")]
+    Workers(usize),
+    /// A TLS file could not be read.
+    #[error("cannot read the TLS {what} {}: {source}", path.display())]
+    TlsFile {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("the TLS certificate file {} holds no certificate", .0.display())]
+    NoCertificate(PathBuf),
+    /// rustls refused the certificate and key.
+    #[error("the TLS certificate and key do not make a usable pair: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The address could not be bound or read back.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The control plane could not open on the store.
+    #[error(transparent)]
+    Open(#[from] crate::control::OpenError),
+    /// The first admin token could not be made.
+    #[error("cannot make the first admin token: {0}")]
+    Token(#[from] token::TokenError),
+    /// The server failed while serving.
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+}
+
 /// A rustls server configuration from `files`, with ring as the crypto provider.
-fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, StartError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "cannot read the TLS certificate {}: {e}",
-                files.cert.display()
-            )
+        .map_err(|source| StartError::TlsFile {
+            what: "certificate",
+            path: files.cert.clone(),
+            source,
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "the TLS certificate file {} holds no certificate",
-            files.cert.display()
-        ));
+        return Err(StartError::NoCertificate(files.cert.clone()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("cannot read the TLS key {}: {e}", files.key.display()))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("the TLS certificate and key do not make a usable pair: {e}"))
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| StartError::TlsFile {
+        what: "key",
+        path: files.key.clone(),
+        source,
+    })?;
+    Ok(rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?)
 }
 
 /// A server, bound and ready to run.
@@ -105,30 +150,29 @@ impl Application {
     /// sure a token exists, last: a start that fails writes nothing, and a first admin
     /// token is stored only when nothing after it can fail (it is then printed at once by
     /// [`serve`]). Must be called inside an actix system.
-    pub fn build(settings: Settings) -> Result<Application, String> {
+    pub fn build(settings: Settings) -> Result<Application, StartError> {
         if let Some(workers) = settings.workers
             && !(1..=512).contains(&workers)
         {
-            return Err(format!(
-                "--workers must be between 1 and 512, got {workers}"
-            ));
+            return Err(StartError::Workers(workers));
         }
         let tls = settings.tls.as_ref().map(tls_config).transpose()?;
-        let listener = TcpListener::bind(&settings.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the listening address: {e}"))?;
-        let store = SqliteStore::open(&settings.data_dir).map_err(|e| e.to_string())?;
+        let listen_error = |source| StartError::Listen {
+            addr: settings.listen.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&settings.listen).map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
+        let store = SqliteStore::open(&settings.data_dir)?;
         let store: Arc<dyn Store> = Arc::new(store);
-        let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)
-            .map_err(|e| e.to_string())?;
-        let state = web::Data::new(AppState::new(
-            Arc::new(control),
-            settings.rate_limit,
-            settings.metrics,
-            settings.body_timeout,
-        ));
+        let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)?;
+        let metrics = Arc::new(if settings.metrics {
+            Metrics::new()
+        } else {
+            Metrics::disabled()
+        });
+        let service = Service::new(Arc::new(control), settings.rate_limit, metrics)?;
+        let state = web::Data::new(AppState::new(Arc::new(service), settings.body_timeout));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -153,7 +197,10 @@ impl Application {
             Some(config) => server.listen_rustls_0_23(listener, config),
             None => server.listen(listener),
         }
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
         let new_admin_token = bootstrap(store.as_ref(), settings.bootstrap_token)?;
         Ok(Application {
             addr,
@@ -172,11 +219,6 @@ impl Application {
     pub fn url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
-    }
-
-    /// The port the server listens on.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
     }
 
     /// The admin token made on this first start, once.
@@ -209,13 +251,11 @@ impl fmt::Debug for Application {
 
 /// Makes sure the store has a token: on a first start, stores `given` or a new one (which
 /// it returns, to be shown once). A given token is stored only when the store has none.
-fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, String> {
-    let count = store.token_count().map_err(|e| e.to_string())?;
+fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, StartError> {
+    let count = store.token_count()?;
     if count > 0 {
         if let Some(given) = given {
-            let stored = store
-                .token_by_hash(&given.hash())
-                .map_err(|e| e.to_string())?;
+            let stored = store.token_by_hash(&given.hash())?;
             if stored.is_none() {
                 tracing::warn!(
                     "the bootstrap token was not stored: the store already has tokens \
@@ -227,17 +267,20 @@ fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, S
     }
     let (token, shown) = match given {
         Some(token) => (token, false),
-        None => (Token::generate().map_err(|e| e.to_string())?, true),
+        None => (
+            Token::generate().map_err(|_| token::TokenError::Entropy)?,
+            true,
+        ),
     };
     let record = token::record(&token, BOOTSTRAP_TOKEN_NAME, &Permission::ALL)?;
-    store.add_token(&record).map_err(|e| e.to_string())?;
+    store.add_token(&record)?;
     tracing::info!(token_id = %record.id, name = BOOTSTRAP_TOKEN_NAME, "first admin token stored");
     Ok(shown.then_some(token))
 }
 
 /// Runs `secretgen serve`: builds the server, prints a new admin token once (to standard
 /// output, never to the log) and the address, and serves until stopped.
-pub fn serve(settings: Settings) -> Result<(), String> {
+pub fn serve(settings: Settings) -> Result<(), StartError> {
     actix_web::rt::System::new().block_on(async move {
         let mut app = Application::build(settings)?;
         {
@@ -254,9 +297,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
             let _ = out.flush();
         }
         tracing::info!(url = %app.url(), "secretgen serving");
-        app.run_until_stopped()
-            .await
-            .map_err(|e| format!("the server failed: {e}"))?;
+        app.run_until_stopped().await.map_err(StartError::Serve)?;
         tracing::info!("secretgen stopped");
         Ok(())
     })

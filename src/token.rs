@@ -2,18 +2,18 @@
 //!
 //! A token is `sg_` followed by 43 characters of `A-Za-z0-9` drawn by secretgen's own
 //! engine: 256 bits, exactly uniform. With that much entropy a plain SHA-256 is the right
-//! hash (nothing to guess, so nothing to slow down), and comparing hashes in constant time
-//! leaks nothing about the token.
+//! hash (nothing to guess, so nothing to slow down); tokens are looked up by it (see
+//! [`crate::service::tokens`] for why no constant-time comparison is needed).
 
 use std::fmt;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::config::{ConfigDraft, GeneratorConfig};
 use crate::generator::Generator;
+use crate::generator_type::GeneratorType;
 use crate::rng::EntropyError;
 use crate::store::{TokenRecord, truncate_to_micros};
 
@@ -60,15 +60,11 @@ impl Permission {
     }
 
     /// A comma-separated list of names, each known, at least one; repeats are merged.
-    pub fn parse_list(list: &str) -> Result<Vec<Permission>, String> {
+    pub fn parse_list(list: &str) -> Result<Vec<Permission>, TokenError> {
         let mut permissions = Vec::new();
         for name in list.split(',').map(str::trim) {
-            let p = Permission::from_name(name).ok_or_else(|| {
-                format!(
-                    "unknown permission {name:?}: use {}",
-                    Permission::ALL.map(Permission::name).join(", ")
-                )
-            })?;
+            let p = Permission::from_name(name)
+                .ok_or_else(|| TokenError::UnknownPermission(name.chars().take(64).collect()))?;
             if !permissions.contains(&p) {
                 permissions.push(p);
             }
@@ -84,6 +80,29 @@ impl fmt::Display for Permission {
     }
 }
 
+/// Why a token, its name or its permissions were refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// A permission name that is not one of [`Permission::ALL`] (its first 64 characters).
+    #[error("unknown permission {0:?}: use iam.read, iam.write, codes.generate")]
+    UnknownPermission(String),
+    /// No permission at all.
+    #[error("a token needs at least one permission")]
+    NoPermission,
+    /// A name that is blank or longer than [`MAX_NAME_LEN`].
+    #[error("a token name is 1 to {MAX_NAME_LEN} characters")]
+    NameLength,
+    /// A name with a control character.
+    #[error("a token name has no control characters")]
+    NameControl,
+    /// A given token of the wrong size or with characters that are not printable ASCII.
+    #[error("a token is 32 to 512 printable ASCII characters without spaces")]
+    GivenShape,
+    /// The operating system's random source failed.
+    #[error("the operating system's random source failed")]
+    Entropy,
+}
+
 /// A token in clear: shown once to whoever created it, never stored, never logged.
 /// `Debug` hides it and its memory is zeroed when it is dropped.
 pub struct Token(Zeroizing<String>);
@@ -92,13 +111,12 @@ impl Token {
     /// A new random token.
     pub fn generate() -> Result<Token, EntropyError> {
         let config = GeneratorConfig::new(&ConfigDraft {
-            generator_type: "APP_SECRET".into(),
             length: RANDOM_CHARS,
             expiry: "0s".into(),
             include_lower_letters: true,
             include_upper_letters: true,
             include_digits: true,
-            ..ConfigDraft::default()
+            ..ConfigDraft::new(GeneratorType::AppSecret)
         })
         .expect("43 alphanumeric characters carry 256 bits");
         let code = Generator::new(&config).generate()?;
@@ -109,11 +127,9 @@ impl Token {
     }
 
     /// A token given from outside (a bootstrap token), checked for length.
-    pub fn from_given(token: &str) -> Result<Token, String> {
+    pub fn from_given(token: &str) -> Result<Token, TokenError> {
         if token.len() < 32 || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "a token is 32 to 512 printable ASCII characters without spaces".to_owned(),
-            );
+            return Err(TokenError::GivenShape);
         }
         Ok(Token(Zeroizing::new(token.to_owned())))
     }
@@ -140,18 +156,13 @@ pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Whether two hashes are equal, in time that does not depend on where they differ.
-pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.ct_eq(b).into()
-}
-
 /// Checks a token's name: 1 to 200 characters, no control characters.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), TokenError> {
     if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(format!("a token name is 1 to {MAX_NAME_LEN} characters"));
+        return Err(TokenError::NameLength);
     }
     if name.chars().any(char::is_control) {
-        return Err("a token name has no control characters".to_owned());
+        return Err(TokenError::NameControl);
     }
     Ok(())
 }
@@ -161,13 +172,13 @@ pub fn record(
     token: &Token,
     name: &str,
     permissions: &[Permission],
-) -> Result<TokenRecord, String> {
+) -> Result<TokenRecord, TokenError> {
     check_name(name)?;
     if permissions.is_empty() {
-        return Err("a token needs at least one permission".to_owned());
+        return Err(TokenError::NoPermission);
     }
     let mut id = [0u8; 8];
-    getrandom::fill(&mut id).map_err(|e| format!("cannot make a token id: {e}"))?;
+    getrandom::fill(&mut id).map_err(|_| TokenError::Entropy)?;
     Ok(TokenRecord {
         id: format!("tok_{:016x}", u64::from_le_bytes(id)),
         name: name.to_owned(),
@@ -193,12 +204,11 @@ mod tests {
     }
 
     #[test]
-    fn hashes_compare_by_content() {
+    fn a_token_hashes_to_the_sha256_of_its_text() {
         let a = Token::generate().unwrap();
-        assert!(hashes_equal(&a.hash(), &hash(a.expose())));
-        let mut other = a.hash();
-        other[31] ^= 1;
-        assert!(!hashes_equal(&a.hash(), &other));
+        assert_eq!(a.hash(), hash(a.expose()));
+        let b = Token::generate().unwrap();
+        assert_ne!(a.hash(), b.hash());
     }
 
     #[test]
@@ -207,18 +217,34 @@ mod tests {
             Permission::parse_list("iam.write, iam.read,iam.read").unwrap(),
             vec![Permission::IamRead, Permission::IamWrite]
         );
-        assert!(Permission::parse_list("iam.read,admin").is_err());
-        assert!(Permission::parse_list("").is_err());
+        assert_eq!(
+            Permission::parse_list("iam.read,admin"),
+            Err(TokenError::UnknownPermission("admin".into()))
+        );
+        assert_eq!(
+            Permission::parse_list(""),
+            Err(TokenError::UnknownPermission(String::new()))
+        );
     }
 
     #[test]
     fn names_and_given_tokens_are_checked() {
-        assert!(check_name("ci").is_ok());
-        assert!(check_name(" ").is_err());
-        assert!(check_name("a\nb").is_err());
-        assert!(check_name(&"x".repeat(201)).is_err());
-        assert!(Token::from_given("short").is_err());
+        assert_eq!(check_name("ci"), Ok(()));
+        assert_eq!(check_name(" "), Err(TokenError::NameLength));
+        assert_eq!(check_name("a\nb"), Err(TokenError::NameControl));
+        assert_eq!(check_name(&"x".repeat(201)), Err(TokenError::NameLength));
+        assert_eq!(
+            Token::from_given("short").unwrap_err(),
+            TokenError::GivenShape
+        );
         assert!(Token::from_given(&"k".repeat(40)).is_ok());
-        assert!(Token::from_given(&format!("{} x", "k".repeat(40))).is_err());
+        assert_eq!(
+            Token::from_given(&format!("{} x", "k".repeat(40))).unwrap_err(),
+            TokenError::GivenShape
+        );
+        assert_eq!(
+            record(&Token::generate().unwrap(), "ci", &[]).unwrap_err(),
+            TokenError::NoPermission
+        );
     }
 }

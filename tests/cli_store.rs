@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use secretgen::store::database_path;
-use secretgen::{ConfigDraft, ControlPlane, GeneratorType, SqliteStore, Store};
+use secretgen::{ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, SqliteStore, Store};
 
 fn secretgen(args: &[&str], data_dir: &Path) -> Output {
     run(
@@ -56,9 +56,11 @@ fn generate_uses_the_stored_configuration() {
             length: 12,
             expiry: "60s".into(),
             include_upper_letters: true,
-            ..ConfigDraft::default()
+            ..ConfigDraft::new(GeneratorType::OtpSms)
         };
-        control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+        control
+            .update(GeneratorConfig::new(&draft).unwrap(), "ci")
+            .unwrap();
     }
     let codes = stdout(&secretgen(
         &["generate", "otp_sms", "--count", "50"],
@@ -93,9 +95,11 @@ fn generate_reads_the_store_while_a_writer_holds_it() {
         length: 7,
         expiry: "60s".into(),
         include_digits: true,
-        ..ConfigDraft::default()
+        ..ConfigDraft::new(GeneratorType::OtpSms)
     };
-    control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+    control
+        .update(GeneratorConfig::new(&draft).unwrap(), "ci")
+        .unwrap();
     let codes = stdout(&secretgen(&["generate", "7"], dir.path()));
     assert_eq!(codes.trim_end().len(), 7);
 }
@@ -293,9 +297,11 @@ fn backup_copies_the_store_while_its_writer_runs_and_the_copy_is_a_working_store
         length: 11,
         expiry: "90s".into(),
         include_digits: true,
-        ..ConfigDraft::default()
+        ..ConfigDraft::new(GeneratorType::OtpSms)
     };
-    control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+    control
+        .update(GeneratorConfig::new(&draft).unwrap(), "ci")
+        .unwrap();
     let target = common::private_dir();
     let copy = target.path().join("secretgen-backup.db");
     let copy_arg = copy.to_str().unwrap();
@@ -342,9 +348,11 @@ fn check_reports_a_whole_store_and_refuses_a_damaged_one_without_changing_it() {
             length: 9,
             expiry: "90s".into(),
             include_digits: true,
-            ..ConfigDraft::default()
+            ..ConfigDraft::new(GeneratorType::OtpSms)
         };
-        control.update(GeneratorType::OtpSms, &draft, "ci").unwrap();
+        control
+            .update(GeneratorConfig::new(&draft).unwrap(), "ci")
+            .unwrap();
         control.instance().id().clone()
     };
     stdout(&secretgen(

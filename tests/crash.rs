@@ -31,7 +31,7 @@ fn update_config(n: u64) -> (GeneratorType, ConfigDraft) {
         length: 8 + (n % 5) as i64,
         expiry: format!("{}s", 1 + n % 2_678_000),
         include_digits: true,
-        ..ConfigDraft::default()
+        ..ConfigDraft::new(t)
     };
     (t, draft)
 }
@@ -52,7 +52,9 @@ fn crash_child() {
     let mut out = std::io::stdout().lock();
     for n in start.. {
         let (t, draft) = update_config(n);
-        let snapshot = control.update(t, &draft, "crash-child").expect("update");
+        let config = GeneratorConfig::new(&draft).expect("a valid configuration");
+        assert_eq!(config.generator_type(), t);
+        let snapshot = control.update(config, "crash-child").expect("update");
         writeln!(out, "ack {} {n}", snapshot.version().sequence).unwrap();
         out.flush().unwrap();
     }
@@ -131,11 +133,7 @@ fn every_acknowledged_update_survives_sigkill() {
             assert_eq!(event.generator_type, t, "round {round}: event {seq}");
             assert_eq!(
                 GeneratorConfig::new(&event.config).unwrap(),
-                GeneratorConfig::new(&ConfigDraft {
-                    generator_type: t.full_name().into(),
-                    ..draft
-                })
-                .unwrap(),
+                GeneratorConfig::new(&draft).unwrap(),
                 "round {round}: acknowledged update {n} (event {seq}) is not what was stored"
             );
         }

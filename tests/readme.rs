@@ -1,6 +1,6 @@
 //! The README's library example, kept compiling and true.
 
-use secretgen::{Generator, GeneratorConfig, GeneratorType};
+use secretgen::{Field, Generator, GeneratorConfig, GeneratorType};
 
 #[test]
 fn the_readme_library_example_runs() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,6 +17,6 @@ fn the_readme_library_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     let mut draft = config.to_draft();
     draft.length = 4;
     let err = GeneratorConfig::new(&draft).unwrap_err(); // every violated rule, by field
-    assert_eq!(err.fields(), ["entropyBits"]);
+    assert_eq!(err.fields(), [Field::EntropyBits]);
     Ok(())
 }

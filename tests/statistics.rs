@@ -1,17 +1,23 @@
 //! Statistical tests of uniformity, with fixed seeds.
 //!
 //! Each test draws codes from a reproducible [`CodeRng`] and applies Pearson's chi-square test
-//! per position and over disjoint adjacent pairs. The threshold is the chi-square quantile at
-//! p = 1e-6 (Wilson-Hilferty), so a correct generator passes with overwhelming probability
-//! and, the seeds being fixed, the outcome never changes between runs. The same checks are run
-//! against two known-bad samplers (ZITADEL's `b % (N - 1)`, and plain `b % N` modulo bias) to
+//! per position and over disjoint adjacent pairs; with `requireEachClass`, over the class
+//! patterns of whole codes and, per position and class, over the characters of that class.
+//! Every code drawn must also fit its configuration (`secretgen_oracle::fit`). The threshold
+//! is the chi-square quantile at p = 1e-6 (Wilson-Hilferty), so a correct generator passes
+//! with overwhelming probability and, the seeds being fixed, the outcome never changes between
+//! runs. The same checks are run against known-bad samplers (ZITADEL's `b % (N - 1)`, plain
+//! `b % N` modulo bias, "place one of each class and shuffle", a bias inside each class) to
 //! show that they fail: these tests can fail.
 
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
-use secretgen::alphabet::{AMBIGUOUS, CharClass};
-use secretgen::{CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType};
+use secretgen::{CodeRng, Generator, GeneratorConfig, GeneratorType};
+use secretgen_oracle::adapter;
+use secretgen_oracle::fit::assert_fits;
+use secretgen_oracle::rules::Proposal;
+use secretgen_oracle::spec::{CLASSES, Shape};
 
 /// Upper tail quantile of chi-square with `df` degrees of freedom at p = 1e-6.
 fn chi_square_limit(df: usize) -> f64 {
@@ -37,8 +43,6 @@ struct Verdict {
     pairs: (f64, f64),
     /// Alphabet characters never seen.
     missing: Vec<char>,
-    /// Characters seen that are not in the alphabet.
-    foreign: Vec<char>,
 }
 
 impl Verdict {
@@ -46,15 +50,9 @@ impl Verdict {
         self.positions.iter().all(|(s, l)| s < l)
             && self.pairs.0 < self.pairs.1
             && self.missing.is_empty()
-            && self.foreign.is_empty()
     }
 
     fn assert_uniform(&self, what: &str) {
-        assert!(
-            self.foreign.is_empty(),
-            "{what}: foreign characters {:?}",
-            self.foreign
-        );
         assert!(
             self.missing.is_empty(),
             "{what}: never drew {:?}",
@@ -75,7 +73,7 @@ impl Verdict {
 }
 
 /// Draws `codes` codes of `length` with `draw` and tests them against a uniform distribution
-/// over `alphabet`.
+/// over `alphabet`; every character drawn must be in it.
 fn examine(
     alphabet: &[u8],
     length: usize,
@@ -90,25 +88,19 @@ fn examine(
     let mut per_position = vec![vec![0u64; k]; length];
     let mut pairs = vec![0u64; k * k];
     let mut seen = vec![false; k];
-    let mut foreign = Vec::new();
     let mut code = vec![0u8; length];
+    let mut idx = vec![0usize; length];
     for _ in 0..codes {
         draw(&mut code);
-        let mut idx = Vec::with_capacity(length);
         for (pos, &c) in code.iter().enumerate() {
             let i = index[usize::from(c)];
-            if i == usize::MAX {
-                foreign.push(c as char);
-                continue;
-            }
+            assert_ne!(i, usize::MAX, "a character outside the alphabet");
             per_position[pos][i] += 1;
             seen[i] = true;
-            idx.push(i);
+            idx[pos] = i;
         }
-        if idx.len() == length {
-            for pair in idx.chunks_exact(2) {
-                pairs[pair[0] * k + pair[1]] += 1;
-            }
+        for pair in idx.chunks_exact(2) {
+            pairs[pair[0] * k + pair[1]] += 1;
         }
     }
     let uniform = |n: u64, cells: usize| vec![n as f64 / cells as f64; cells];
@@ -120,8 +112,6 @@ fn examine(
         })
         .collect();
     let pair_stat = chi_square(&pairs, &uniform(pairs.iter().sum(), k * k));
-    foreign.sort_unstable();
-    foreign.dedup();
     Verdict {
         positions,
         pairs: (pair_stat, chi_square_limit(k * k - 1)),
@@ -131,13 +121,12 @@ fn examine(
             .filter(|(_, s)| !**s)
             .map(|(&c, _)| c as char)
             .collect(),
-        foreign,
     }
 }
 
+/// A PASSWORDLESS_INIT_CODE configuration (floor 19.9 bits) of these classes.
 fn config(classes: [bool; 4], length: i64, exclude_ambiguous: bool) -> GeneratorConfig {
-    GeneratorConfig::new(&ConfigDraft {
-        generator_type: "PASSWORDLESS_INIT_CODE".into(),
+    adapter::config(&Proposal {
         length,
         expiry: "3600s".into(),
         include_lower_letters: classes[0],
@@ -145,21 +134,20 @@ fn config(classes: [bool; 4], length: i64, exclude_ambiguous: bool) -> Generator
         include_digits: classes[2],
         include_symbols: classes[3],
         exclude_ambiguous,
-        require_each_class: false,
+        ..Proposal::new(GeneratorType::PasswordlessInitCode.number())
     })
-    .unwrap()
 }
 
-/// Runs the checks on the real generator for `config`, from a fixed seed.
+/// Runs the checks on the real generator for `config`, from a fixed seed; every code drawn
+/// must also fit the configuration.
 fn examine_generator(config: &GeneratorConfig, codes: usize, seed: u8) -> Verdict {
     let generator = Generator::new(config);
+    let shape = adapter::shape(config);
     let mut rng = CodeRng::from_seed([seed; 32]);
-    examine(
-        config.alphabet().as_bytes(),
-        config.length().get(),
-        codes,
-        |out| generator.fill_with(&mut rng, out).unwrap(),
-    )
+    examine(&shape.alphabet(), shape.length, codes, |out| {
+        generator.fill_with(&mut rng, out).unwrap();
+        assert_fits(&shape, out);
+    })
 }
 
 /// Enough codes that the rarest pair cell expects about 25 draws.
@@ -184,7 +172,8 @@ fn digits_only_codes_contain_the_9() {
         }
     }
     for (pos, &n) in nines.iter().enumerate() {
-        // Binomial(100000, 0.1): mean 10000, sd 95; 6 sd either side.
+        // Binomial(100000, 0.1): mean 10000, sd 95; 6 sd either side, a false failure with
+        // probability 2e-9 per position.
         assert!(
             (9430..=10570).contains(&n),
             "position {pos}: {n} nines in {codes}"
@@ -230,7 +219,6 @@ fn exclude_ambiguous_is_uniform_over_what_is_left() {
     assert_eq!(digits.alphabet().as_str(), "23456789");
     let verdict = examine_generator(&digits, codes_for(8, 8), 6);
     verdict.assert_uniform("digits, unambiguous");
-    assert!(!AMBIGUOUS.contains(digits.alphabet().as_str()));
 }
 
 #[test]
@@ -266,22 +254,35 @@ fn the_checks_catch_modulo_bias() {
     );
 }
 
-/// Class pattern of a code: digit `i` (base 4) is the class of character `i`.
-fn pattern(code: &[u8]) -> usize {
-    code.iter().rev().fold(0, |acc, &c| {
-        let class = CharClass::ALL
-            .into_iter()
-            .position(|k| k.chars().as_bytes().contains(&c))
-            .unwrap();
-        acc * 4 + class
-    })
+/// Six characters of every class, each in every code: 26 + 26 + 10 + 27 characters.
+fn require_each_class_shape() -> Shape {
+    Shape {
+        length: 6,
+        classes: [true; 4],
+        exclude_ambiguous: false,
+        require_each_class: true,
+    }
+}
+
+/// For each byte, its class (index among the shape's included classes) and its index within
+/// that class; `None` outside the alphabet.
+fn classify(shape: &Shape) -> [Option<(usize, usize)>; 256] {
+    let mut table = [None; 256];
+    for (k, chars) in shape.class_chars().iter().enumerate() {
+        for (i, &c) in chars.iter().enumerate() {
+            table[usize::from(c)] = Some((k, i));
+        }
+    }
+    table
 }
 
 /// Chi-square of class patterns of length-6 codes holding every class, against the exact
-/// distribution: a pattern's probability is the product of its classes' sizes over the
-/// number of valid codes.
+/// distribution: a pattern (digit `i` in base 4 is the class of character `i`) has the
+/// probability of the product of its classes' sizes over the number of valid codes.
 fn examine_patterns(codes: usize, mut draw: impl FnMut(&mut [u8; 6])) -> (f64, f64) {
-    let sizes = [26.0, 26.0, 10.0, 27.0];
+    let shape = require_each_class_shape();
+    let classes = classify(&shape);
+    let sizes: Vec<f64> = shape.class_chars().iter().map(|c| c.len() as f64).collect();
     let cells = 4usize.pow(6);
     let covers = |p: usize| (0..6).fold(0u8, |m, i| m | 1 << (p / 4usize.pow(i) % 4)) == 0b1111;
     let weight = |p: usize| {
@@ -295,7 +296,11 @@ fn examine_patterns(codes: usize, mut draw: impl FnMut(&mut [u8; 6])) -> (f64, f
     let mut code = [0u8; 6];
     for _ in 0..codes {
         draw(&mut code);
-        counts[pattern(&code)] += 1;
+        let pattern = code.iter().rev().fold(0, |acc, &c| {
+            let (k, _) = classes[usize::from(c)].expect("a character of the alphabet");
+            acc * 4 + k
+        });
+        counts[pattern] += 1;
     }
     let stray: u64 = (0..cells).filter(|&p| !covers(p)).map(|p| counts[p]).sum();
     assert_eq!(stray, 0, "codes without every class");
@@ -310,35 +315,135 @@ fn examine_patterns(codes: usize, mut draw: impl FnMut(&mut [u8; 6])) -> (f64, f
     )
 }
 
+/// One test of [`examine_within_classes`]: at `position`, the characters of class `class`.
+#[derive(Debug)]
+struct WithinClass {
+    position: usize,
+    class: &'static str,
+    stat: f64,
+    limit: f64,
+}
+
+/// Per position and included class: chi-square of the characters of that class seen at that
+/// position against a uniform distribution over the class (given that a code holds a class
+/// at a position, which of its characters stands there is uniform), with its limit.
+fn examine_within_classes(
+    shape: &Shape,
+    codes: usize,
+    mut draw: impl FnMut(&mut [u8]),
+) -> Vec<WithinClass> {
+    let classes = classify(shape);
+    let chars = shape.class_chars();
+    let names: Vec<&'static str> = CLASSES
+        .iter()
+        .zip(shape.classes)
+        .filter(|(_, on)| *on)
+        .map(|((field, _), _)| *field)
+        .collect();
+    let mut counts: Vec<Vec<Vec<u64>>> = (0..shape.length)
+        .map(|_| chars.iter().map(|c| vec![0; c.len()]).collect())
+        .collect();
+    let mut code = vec![0u8; shape.length];
+    for _ in 0..codes {
+        draw(&mut code);
+        for (position, &c) in code.iter().enumerate() {
+            let (k, i) = classes[usize::from(c)].expect("a character of the alphabet");
+            counts[position][k][i] += 1;
+        }
+    }
+    let mut tests = Vec::new();
+    for (position, per_class) in counts.iter().enumerate() {
+        for (k, observed) in per_class.iter().enumerate() {
+            let n: u64 = observed.iter().sum();
+            let expected = vec![n as f64 / observed.len() as f64; observed.len()];
+            tests.push(WithinClass {
+                position,
+                class: names[k],
+                stat: chi_square(observed, &expected),
+                limit: chi_square_limit(observed.len() - 1),
+            });
+        }
+    }
+    tests
+}
+
 fn require_each_class_config() -> GeneratorConfig {
-    let mut draft = config([true, true, true, true], 6, false).to_draft();
-    draft.require_each_class = true;
-    GeneratorConfig::new(&draft).unwrap()
+    let mut p = Proposal::of(&config([true, true, true, true], 6, false));
+    p.require_each_class = true;
+    adapter::config(&p)
 }
 
 #[test]
-fn require_each_class_is_uniform_over_the_codes_that_qualify() {
+fn require_each_class_gives_each_class_pattern_its_share() {
     let config = require_each_class_config();
+    let shape = adapter::shape(&config);
     let generator = Generator::new(&config);
     let mut rng = CodeRng::from_seed([13; 32]);
-    let (stat, limit) =
-        examine_patterns(300_000, |out| generator.fill_with(&mut rng, out).unwrap());
+    let (stat, limit) = examine_patterns(300_000, |out| {
+        generator.fill_with(&mut rng, out).unwrap();
+        assert_fits(&shape, out);
+    });
     assert!(stat < limit, "chi-square {stat:.1} >= {limit:.1}");
-    // And the characters themselves stay uniform at every position, given their class.
-    let verdict = examine_generator(&config, 60_000, 14);
-    assert!(verdict.missing.is_empty() && verdict.foreign.is_empty());
+}
+
+#[test]
+fn require_each_class_is_uniform_within_each_class_at_every_position() {
+    // 6 positions x 4 classes = 24 tests at p = 1e-6 each: a correct generator fails one
+    // with probability below 2.4e-5 (and, the seed being fixed, never between runs). The
+    // rarest cells (one symbol at one position) expect about 1,190 draws.
+    let config = require_each_class_config();
+    let shape = adapter::shape(&config);
+    assert_eq!(shape, require_each_class_shape());
+    let generator = Generator::new(&config);
+    let mut rng = CodeRng::from_seed([14; 32]);
+    let tests = examine_within_classes(&shape, 120_000, |out| {
+        generator.fill_with(&mut rng, out).unwrap();
+        assert_fits(&shape, out);
+    });
+    assert_eq!(tests.len(), 24);
+    for t in tests {
+        assert!(
+            t.stat < t.limit,
+            "position {}, {}: chi-square {:.1} >= {:.1}",
+            t.position,
+            t.class,
+            t.stat,
+            t.limit
+        );
+    }
+}
+
+#[test]
+fn the_class_check_catches_a_bias_within_a_class() {
+    // Right class patterns (they come from the real generator), but inside each class the
+    // ZITADEL bug: the character of index `i` becomes `i % (size - 1)`, so each class's last
+    // character never appears and its first appears twice as often.
+    let config = require_each_class_config();
+    let shape = adapter::shape(&config);
+    let classes = classify(&shape);
+    let chars = shape.class_chars();
+    let generator = Generator::new(&config);
+    let mut rng = CodeRng::from_seed([16; 32]);
+    let tests = examine_within_classes(&shape, 120_000, |out| {
+        generator.fill_with(&mut rng, out).unwrap();
+        for c in out.iter_mut() {
+            let (k, i) = classes[usize::from(*c)].unwrap();
+            *c = chars[k][i % (chars[k].len() - 1)];
+        }
+    });
+    assert!(tests.iter().all(|t| t.stat > t.limit), "{tests:?}");
 }
 
 #[test]
 fn the_pattern_check_catches_place_one_of_each_and_shuffle() {
     // The common shortcut: one character of each class, two from the whole alphabet, then a
     // shuffle. Every code qualifies, but codes with a class three times are too rare.
-    let all = config([true, true, true, true], 8, false);
-    let alphabet = all.alphabet().as_bytes().to_vec();
+    let shape = require_each_class_shape();
+    let (chars, alphabet) = (shape.class_chars(), shape.alphabet());
     let mut rng = StdRng::seed_from_u64(15);
     let (stat, limit) = examine_patterns(300_000, |out| {
-        for (slot, class) in out.iter_mut().zip(CharClass::ALL) {
-            *slot = *class.chars().as_bytes().choose(&mut rng).unwrap();
+        for (slot, class) in out.iter_mut().zip(&chars) {
+            *slot = *class.choose(&mut rng).unwrap();
         }
         out[4] = *alphabet.choose(&mut rng).unwrap();
         out[5] = *alphabet.choose(&mut rng).unwrap();

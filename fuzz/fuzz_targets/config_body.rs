@@ -1,7 +1,7 @@
 #![no_main]
-//! See `secretgen_fuzz::config_body`.
+//! See `secretgen_oracle::targets::config_body`.
 
 use libfuzzer_sys::fuzz_target;
-use secretgen_fuzz::config_body::{Input, check};
+use secretgen_oracle::targets::config_body::{Input, check};
 
 fuzz_target!(|input: Input| check(&input));

@@ -1,7 +1,7 @@
 #![no_main]
-//! See `secretgen_fuzz::expiry`.
+//! See `secretgen_oracle::targets::expiry`.
 
 use libfuzzer_sys::fuzz_target;
-use secretgen_fuzz::expiry::{Input, check};
+use secretgen_oracle::targets::expiry::{Input, check};
 
 fuzz_target!(|input: Input| check(&input));

@@ -1,7 +1,7 @@
 #![no_main]
-//! See `secretgen_fuzz::generate`.
+//! See `secretgen_oracle::targets::generate`.
 
 use libfuzzer_sys::fuzz_target;
-use secretgen_fuzz::generate::{Input, check};
+use secretgen_oracle::targets::generate::{Input, check};
 
 fuzz_target!(|input: Input| check(&input));

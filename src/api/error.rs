@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
-use crate::config::ConfigError;
+use crate::service::{self, Subject};
 
 /// gRPC status codes used by the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,28 +89,9 @@ impl ApiError {
         }
     }
 
-    /// 400 from a configuration's violations.
-    pub fn invalid_config(error: &ConfigError) -> ApiError {
-        let violations = error
-            .violations()
-            .iter()
-            .map(|v| Violation::new(v.field, v.description.clone()))
-            .collect();
-        ApiError::invalid("invalid secret generator configuration", violations)
-    }
-
     /// 401: no token, or one the server does not know.
     pub fn unauthenticated(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, GrpcCode::Unauthenticated, message)
-    }
-
-    /// 403: the token lacks `permission`.
-    pub fn permission_denied(permission: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            GrpcCode::PermissionDenied,
-            format!("the token lacks the permission {permission}"),
-        )
     }
 
     /// 404: no such route.
@@ -217,6 +198,51 @@ impl ApiError {
             "message": self.message,
             "details": details,
         })
+    }
+}
+
+/// The one mapping of the use cases' error to HTTP: status, gRPC code (SPEC section 5's
+/// table) and the JSON names of the fields.
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> ApiError {
+        use service::Error as E;
+        let message = e.to_string();
+        match e {
+            E::Unauthenticated(_) => ApiError::unauthenticated(message),
+            E::PermissionDenied(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, GrpcCode::PermissionDenied, message)
+            }
+            E::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
+            E::Invalid { violations, .. } => ApiError::invalid(
+                message,
+                violations
+                    .into_iter()
+                    .map(|v| Violation::new(json_name(v.subject), v.description))
+                    .collect(),
+            ),
+            E::Unavailable(_) => ApiError::unavailable(message),
+            E::Internal(_) => ApiError::internal(message),
+        }
+    }
+}
+
+/// The JSON name of what a violation is about.
+pub fn json_name(subject: Subject) -> &'static str {
+    use crate::config::Field;
+    match subject {
+        Subject::Config(field) => match field {
+            Field::GeneratorType => "generatorType",
+            Field::Length => "length",
+            Field::Expiry => "expiry",
+            Field::IncludeLowerLetters => "includeLowerLetters",
+            Field::IncludeUpperLetters => "includeUpperLetters",
+            Field::IncludeDigits => "includeDigits",
+            Field::IncludeSymbols => "includeSymbols",
+            Field::ExcludeAmbiguous => "excludeAmbiguous",
+            Field::RequireEachClass => "requireEachClass",
+            Field::EntropyBits => "entropyBits",
+        },
+        Subject::Count => "count",
     }
 }
 

@@ -1,16 +1,17 @@
 //! The HTTP API of SPEC section 5: ZITADEL's admin routes for secret generators, the code
-//! endpoint, and the operational routes. Only this module knows HTTP and JSON; it turns
-//! requests into calls on [`ControlPlane`] and the live generators, and every failure into
-//! the one error body ([`ApiError`]).
+//! endpoint, and the operational routes. An adapter over [`Service`]: each handler reads the
+//! bearer token and admits it, reads the path and body into the use case's typed input
+//! (`wire`), calls the use case, and renders its result, or its error through the one error
+//! body ([`ApiError`]). Only this module knows HTTP and JSON.
 
 pub mod auth;
 pub mod error;
-pub mod metrics;
 pub mod wire;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use auth::bearer;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,17 +19,12 @@ use actix_web::http::header::ContentType;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
-use zeroize::Zeroize;
 
-pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, Violation};
-pub use metrics::{Metrics, Route};
 
-use crate::config::GeneratorConfig;
-use crate::control::{ControlPlane, UpdateError};
 use crate::generator_type::GeneratorType;
-use crate::store::StoreErrorKind;
-use crate::token::Permission;
+use crate::metrics::{self, Route};
+use crate::service::{GenerateCodes, ReadGenerators, Service, StoreState, UpdateGenerator};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -37,54 +33,21 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// (`--body-timeout`).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Requests per second per token on the data plane.
-type Limiter = governor::DefaultKeyedRateLimiter<String>;
-
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState {
-    control: Arc<ControlPlane>,
-    auth: Authenticator,
-    metrics: Metrics,
-    limiter: Option<Limiter>,
+    service: Arc<Service>,
     body_timeout: Duration,
 }
 
 impl AppState {
-    /// The state of a server over `control`, limiting each token to `rate_limit` data-plane
-    /// requests a second (bursts of as many), or not at all when `None`, and each request
-    /// body to `body_timeout` to arrive whole.
-    pub fn new(
-        control: Arc<ControlPlane>,
-        rate_limit: Option<NonZeroU32>,
-        metrics: bool,
-        body_timeout: Duration,
-    ) -> AppState {
-        let auth = Authenticator::new(Arc::clone(control.store()));
+    /// The state of a server over `service`, each request body allowed `body_timeout` to
+    /// arrive whole.
+    pub fn new(service: Arc<Service>, body_timeout: Duration) -> AppState {
         AppState {
-            control,
-            auth,
-            metrics: if metrics {
-                Metrics::new()
-            } else {
-                Metrics::disabled()
-            },
-            limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
+            service,
             body_timeout,
         }
-    }
-
-    /// Refuses `principal`'s request when it is over its rate.
-    fn check_rate(&self, principal: &Principal) -> Result<(), ApiError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter.check_key(&principal.id).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            ApiError::rate_limited(wait)
-        })
     }
 }
 
@@ -194,7 +157,7 @@ pub async fn observe_requests(
             .app_data::<Route>()
             .copied()
             .unwrap_or(Route::Unmatched);
-        state.metrics.request(
+        state.service.metrics().request(
             route,
             metrics::Method::of(request.method().as_str()),
             status,
@@ -236,14 +199,10 @@ fn new_request_id() -> String {
     format!("{:016x}", start.wrapping_add(n))
 }
 
+/// The generator type of a path segment.
 fn generator_type(raw: &str) -> Result<GeneratorType, ApiError> {
-    raw.parse()
-        .map_err(|e: crate::generator_type::ParseGeneratorTypeError| {
-            ApiError::invalid(
-                "invalid generator type",
-                vec![Violation::new("generatorType", e.to_string())],
-            )
-        })
+    raw.parse::<GeneratorType>()
+        .map_err(|e| crate::service::Error::from(e).into())
 }
 
 /// The request body, whole, read within the state's body timeout: the time from the first
@@ -271,13 +230,12 @@ async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.require(&req, Permission::IamRead)?;
-    let t = generator_type(&path)?;
-    let snapshot = state.control.get(t);
-    let id = state.control.instance().id();
-    Ok(json_response(
-        &json!({"secretGenerator": wire::SecretGenerator::of(&snapshot, id)}),
-    ))
+    let service = &state.service;
+    let grant = service.admit::<ReadGenerators>(bearer(&req)?).await?;
+    let snapshot = service.get(&grant, generator_type(&path)?);
+    Ok(json_response(&json!({
+        "secretGenerator": wire::SecretGenerator::of(&snapshot, service.instance_id())
+    })))
 }
 
 async fn put(
@@ -286,85 +244,14 @@ async fn put(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = state.auth.require(&req, Permission::IamWrite)?;
+    let service = &state.service;
+    let grant = service.admit::<UpdateGenerator>(bearer(&req)?).await?;
     let t = generator_type(&path)?;
-    let object = wire::object(&body(payload, &state).await?)?;
-    let (draft, mut violations) = wire::config_draft(&object, t);
-    // Fields of the wrong JSON type are reported once, as such; every other rule as the
-    // configuration's own check finds it.
-    if let Err(e) = GeneratorConfig::new(&draft) {
-        let hidden = consequences(&violations);
-        violations.extend(
-            e.violations()
-                .iter()
-                .filter(|v| !hidden.contains(&v.field))
-                .map(|v| Violation::new(v.field, v.description.clone())),
-        );
-    }
-    if !violations.is_empty() {
-        return Err(ApiError::invalid(
-            "invalid secret generator configuration",
-            violations,
-        ));
-    }
-    let before = state.control.get(t).version().sequence;
-    let control = Arc::clone(&state.control);
-    let creator = principal.name.clone();
-    // The update waits for the disk: off the async workers.
-    let snapshot = web::block(move || control.update(t, &draft, &creator))
-        .await
-        .map_err(|_| ApiError::internal("the update was interrupted"))?
-        .map_err(|e| match e {
-            UpdateError::Invalid(e) => ApiError::invalid_config(&e),
-            UpdateError::Store(e) => {
-                tracing::error!(error = %e, "a configuration change could not be stored");
-                match e.kind() {
-                    StoreErrorKind::Corrupt => ApiError::internal("the store is damaged"),
-                    _ => ApiError::unavailable("the store cannot record the change"),
-                }
-            }
-        })?;
-    if snapshot.version().sequence != before {
-        state.metrics.config_changed(t);
-    }
-    tracing::info!(
-        generator_type = %t,
-        sequence = snapshot.version().sequence,
-        by = %principal.name,
-        "configuration changed"
-    );
-    let id = state.control.instance().id();
-    Ok(json_response(
-        &json!({"details": wire::Details::of(snapshot.version(), id)}),
-    ))
-}
-
-/// The fields whose rules cannot be judged when `broken` fields (of the wrong JSON type)
-/// were read as their zero value: the broken fields themselves, and the rules that depend
-/// on them.
-fn consequences(broken: &[Violation]) -> Vec<&'static str> {
-    const CLASSES: [&str; 5] = [
-        "includeLowerLetters",
-        "includeUpperLetters",
-        "includeDigits",
-        "includeSymbols",
-        "excludeAmbiguous",
-    ];
-    let mut hidden = Vec::new();
-    for v in broken {
-        let f = v.field.as_str();
-        if CLASSES.contains(&f) {
-            hidden.extend(CLASSES);
-            hidden.extend(["entropyBits", "requireEachClass"]);
-        } else if f == "length" {
-            hidden.extend(["length", "entropyBits", "requireEachClass"]);
-        } else if f == "expiry" {
-            hidden.push("expiry");
-        } else if f == "requireEachClass" {
-            hidden.extend(["requireEachClass", "entropyBits"]);
-        }
-    }
-    hidden
+    let draft = wire::config_draft(&wire::object(&body(payload, &state).await?)?, t);
+    let snapshot = service.update(&grant, draft).await?;
+    Ok(json_response(&json!({
+        "details": wire::Details::of(snapshot.version(), service.instance_id())
+    })))
 }
 
 async fn search(
@@ -372,42 +259,14 @@ async fn search(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.require(&req, Permission::IamRead)?;
-    let search = wire::search(&wire::object(&body(payload, &state).await?)?)?;
-    let instance = state.control.instance();
-    let mut snapshots: Vec<_> = GeneratorType::ALL
-        .into_iter()
-        .filter(|t| search.types.as_ref().is_none_or(|types| types.contains(t)))
-        .map(|t| instance.snapshot(t))
-        .collect();
-    if !search.ascending {
-        snapshots.reverse();
-    }
-    let processed = GeneratorType::ALL
-        .into_iter()
-        .map(|t| instance.load(t).version().sequence)
-        .max()
-        .unwrap_or(0);
-    let total = snapshots.len();
-    let limit = if search.limit == 0 {
-        usize::MAX
-    } else {
-        search.limit as usize
-    };
-    let result: Vec<_> = snapshots
-        .iter()
-        .skip(search.offset.min(usize::MAX as u64) as usize)
-        .take(limit)
-        .map(|s| wire::SecretGenerator::of(s, instance.id()))
-        .collect();
-    Ok(json_response(&json!({
-        "details": {
-            "totalResult": total.to_string(),
-            "processedSequence": processed.to_string(),
-            "viewTimestamp": wire::timestamp(SystemTime::now()),
-        },
-        "result": result,
-    })))
+    let service = &state.service;
+    let grant = service.admit::<ReadGenerators>(bearer(&req)?).await?;
+    let query = wire::search(&wire::object(&body(payload, &state).await?)?)?;
+    let found = service.search(&grant, &query);
+    Ok(json_response(&wire::search_response(
+        &found,
+        service.instance_id(),
+    )))
 }
 
 async fn generate(
@@ -416,31 +275,15 @@ async fn generate(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = state.auth.require(&req, Permission::CodesGenerate)?;
-    state.check_rate(&principal)?;
+    let service = &state.service;
+    let grant = service.admit::<GenerateCodes>(bearer(&req)?).await?;
     let t = generator_type(&path)?;
     let count = wire::count(&wire::object(&body(payload, &state).await?)?)?;
     // Loaded after the request was read: a PUT answered before this point is seen.
-    let snapshot = state.control.instance().load(t);
-    let generator = snapshot.generator();
-    let mut codes = vec![0u8; count * generator.length()];
-    let made_at = SystemTime::now();
-    generator.fill_codes(&mut codes).map_err(|e| {
-        tracing::error!(error = %e, "code generation failed");
-        ApiError::internal("the random source failed; no code was made")
-    })?;
-    let body = wire::generate_response(
-        t,
-        snapshot.version().sequence,
-        &codes,
-        generator.length(),
-        generator.expires_at(made_at),
-    );
-    codes.zeroize();
-    state.metrics.codes_generated(t, count);
+    let codes = service.generate(&grant, t, count)?;
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(body))
+        .body(wire::generate_response(&codes)))
 }
 
 /// The API described as OpenAPI 3, kept honest by the contract test in `.ci/run`.
@@ -453,12 +296,13 @@ async fn openapi() -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !state.metrics.enabled() {
+    let metrics = state.service.metrics();
+    if !metrics.enabled() {
         return ApiError::not_found(req.path()).error_response();
     }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.render(state.control.instance()))
+        .body(metrics.render(state.service.control().instance()))
 }
 
 async fn healthz() -> HttpResponse {
@@ -468,17 +312,10 @@ async fn healthz() -> HttpResponse {
 /// SPEC section 5: 200 whenever configurations are loaded (they are, before the server
 /// binds), with what the store is doing. Generation never needs the store, so a load
 /// balancer must not take the server out because the store is down.
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let control = Arc::clone(&state.control);
-    let store = web::block(move || control.store().check())
-        .await
-        .map_err(|_| ApiError::internal("the check was interrupted"))?;
-    let store = match store {
-        Ok(()) => "up",
-        Err(e) => {
-            tracing::warn!(error = %e, "store down");
-            "down"
-        }
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store = match state.service.store_state().await {
+        StoreState::Up => "up",
+        StoreState::Down => "down",
     };
-    Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": store})))
+    HttpResponse::Ok().json(json!({"status": "ready", "store": store}))
 }

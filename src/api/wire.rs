@@ -10,9 +10,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, Violation};
-use crate::config::{ConfigDraft, floor_hundredths};
+use crate::config::{ConfigDraft, Field, FieldViolation, floor_hundredths};
 use crate::generator_type::{GeneratorType, ParseGeneratorTypeError};
 use crate::registry::{InstanceId, Snapshot, Version};
+use crate::service::{Codes, SearchQuery, SearchResult};
 
 /// A timestamp as protojson writes it: UTC, with 0, 3, 6 or 9 fractional digits.
 pub fn timestamp(time: SystemTime) -> String {
@@ -293,79 +294,67 @@ fn read_integer(
     n
 }
 
-fn read_bool(
-    object: &Map<String, Value>,
-    name: &str,
-    path: &str,
-    violations: &mut Vec<Violation>,
-) -> bool {
-    match field(object, name) {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            violations.push(Violation::new(path, "must be true or false"));
-            false
+/// A PUT body as a [`ConfigDraft`] for `generator_type`. A field of the wrong JSON type is
+/// listed as unreadable (with why) and takes its zero value; the one check of the draft,
+/// [`crate::GeneratorConfig::new`], reports it and judges no rule that reads it.
+pub fn config_draft(object: &Map<String, Value>, generator_type: GeneratorType) -> ConfigDraft {
+    let mut draft = ConfigDraft::new(generator_type);
+    let mut unreadable = |field: Field, why: &str| {
+        draft.unreadable.push(FieldViolation {
+            field,
+            description: why.to_owned(),
+        })
+    };
+    let mut length = 0;
+    if let Some(value) = field(object, "length") {
+        match integer(value) {
+            Some(n) => length = n,
+            None => unreadable(Field::Length, "must be an integer"),
         }
     }
-}
-
-/// A PUT body as a [`ConfigDraft`] for `generator_type`, with the violations of fields of
-/// the wrong JSON type. Those fields take their zero value in the draft; the caller drops
-/// the draft's own violations of them.
-pub fn config_draft(
-    object: &Map<String, Value>,
-    generator_type: GeneratorType,
-) -> (ConfigDraft, Vec<Violation>) {
-    let mut violations = Vec::new();
-    let length = read_integer(object, "length", "length", &mut violations).unwrap_or(0);
-    let expiry = match field(object, "expiry") {
-        None => "0s".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            violations.push(Violation::new(
-                "expiry",
-                "must be a duration string such as \"300s\"",
-            ));
-            "0s".to_owned()
+    let mut expiry = None;
+    match field(object, "expiry") {
+        None => {}
+        Some(Value::String(s)) => expiry = Some(s.clone()),
+        Some(_) => unreadable(Field::Expiry, "must be a duration string such as \"300s\""),
+    }
+    let mut flags = [false; 6];
+    for (flag, field_) in flags.iter_mut().zip([
+        Field::IncludeLowerLetters,
+        Field::IncludeUpperLetters,
+        Field::IncludeDigits,
+        Field::IncludeSymbols,
+        Field::ExcludeAmbiguous,
+        Field::RequireEachClass,
+    ]) {
+        match field(
+            object,
+            super::error::json_name(crate::service::Subject::Config(field_)),
+        ) {
+            None => {}
+            Some(Value::Bool(b)) => *flag = *b,
+            Some(_) => unreadable(field_, "must be true or false"),
         }
-    };
-    let mut flag = |name: &str| read_bool(object, name, name, &mut violations);
-    let draft = ConfigDraft {
-        generator_type: generator_type.full_name().to_owned(),
-        length: i64::try_from(length).unwrap_or(if length < 0 { i64::MIN } else { i64::MAX }),
-        expiry,
-        include_lower_letters: flag("includeLowerLetters"),
-        include_upper_letters: flag("includeUpperLetters"),
-        include_digits: flag("includeDigits"),
-        include_symbols: flag("includeSymbols"),
-        exclude_ambiguous: flag("excludeAmbiguous"),
-        require_each_class: flag("requireEachClass"),
-    };
-    (draft, violations)
-}
-
-/// A search request: paging and the types asked for.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Search {
-    /// Results to skip.
-    pub offset: u64,
-    /// Most results to return; 0 for all.
-    pub limit: u64,
-    /// Ascending by type number (the default); `"asc": false` reverses.
-    pub ascending: bool,
-    /// Only these types, when given (several type queries must all hold, as in ZITADEL).
-    pub types: Option<Vec<GeneratorType>>,
+    }
+    draft.length = i64::try_from(length).unwrap_or(if length < 0 { i64::MIN } else { i64::MAX });
+    if let Some(expiry) = expiry {
+        draft.expiry = expiry;
+    }
+    [
+        draft.include_lower_letters,
+        draft.include_upper_letters,
+        draft.include_digits,
+        draft.include_symbols,
+        draft.exclude_ambiguous,
+        draft.require_each_class,
+    ] = flags;
+    draft
 }
 
 /// A `_search` body.
-pub fn search(object: &Map<String, Value>) -> Result<Search, ApiError> {
+pub fn search(object: &Map<String, Value>) -> Result<SearchQuery, ApiError> {
     let mut violations = Vec::new();
-    let mut search = Search {
-        offset: 0,
-        limit: 0,
-        ascending: true,
-        types: None,
-    };
+    let mut search = SearchQuery::default();
     match field(object, "query") {
         None => {}
         Some(Value::Object(query)) => {
@@ -442,45 +431,52 @@ fn generator_type(value: &Value) -> Result<GeneratorType, String> {
     }
 }
 
-/// The most codes one `_generate` returns.
-pub const MAX_COUNT: i128 = 1000;
-
-/// The `count` of a `_generate` body: 1 when absent.
-pub fn count(object: &Map<String, Value>) -> Result<usize, ApiError> {
+/// The `count` of a `_generate` body: 1 when absent. Its range is the use case's rule.
+pub fn count(object: &Map<String, Value>) -> Result<i128, ApiError> {
     let mut violations = Vec::new();
     match read_integer(object, "count", "count", &mut violations) {
         None if violations.is_empty() => Ok(1),
-        Some(n) if (1..=MAX_COUNT).contains(&n) => Ok(n as usize),
-        Some(n) => Err(ApiError::invalid(
-            "invalid generate request",
-            vec![Violation::new(
-                "count",
-                format!("must be between 1 and {MAX_COUNT}, got {n}"),
-            )],
-        )),
+        Some(n) => Ok(n),
         None => Err(ApiError::invalid("invalid generate request", violations)),
     }
 }
 
-/// The `_generate` answer for `count` codes of `length` characters laid end to end in
-/// `codes`, written directly: codes are drawn from alphabets without `"` or `\`, so they
-/// need no escaping.
-pub fn generate_response(
-    generator_type: GeneratorType,
-    sequence: u64,
-    codes: &[u8],
-    length: usize,
-    expires_at: Option<SystemTime>,
-) -> Vec<u8> {
-    let expires = expires_at.map(timestamp);
-    let per_code = length + 12 + expires.as_ref().map_or(0, |e| e.len() + 16);
-    let mut out = Vec::with_capacity(96 + codes.len() / length.max(1) * per_code);
+/// The `_search` answer.
+pub fn search_response(found: &SearchResult, instance: &InstanceId) -> Value {
+    let result: Vec<SecretGenerator> = found
+        .generators
+        .iter()
+        .map(|s| SecretGenerator::of(s, instance))
+        .collect();
+    serde_json::json!({
+        "details": {
+            "totalResult": found.total.to_string(),
+            "processedSequence": found.processed_sequence.to_string(),
+            "viewTimestamp": timestamp(found.view_timestamp),
+        },
+        "result": result,
+    })
+}
+
+/// The `_generate` answer, with the codes written straight into it: codes are drawn from
+/// alphabets without `"` or `\\`, so they need no escaping. The answer's buffer is zeroed
+/// when the server is done with it (it holds the codes); what actix-http copies into a
+/// connection's write buffer, and the kernel's socket buffers, are not ours to zero.
+pub fn generate_response(codes: &Codes) -> actix_web::web::Bytes {
+    let expires = codes.expires_at.map(timestamp);
+    let sequence = codes.sequence.to_string();
+    let name = codes.generator_type.full_name();
+    // Exactly the answer's size, so that the buffer never grows: growing would free a copy
+    // of the codes written so far without zeroing it.
+    let per_code = codes.length + 12 + expires.as_ref().map_or(0, |e| e.len() + 15);
+    let size = 45 + name.len() + sequence.len() + codes.count() * per_code - 1;
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"{\"generatorType\":\"");
-    out.extend_from_slice(generator_type.full_name().as_bytes());
+    out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\",\"sequence\":\"");
-    out.extend_from_slice(sequence.to_string().as_bytes());
+    out.extend_from_slice(sequence.as_bytes());
     out.extend_from_slice(b"\",\"codes\":[");
-    for (i, code) in codes.chunks_exact(length).enumerate() {
+    for (i, code) in codes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -495,7 +491,23 @@ pub fn generate_response(
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
-    out
+    debug_assert_eq!(out.len(), size, "the answer's size is computed exactly");
+    actix_web::web::Bytes::from_owner(Secret(out))
+}
+
+/// Bytes that hold secrets: zeroed when dropped.
+struct Secret(Vec<u8>);
+
+impl AsRef<[u8]> for Secret {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// Seconds and nanoseconds of a duration, for tests.
@@ -532,40 +544,59 @@ mod tests {
         for alphabet in [LOWER, UPPER, DIGITS, SYMBOLS] {
             assert!(!alphabet.contains('"') && !alphabet.contains('\\'));
         }
-        let body = generate_response(GeneratorType::OtpSms, 9, b"12345678abcdefgh", 8, None);
-        let v: Value = serde_json::from_slice(&body).unwrap();
+        let codes = Codes::from_parts(GeneratorType::OtpSms, 9, 8, None, b"12345678abcdefgh");
+        let v: Value = serde_json::from_slice(&generate_response(&codes)).unwrap();
         assert_eq!(
             v,
             json!({"generatorType": "SECRET_GENERATOR_TYPE_OTP_SMS", "sequence": "9",
                    "codes": [{"code": "12345678"}, {"code": "abcdefgh"}]})
         );
-        let body = generate_response(
+        let codes = Codes::from_parts(
             GeneratorType::OtpSms,
             9,
-            b"~!@#$^&*",
             8,
             Some(at(1_795_339_958, 0)),
+            b"~!@#$^&*",
         );
-        let v: Value = serde_json::from_slice(&body).unwrap();
+        let v: Value = serde_json::from_slice(&generate_response(&codes)).unwrap();
         assert_eq!(v["codes"][0]["code"], "~!@#$^&*");
         assert_eq!(v["codes"][0]["expiresAt"], "2026-11-22T09:32:38Z");
+    }
+
+    #[test]
+    fn the_answer_is_sized_exactly_so_that_its_buffer_never_grows() {
+        // generate_response asserts (debug) that what it wrote is the size it reserved;
+        // every type name, sequence width, timestamp precision and count goes through it.
+        for t in GeneratorType::ALL {
+            for sequence in [0, 9, 10, 12_345, u64::MAX] {
+                for expires in [None, Some(at(1, 0)), Some(at(1, 719_123_456))] {
+                    for count in [1, 2, 1000] {
+                        let codes =
+                            Codes::from_parts(t, sequence, 3, expires, &vec![b'7'; 3 * count]);
+                        let body = generate_response(&codes);
+                        let v: Value = serde_json::from_slice(&body).unwrap();
+                        assert_eq!(v["codes"].as_array().unwrap().len(), count);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
     fn config_bodies_take_zero_values_and_report_wrong_types() {
         let body =
             object(br#"{"length": "10", "expiry": "60s", "includeDigits": true, "x": 1}"#).unwrap();
-        let (draft, violations) = config_draft(&body, GeneratorType::OtpSms);
-        assert!(violations.is_empty());
+        let draft = config_draft(&body, GeneratorType::OtpSms);
+        assert!(draft.unreadable.is_empty());
         assert_eq!(draft.length, 10);
         assert!(draft.include_digits && !draft.include_upper_letters);
         let body = object(
             br#"{"length": 8.5, "expiry": 300, "includeDigits": "yes", "excludeAmbiguous": null}"#,
         )
         .unwrap();
-        let (draft, violations) = config_draft(&body, GeneratorType::OtpSms);
-        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["length", "expiry", "includeDigits"]);
+        let draft = config_draft(&body, GeneratorType::OtpSms);
+        let fields: Vec<Field> = draft.unreadable.iter().map(|v| v.field).collect();
+        assert_eq!(fields, [Field::Length, Field::Expiry, Field::IncludeDigits]);
         assert_eq!((draft.length, draft.expiry.as_str()), (0, "0s"));
     }
 
@@ -663,19 +694,24 @@ mod tests {
     }
 
     #[test]
-    fn counts_default_to_one_and_stay_in_range() {
+    fn counts_default_to_one_and_are_read_as_written() {
+        // The range (1 to 1000) is the use case's rule (`Service::generate`), not the wire's.
         assert_eq!(count(&object(b"{}").unwrap()).unwrap(), 1);
-        assert_eq!(
-            count(&object(b"{\"count\": \"1000\"}").unwrap()).unwrap(),
-            1000
-        );
-        for bad in [
-            &b"{\"count\": 0}"[..],
-            b"{\"count\": 1001}",
-            b"{\"count\": -1}",
-            b"{\"count\": true}",
+        for (body, n) in [
+            (&b"{\"count\": \"1000\"}"[..], 1000),
+            (b"{\"count\": 0}", 0),
+            (b"{\"count\": -1}", -1),
+            (b"{\"count\": 18446744073709551615}", i128::from(u64::MAX)),
         ] {
-            assert!(count(&object(bad).unwrap()).is_err());
+            assert_eq!(count(&object(body).unwrap()).unwrap(), n);
+        }
+        for bad in [
+            &b"{\"count\": true}"[..],
+            b"{\"count\": 1.5}",
+            b"{\"count\": \"1e3\"}",
+        ] {
+            let (fields, _) = refusal(&count(&object(bad).unwrap()).unwrap_err());
+            assert_eq!(fields, ["count"]);
         }
     }
 

@@ -221,6 +221,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// How many tokens are stored.
     fn token_count(&self) -> Result<u64, StoreError>;
 
+    /// Every stored token, for the table of known tokens that authentication reads. It
+    /// must not wait behind a write: it is called on a request's path when a token is not
+    /// in that table yet.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
     /// Whether the store answers and is still the store it was opened as.
     fn check(&self) -> Result<(), StoreError>;
 
@@ -350,7 +355,6 @@ impl Payload {
 
     pub(crate) fn into_draft(self, generator_type: GeneratorType) -> ConfigDraft {
         ConfigDraft {
-            generator_type: generator_type.full_name().to_owned(),
             length: self.length,
             expiry: self.expiry,
             include_lower_letters: self.include_lower_letters,
@@ -359,6 +363,7 @@ impl Payload {
             include_symbols: self.include_symbols,
             exclude_ambiguous: self.exclude_ambiguous,
             require_each_class: self.require_each_class,
+            ..ConfigDraft::new(generator_type)
         }
     }
 }

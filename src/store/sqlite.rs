@@ -107,6 +107,9 @@ pub struct SqliteStore {
     path: PathBuf,
     mode: Mode,
     inner: Mutex<Inner>,
+    /// A read-only connection of its own for reads that must never wait behind a write
+    /// (the token table: every request's authentication may need it), opened on first use.
+    reader: Mutex<Option<Connection>>,
     /// Held for the life of a writer; the OS releases the lock when the process dies.
     _lock: Option<File>,
 }
@@ -190,6 +193,7 @@ impl SqliteStore {
                 file,
                 pending: true,
             }),
+            reader: Mutex::new(None),
             _lock: Some(lock),
         };
         store.use_wal()?;
@@ -262,6 +266,7 @@ impl SqliteStore {
                 file,
                 pending: false,
             }),
+            reader: Mutex::new(None),
             _lock: lock,
         };
         store.quick_check()?;
@@ -785,6 +790,53 @@ impl Store for SqliteStore {
         })
         .optional()
         .map_err(|e| sql_error(&self.path, "cannot read", e))
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let read = |conn: &Connection| -> rusqlite::Result<Vec<(TokenRecord, String)>> {
+            let mut stmt =
+                conn.prepare_cached("SELECT id, name, hash, permissions, created_at FROM tokens")?;
+            let rows = stmt.query_map([], |row| {
+                let hash: String = row.get(2)?;
+                let permissions: String = row.get(3)?;
+                Ok((
+                    TokenRecord {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        hash: [0; 32],
+                        permissions: permissions
+                            .split(',')
+                            .filter(|p| !p.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        created_at: from_micros(row.get(4)?),
+                    },
+                    hash,
+                ))
+            })?;
+            rows.collect()
+        };
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        if reader.is_none() {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            *reader = Some(
+                connection(&self.path, flags)
+                    .map_err(|e| sql_error(&self.path, "cannot open", e))?,
+            );
+        }
+        let conn = reader.as_ref().expect("opened above");
+        let rows = read(conn).map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        rows.into_iter()
+            .map(|(mut record, hash)| {
+                record.hash = unhex(&hash).ok_or_else(|| {
+                    corrupt(
+                        &self.path,
+                        &format!("token {} has a malformed hash", record.id),
+                    )
+                })?;
+                Ok(record)
+            })
+            .collect()
     }
 
     fn token_count(&self) -> Result<u64, StoreError> {

@@ -51,13 +51,102 @@ pub const MIN_CODE_ENTROPY_BITS: f64 = 19.9;
 /// The lowest entropy accepted for an application secret.
 pub const MIN_APP_SECRET_ENTROPY_BITS: f64 = 128.0;
 
+/// A field of a configuration, named as SPEC section 4 names it. Each transport turns it into
+/// its own name (`includeLowerLetters` in JSON, `include_lower_letters` in protobuf).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// The generator type.
+    GeneratorType,
+    /// Characters per code.
+    Length,
+    /// How long a code stays valid.
+    Expiry,
+    /// Include `a-z`.
+    IncludeLowerLetters,
+    /// Include `A-Z`.
+    IncludeUpperLetters,
+    /// Include `0-9`.
+    IncludeDigits,
+    /// Include the symbols.
+    IncludeSymbols,
+    /// Leave out the ambiguous characters.
+    ExcludeAmbiguous,
+    /// Every included class in every code.
+    RequireEachClass,
+    /// The computed entropy (its floor is a rule of its own).
+    EntropyBits,
+}
+
+impl Field {
+    /// Every field, in SPEC order.
+    pub const ALL: [Field; 10] = [
+        Field::GeneratorType,
+        Field::Length,
+        Field::Expiry,
+        Field::IncludeLowerLetters,
+        Field::IncludeUpperLetters,
+        Field::IncludeDigits,
+        Field::IncludeSymbols,
+        Field::ExcludeAmbiguous,
+        Field::RequireEachClass,
+        Field::EntropyBits,
+    ];
+
+    /// The field that includes `class`.
+    pub const fn include(class: CharClass) -> Field {
+        match class {
+            CharClass::Lower => Field::IncludeLowerLetters,
+            CharClass::Upper => Field::IncludeUpperLetters,
+            CharClass::Digits => Field::IncludeDigits,
+            CharClass::Symbols => Field::IncludeSymbols,
+        }
+    }
+
+    /// The field's name in SPEC section 4 (lowerCamelCase).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Field::GeneratorType => "generatorType",
+            Field::Length => "length",
+            Field::Expiry => "expiry",
+            Field::IncludeLowerLetters => "includeLowerLetters",
+            Field::IncludeUpperLetters => "includeUpperLetters",
+            Field::IncludeDigits => "includeDigits",
+            Field::IncludeSymbols => "includeSymbols",
+            Field::ExcludeAmbiguous => "excludeAmbiguous",
+            Field::RequireEachClass => "requireEachClass",
+            Field::EntropyBits => "entropyBits",
+        }
+    }
+
+    /// Whether the alphabet depends on this field.
+    const fn shapes_alphabet(self) -> bool {
+        matches!(
+            self,
+            Field::IncludeLowerLetters
+                | Field::IncludeUpperLetters
+                | Field::IncludeDigits
+                | Field::IncludeSymbols
+                | Field::ExcludeAmbiguous
+        )
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A configuration as a caller wrote it, not yet checked: the input of
-/// [`GeneratorConfig::new`]. Fields mirror the API's JSON; a field a caller left out takes
-/// its zero value, as in protobuf, and is checked as such.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// [`GeneratorConfig::new`]. A field a caller left out takes its zero value, as in protobuf,
+/// and is checked as such. A field a caller wrote in a form its transport could not read (a
+/// string where JSON needs `true` or `false`) is listed in `unreadable`, with why: it is
+/// reported as it is, and the rules that depend on it are not judged, since its value is not
+/// known.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigDraft {
-    /// Type, as text: full name, short name or number.
-    pub generator_type: String,
+    /// The type the configuration is for.
+    pub generator_type: GeneratorType,
     /// Characters per code.
     pub length: i64,
     /// Protobuf JSON duration, e.g. `"300s"`.
@@ -74,6 +163,32 @@ pub struct ConfigDraft {
     pub exclude_ambiguous: bool,
     /// Every included class appears at least once in every code.
     pub require_each_class: bool,
+    /// Fields that could not be read, each with why; their values above are zero values.
+    pub unreadable: Vec<FieldViolation>,
+}
+
+impl ConfigDraft {
+    /// A draft for `generator_type` with every field at its zero value (length 0, expiry
+    /// `0s`, no class): what an empty request body says.
+    pub fn new(generator_type: GeneratorType) -> ConfigDraft {
+        ConfigDraft {
+            generator_type,
+            length: 0,
+            expiry: "0s".to_owned(),
+            include_lower_letters: false,
+            include_upper_letters: false,
+            include_digits: false,
+            include_symbols: false,
+            exclude_ambiguous: false,
+            require_each_class: false,
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// Whether `field` could not be read.
+    fn unreadable(&self, field: Field) -> bool {
+        self.unreadable.iter().any(|v| v.field == field)
+    }
 }
 
 /// A valid configuration of one generator type: every rule of SPEC section 4 holds.
@@ -95,32 +210,41 @@ pub struct GeneratorConfig {
 
 impl GeneratorConfig {
     /// Checks `draft` against every rule and returns either a valid configuration or every
-    /// violated rule at once, each naming its JSON field.
+    /// violated rule at once, each naming its [`Field`]: first the fields that could not be
+    /// read, then the rules in field order.
     ///
-    /// The entropy rule is checked only when length and classes are themselves valid, since
-    /// entropy is not defined otherwise.
+    /// A rule is judged only when every field it reads is known: the entropy rule needs a
+    /// valid length and alphabet, `requireEachClass` needs the length and the classes, and
+    /// nothing is judged of a field that could not be read. This is the one place that
+    /// knows which rule reads which field.
     pub fn new(draft: &ConfigDraft) -> Result<GeneratorConfig, ConfigError> {
-        let mut errors = ConfigError::default();
+        let mut errors = ConfigError {
+            violations: draft.unreadable.clone(),
+        };
+        let known = |field: Field| !draft.unreadable(field);
+        let generator_type = draft.generator_type;
 
-        let generator_type = draft
-            .generator_type
-            .parse::<GeneratorType>()
-            .map_err(|e| errors.push("generatorType", e.to_string()))
-            .ok();
+        let length = if known(Field::Length) {
+            CodeLength::new(draft.length)
+                .map_err(|e| errors.push(Field::Length, e.to_string()))
+                .ok()
+        } else {
+            None
+        };
 
-        let length = CodeLength::new(draft.length)
-            .map_err(|e| errors.push("length", e.to_string()))
-            .ok();
-
-        let expiry = Expiry::parse(&draft.expiry)
-            .map_err(|e| errors.push("expiry", e.to_string()))
-            .ok();
-        if let (Some(expiry), Some(t)) = (expiry, generator_type)
+        let expiry = if known(Field::Expiry) {
+            Expiry::parse(&draft.expiry)
+                .map_err(|e| errors.push(Field::Expiry, e.to_string()))
+                .ok()
+        } else {
+            None
+        };
+        if let Some(expiry) = expiry
             && expiry.is_never()
-            && t != GeneratorType::AppSecret
+            && generator_type != GeneratorType::AppSecret
         {
             errors.push(
-                "expiry",
+                Field::Expiry,
                 format!(
                     "0s (never expires) is allowed only for {}",
                     GeneratorType::AppSecret
@@ -134,27 +258,35 @@ impl GeneratorConfig {
             draft.include_digits,
             draft.include_symbols,
         );
-        let alphabet = Alphabet::new(classes, draft.exclude_ambiguous)
-            .map_err(|_| {
-                for class in CharClass::ALL {
-                    errors.push(
-                        class.field(),
-                        "at least one of includeLowerLetters, includeUpperLetters, \
-                         includeDigits and includeSymbols must be true"
-                            .to_owned(),
-                    );
-                }
-            })
-            .ok();
+        let classes_known = Field::ALL
+            .into_iter()
+            .filter(|f| f.shapes_alphabet())
+            .all(known);
+        let alphabet = if classes_known {
+            Alphabet::new(classes, draft.exclude_ambiguous)
+                .map_err(|_| {
+                    for class in CharClass::ALL {
+                        errors.push(
+                            Field::include(class),
+                            "at least one of includeLowerLetters, includeUpperLetters, \
+                             includeDigits and includeSymbols must be true"
+                                .to_owned(),
+                        );
+                    }
+                })
+                .ok()
+        } else {
+            None
+        };
 
-        let mut positions_suffice = true;
-        if let Some(length) = length
+        let mut positions_suffice = known(Field::RequireEachClass);
+        if let (Some(length), true, true) = (length, classes_known, positions_suffice)
             && draft.require_each_class
             && length.get() < classes.len()
         {
             positions_suffice = false;
             errors.push(
-                "requireEachClass",
+                Field::RequireEachClass,
                 format!(
                     "needs at least one position per included class: {} classes, length {}",
                     classes.len(),
@@ -169,7 +301,7 @@ impl GeneratorConfig {
             entropy_bits =
                 entropy::entropy_bits(&sizes, length.get() as u32, draft.require_each_class);
             let (floor, why) = match generator_type {
-                Some(GeneratorType::AppSecret) => (
+                GeneratorType::AppSecret => (
                     MIN_APP_SECRET_ENTROPY_BITS,
                     "for SECRET_GENERATOR_TYPE_APP_SECRET",
                 ),
@@ -180,7 +312,7 @@ impl GeneratorConfig {
             };
             if entropy_bits < floor {
                 errors.push(
-                    "entropyBits",
+                    Field::EntropyBits,
                     format!(
                         "is {:.2} bits; must be at least {floor} {why}: make the code longer \
                          or include more classes",
@@ -190,10 +322,8 @@ impl GeneratorConfig {
             }
         }
 
-        match (generator_type, length, expiry, alphabet) {
-            (Some(generator_type), Some(length), Some(expiry), Some(alphabet))
-                if errors.is_empty() =>
-            {
+        match (length, expiry, alphabet) {
+            (Some(length), Some(expiry), Some(alphabet)) if errors.is_empty() => {
                 Ok(GeneratorConfig {
                     generator_type,
                     length,
@@ -220,15 +350,12 @@ impl GeneratorConfig {
             OtpSms | OtpEmail => (8, 300, false, false),
         };
         let draft = ConfigDraft {
-            generator_type: generator_type.full_name().to_owned(),
             length,
             expiry: format!("{expiry_secs}s"),
             include_lower_letters: lower,
             include_upper_letters: upper,
             include_digits: true,
-            include_symbols: false,
-            exclude_ambiguous: false,
-            require_each_class: false,
+            ..ConfigDraft::new(generator_type)
         };
         GeneratorConfig::new(&draft).expect("ZITADEL's defaults satisfy every rule")
     }
@@ -246,7 +373,7 @@ impl GeneratorConfig {
         let alphabet = Alphabet::new(classes, draft.exclude_ambiguous).unwrap();
         let sizes: Vec<u32> = classes.iter().map(|c| alphabet.class_size(c)).collect();
         GeneratorConfig {
-            generator_type: draft.generator_type.parse().unwrap(),
+            generator_type: draft.generator_type,
             length: CodeLength::new(draft.length).unwrap(),
             expiry: Expiry::parse(&draft.expiry).unwrap(),
             classes,
@@ -264,7 +391,7 @@ impl GeneratorConfig {
     /// The configuration as a draft, to change a field and check it again.
     pub fn to_draft(&self) -> ConfigDraft {
         ConfigDraft {
-            generator_type: self.generator_type.full_name().to_owned(),
+            generator_type: self.generator_type,
             length: self.length.get() as i64,
             expiry: self.expiry.to_string(),
             include_lower_letters: self.includes(CharClass::Lower),
@@ -273,6 +400,7 @@ impl GeneratorConfig {
             include_symbols: self.includes(CharClass::Symbols),
             exclude_ambiguous: self.exclude_ambiguous,
             require_each_class: self.require_each_class,
+            unreadable: Vec::new(),
         }
     }
 
@@ -329,11 +457,11 @@ pub fn floor_hundredths(bits: f64) -> f64 {
     (bits * 100.0).floor() / 100.0
 }
 
-/// One violated rule: the JSON field it concerns and what is wrong.
+/// One violated rule: the field it concerns and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldViolation {
-    /// The field's JSON name, e.g. `length`.
-    pub field: &'static str,
+    /// The field.
+    pub field: Field,
     /// What is wrong, for a person.
     pub description: String,
 }
@@ -345,7 +473,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn push(&mut self, field: &'static str, description: String) {
+    fn push(&mut self, field: Field, description: String) {
         self.violations.push(FieldViolation { field, description });
     }
 
@@ -358,8 +486,8 @@ impl ConfigError {
         &self.violations
     }
 
-    /// The names of the violated fields, in order, repeated when a field broke two rules.
-    pub fn fields(&self) -> Vec<&'static str> {
+    /// The violated fields, in order, repeated when a field broke two rules.
+    pub fn fields(&self) -> Vec<Field> {
         self.violations.iter().map(|v| v.field).collect()
     }
 }
@@ -382,19 +510,21 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use Field::{
+        EntropyBits, ExcludeAmbiguous, Expiry, IncludeDigits, IncludeLowerLetters, IncludeSymbols,
+        IncludeUpperLetters, Length, RequireEachClass,
+    };
+    use GeneratorType::{AppSecret, InitCode, OtpSms};
 
-    fn draft(t: &str, length: i64, expiry: &str, classes: [bool; 4]) -> ConfigDraft {
+    fn draft(t: GeneratorType, length: i64, expiry: &str, classes: [bool; 4]) -> ConfigDraft {
         ConfigDraft {
-            generator_type: t.to_owned(),
             length,
             expiry: expiry.to_owned(),
             include_lower_letters: classes[0],
             include_upper_letters: classes[1],
             include_digits: classes[2],
             include_symbols: classes[3],
-            exclude_ambiguous: false,
-            require_each_class: false,
+            ..ConfigDraft::new(t)
         }
     }
 
@@ -403,7 +533,7 @@ mod tests {
     #[test]
     fn defaults_are_zitadels() {
         use GeneratorType::*;
-        let expect = [
+        let expect: [(GeneratorType, usize, &str, [bool; 4]); 8] = [
             (InitCode, 6, "259200s", [false, true, true, false]),
             (VerifyEmailCode, 6, "3600s", [false, true, true, false]),
             (VerifyPhoneCode, 6, "3600s", [false, true, true, false]),
@@ -440,18 +570,17 @@ mod tests {
 
     #[test]
     fn every_violation_is_reported_at_once() {
-        let d = draft("UNSPECIFIED", 0, "-5s", [false; 4]);
+        let d = draft(OtpSms, 0, "-5s", [false; 4]);
         let err = GeneratorConfig::new(&d).unwrap_err();
         assert_eq!(
             err.fields(),
             [
-                "generatorType",
-                "length",
-                "expiry",
-                "includeLowerLetters",
-                "includeUpperLetters",
-                "includeDigits",
-                "includeSymbols"
+                Length,
+                Expiry,
+                IncludeLowerLetters,
+                IncludeUpperLetters,
+                IncludeDigits,
+                IncludeSymbols
             ]
         );
         assert!(
@@ -463,163 +592,84 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let fields = |d: ConfigDraft| GeneratorConfig::new(&d).unwrap_err().fields();
-        assert_eq!(
-            fields(draft("nope", 8, "300s", DIGITS_ONLY)),
-            ["generatorType"]
-        );
-        assert_eq!(
-            fields(draft("0", 8, "300s", DIGITS_ONLY)),
-            ["generatorType"]
-        );
-        assert_eq!(
-            fields(draft("OTP_SMS", 1025, "300s", DIGITS_ONLY)),
-            ["length"]
-        );
-        assert_eq!(
-            fields(draft("OTP_SMS", -1, "300s", DIGITS_ONLY)),
-            ["length"]
-        );
-        assert_eq!(fields(draft("OTP_SMS", 8, "300", DIGITS_ONLY)), ["expiry"]);
-        assert_eq!(
-            fields(draft("OTP_SMS", 8, "2678401s", DIGITS_ONLY)),
-            ["expiry"]
-        );
-        assert_eq!(fields(draft("OTP_SMS", 8, "0s", DIGITS_ONLY)), ["expiry"]);
+        assert_eq!(fields(draft(OtpSms, 1025, "300s", DIGITS_ONLY)), [Length]);
+        assert_eq!(fields(draft(OtpSms, -1, "300s", DIGITS_ONLY)), [Length]);
+        assert_eq!(fields(draft(OtpSms, 8, "300", DIGITS_ONLY)), [Expiry]);
+        assert_eq!(fields(draft(OtpSms, 8, "2678401s", DIGITS_ONLY)), [Expiry]);
+        assert_eq!(fields(draft(OtpSms, 8, "0s", DIGITS_ONLY)), [Expiry]);
         // Under a second, codes are born expired: refused for every type, APP_SECRET too.
         for short in ["0.000000001s", "0.5s", "0.999999999s"] {
-            assert_eq!(fields(draft("OTP_SMS", 8, short, DIGITS_ONLY)), ["expiry"]);
+            assert_eq!(fields(draft(OtpSms, 8, short, DIGITS_ONLY)), [Expiry]);
             assert_eq!(
-                fields(draft("APP_SECRET", 64, short, [true, true, true, false])),
-                ["expiry"]
+                fields(draft(AppSecret, 64, short, [true, true, true, false])),
+                [Expiry]
             );
         }
-        let err = GeneratorConfig::new(&draft("OTP_SMS", 8, "0.5s", DIGITS_ONLY)).unwrap_err();
+        let err = GeneratorConfig::new(&draft(OtpSms, 8, "0.5s", DIGITS_ONLY)).unwrap_err();
         assert!(err.to_string().contains("at least 1s"), "{err}");
-        assert!(GeneratorConfig::new(&draft("OTP_SMS", 8, "1s", DIGITS_ONLY)).is_ok());
-        assert!(GeneratorConfig::new(&draft("OTP_SMS", 8, "1.000000001s", DIGITS_ONLY)).is_ok());
-        assert_eq!(fields(draft("OTP_SMS", 8, "", DIGITS_ONLY)), ["expiry"]);
+        assert!(GeneratorConfig::new(&draft(OtpSms, 8, "1s", DIGITS_ONLY)).is_ok());
+        assert!(GeneratorConfig::new(&draft(OtpSms, 8, "1.000000001s", DIGITS_ONLY)).is_ok());
+        assert_eq!(fields(draft(OtpSms, 8, "", DIGITS_ONLY)), [Expiry]);
         // Five digits are 16.6 bits, below the floor; six are 19.93, above it.
-        assert_eq!(
-            fields(draft("OTP_SMS", 5, "300s", DIGITS_ONLY)),
-            ["entropyBits"]
-        );
-        assert!(GeneratorConfig::new(&draft("OTP_SMS", 6, "300s", DIGITS_ONLY)).is_ok());
+        assert_eq!(fields(draft(OtpSms, 5, "300s", DIGITS_ONLY)), [EntropyBits]);
+        assert!(GeneratorConfig::new(&draft(OtpSms, 6, "300s", DIGITS_ONLY)).is_ok());
         // An app secret needs 128 bits: 21 alphanumerics are 125, 22 are 131.
         let alnum = [true, true, true, false];
-        assert_eq!(
-            fields(draft("APP_SECRET", 21, "0s", alnum)),
-            ["entropyBits"]
-        );
-        assert!(GeneratorConfig::new(&draft("APP_SECRET", 22, "0s", alnum)).is_ok());
-        let mut d = draft("INIT_CODE", 3, "60s", [true, true, true, true]);
+        assert_eq!(fields(draft(AppSecret, 21, "0s", alnum)), [EntropyBits]);
+        assert!(GeneratorConfig::new(&draft(AppSecret, 22, "0s", alnum)).is_ok());
+        let mut d = draft(InitCode, 3, "60s", [true, true, true, true]);
         d.require_each_class = true;
-        assert_eq!(fields(d), ["requireEachClass"]);
+        assert_eq!(fields(d), [RequireEachClass]);
     }
 
     #[test]
     fn exclude_ambiguous_counts_toward_the_entropy_floor() {
         // Six digits pass (19.93 bits); without 0 and 1 six digits are 18 bits and fail.
-        let mut d = draft("OTP_SMS", 6, "300s", DIGITS_ONLY);
+        let mut d = draft(OtpSms, 6, "300s", DIGITS_ONLY);
         assert!(GeneratorConfig::new(&d).is_ok());
         d.exclude_ambiguous = true;
         assert_eq!(
             GeneratorConfig::new(&d).unwrap_err().fields(),
-            ["entropyBits"]
+            [EntropyBits]
         );
     }
 
-    /// Draws drafts of any shape, valid or not.
-    fn any_draft() -> impl Strategy<Value = ConfigDraft> {
-        let types = prop_oneof![
-            (0u8..=9).prop_map(|n| n.to_string()),
-            prop::sample::select(
-                GeneratorType::ALL
-                    .map(|t| t.short_name().to_lowercase())
-                    .to_vec()
-            ),
-            Just("bogus".to_owned()),
-        ];
-        let expiry = prop_oneof![
-            (0u64..3_000_000).prop_map(|s| format!("{s}s")),
-            (0u64..100, 0u32..1000).prop_map(|(s, ms)| format!("{s}.{ms:03}s")),
-            (0u32..1_000_000_000).prop_map(|ns| format!("0.{ns:09}s")),
-            Just("-1s".to_owned()),
-            Just("1h".to_owned()),
-        ];
-        (
-            types,
-            -5i64..1100,
-            expiry,
-            any::<[bool; 4]>(),
-            any::<bool>(),
-            any::<bool>(),
-        )
-            .prop_map(|(t, length, expiry, c, exclude, require)| ConfigDraft {
-                generator_type: t,
-                length,
-                expiry,
-                include_lower_letters: c[0],
-                include_upper_letters: c[1],
-                include_digits: c[2],
-                include_symbols: c[3],
-                exclude_ambiguous: exclude,
-                require_each_class: require,
-            })
-    }
-
-    proptest! {
-        /// The validator agrees with an independent restatement of SPEC section 4, field by field.
-        #[test]
-        fn verdict_matches_the_rules(d in any_draft()) {
-            let t = d.generator_type.parse::<GeneratorType>().ok();
-            let classes = [d.include_lower_letters, d.include_upper_letters, d.include_digits,
-                d.include_symbols];
-            let n_classes = classes.iter().filter(|c| **c).count();
-            let length_ok = (1..=1024).contains(&d.length);
-            let parsed = Expiry::parse(&d.expiry);
-            let zero_ok = t == Some(GeneratorType::AppSecret)
-                || parsed.map_or(true, |e| !e.is_never());
-            let mut want: Vec<&str> = Vec::new();
-            if t.is_none() { want.push("generatorType"); }
-            if !length_ok { want.push("length"); }
-            if parsed.is_err() { want.push("expiry"); }
-            if t.is_some() && !zero_ok { want.push("expiry"); }
-            // Restated without `Expiry`: "0.<digits>s" with a digit other than 0 is under a
-            // second, which no type accepts.
-            let sub_second = d.expiry.strip_prefix("0.").and_then(|f| f.strip_suffix('s'))
-                .is_some_and(|f| f.bytes().any(|b| b != b'0'));
-            prop_assert!(!sub_second || parsed.is_err(), "{} accepted", d.expiry);
-            if n_classes == 0 {
-                want.extend(CharClass::ALL.map(|c| c.field()));
-            }
-            let short = d.require_each_class && length_ok && (d.length as usize) < n_classes;
-            if short { want.push("requireEachClass"); }
-            if length_ok && n_classes > 0 && !short {
-                let alphabet = Alphabet::new(
-                    ClassSet::from_flags(classes[0], classes[1], classes[2], classes[3]),
-                    d.exclude_ambiguous,
-                ).unwrap();
-                let bits = if d.require_each_class {
-                    // Independent of the fast path: always the exact big-integer count.
-                    let sizes: Vec<u32> = alphabet.classes().iter()
-                        .map(|c| alphabet.class_size(c)).collect();
-                    entropy::log2(&entropy::count_codes(&sizes, d.length as u32, true))
-                } else {
-                    d.length as f64 * (alphabet.len() as f64).log2()
-                };
-                let floor = if t == Some(GeneratorType::AppSecret) { 128.0 } else { 19.9 };
-                if bits < floor { want.push("entropyBits"); }
-            }
-            match GeneratorConfig::new(&d) {
-                Ok(c) => {
-                    prop_assert!(want.is_empty(), "accepted, but should break {:?}", want);
-                    let e = c.expiry().duration();
-                    prop_assert!(e.is_zero() || e >= std::time::Duration::from_secs(1), "{:?}", e);
-                    prop_assert_eq!(c.length().get() as i64, d.length);
-                    prop_assert_eq!(c.to_draft().include_digits, d.include_digits);
-                }
-                Err(e) => prop_assert_eq!(e.fields(), want),
-            }
-        }
+    #[test]
+    fn unreadable_fields_are_reported_as_such_and_hide_the_rules_that_read_them() {
+        let unreadable = |field: Field| FieldViolation {
+            field,
+            description: "must be true or false".to_owned(),
+        };
+        // Read as zero values, these fields would break the class, requireEachClass and
+        // entropy rules; unreadable, each is reported once, as what it is.
+        let mut d = draft(OtpSms, 8, "300s", [false; 4]);
+        d.require_each_class = true;
+        d.unreadable = vec![unreadable(IncludeDigits), unreadable(RequireEachClass)];
+        let err = GeneratorConfig::new(&d).unwrap_err();
+        assert_eq!(err.fields(), [IncludeDigits, RequireEachClass]);
+        assert_eq!(err.violations()[0].description, "must be true or false");
+        // An unreadable length hides the length, requireEachClass and entropy rules, not the
+        // others.
+        let mut d = draft(OtpSms, 0, "-1s", [false, false, true, false]);
+        d.require_each_class = true;
+        d.unreadable = vec![unreadable(Length)];
+        assert_eq!(
+            GeneratorConfig::new(&d).unwrap_err().fields(),
+            [Length, Expiry]
+        );
+        // An unreadable expiry hides only the expiry rules.
+        let mut d = draft(OtpSms, 5, "0s", DIGITS_ONLY);
+        d.unreadable = vec![unreadable(Expiry)];
+        assert_eq!(
+            GeneratorConfig::new(&d).unwrap_err().fields(),
+            [Expiry, EntropyBits]
+        );
+        // An otherwise valid draft with an unreadable field is still refused.
+        let mut d = GeneratorConfig::default_for(OtpSms).to_draft();
+        d.unreadable = vec![unreadable(ExcludeAmbiguous)];
+        assert_eq!(
+            GeneratorConfig::new(&d).unwrap_err().fields(),
+            [ExcludeAmbiguous]
+        );
     }
 }

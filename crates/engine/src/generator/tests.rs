@@ -53,7 +53,6 @@ fn the_block_loop_gives_exactly_what_sequential_rejection_gives() {
         for exclude in [false, true] {
             for length in [1, 7, 8, 9, 16, 63, 64, 100] {
                 drafts.push(ConfigDraft {
-                    generator_type: "APP_SECRET".into(),
                     length,
                     expiry: "0s".into(),
                     include_lower_letters: classes & 1 != 0,
@@ -61,7 +60,7 @@ fn the_block_loop_gives_exactly_what_sequential_rejection_gives() {
                     include_digits: classes & 4 != 0,
                     include_symbols: classes & 8 != 0,
                     exclude_ambiguous: exclude,
-                    require_each_class: false,
+                    ..ConfigDraft::new(crate::GeneratorType::AppSecret)
                 });
             }
         }
@@ -379,7 +378,6 @@ fn valid_config() -> impl Strategy<Value = GeneratorConfig> {
     )
         .prop_filter_map("invalid configuration", |(t, length, secs, c, ex, req)| {
             GeneratorConfig::new(&ConfigDraft {
-                generator_type: t.short_name().to_owned(),
                 length,
                 expiry: format!("{secs}s"),
                 include_lower_letters: c[0],
@@ -388,6 +386,7 @@ fn valid_config() -> impl Strategy<Value = GeneratorConfig> {
                 include_symbols: c[3],
                 exclude_ambiguous: ex,
                 require_each_class: req,
+                ..ConfigDraft::new(t)
             })
             .ok()
         })

@@ -9,17 +9,22 @@
 //! of CVE-2022-21698, where each invented method name made a new series): `route` is one of
 //! the registered [`Route`]s or `unmatched`, `method` one of [`Method`]'s eight values (the
 //! methods HTTP defines that clients use, and `other`), `status` one of 100 to 599 or
-//! `other`. Labels are `Copy`; a request's series is resolved once and then kept, so
-//! counting a request allocates nothing and takes no lock of the family's.
+//! `other`. Labels are `Copy`. The series of a request whose status is one the API answers
+//! (`KEPT_STATUSES`) is resolved from the families once and then kept, and the latency
+//! histogram is made of atomics ([`Histogram`]), so counting such a request is a few atomic
+//! adds: no allocation, no lock. A request with any other status (a bounded set too) takes
+//! the families' read lock to find its series.
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::generator_type::GeneratorType;
@@ -220,8 +225,68 @@ pub struct Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    // 50 µs to about 1.6 s.
-    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+    Histogram::default()
+}
+
+/// Upper bounds of the latency buckets: 50 µs, doubling, to about 1.6 s; then +Inf.
+const LATENCY_BOUNDS: [f64; 16] = {
+    let mut bounds = [0.000_05; 16];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+        i += 1;
+    }
+    bounds
+};
+
+/// A latency histogram of atomics: observing is a few relaxed atomic adds, with no lock
+/// (prometheus-client's own histogram takes a mutex per observation). A scrape reads the
+/// atomics one by one, so it may see an observation in its bucket and not yet in the sum:
+/// Prometheus tolerates that, as every lock-free client library does.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram(std::sync::Arc<HistogramCells>);
+
+/// The cells of a [`Histogram`].
+#[derive(Debug, Default)]
+pub struct HistogramCells {
+    /// Observations per bucket (not cumulative); the last is +Inf.
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    /// The sum of observations, in nanoseconds.
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation of `seconds`.
+    pub fn observe(&self, seconds: f64) {
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.0.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = (seconds * 1e9).clamp(0.0, u64::MAX as f64) as u64;
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut buckets = [(f64::INFINITY, 0u64); LATENCY_BOUNDS.len() + 1];
+        for (i, (bound, count)) in buckets.iter_mut().enumerate() {
+            *bound = LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY);
+            *count = self.0.buckets[i].load(Ordering::Relaxed);
+        }
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 impl Default for Metrics {
@@ -399,6 +464,34 @@ mod tests {
         assert!(text.contains("secretgen_http_request_duration_seconds_bucket{"));
         assert!(text.contains("secretgen_log_lines_dropped_total "));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_latency_histogram_renders_cumulative_buckets_its_count_and_sum() {
+        let metrics = Metrics::new();
+        for seconds in [0.000_01, 0.000_05, 0.000_07, 0.3, 5.0] {
+            metrics.request(Route::Generate, Method::Post, 200, seconds);
+        }
+        let instance = Instance::with_defaults(InstanceId::new("i").unwrap(), SystemTime::now());
+        let text = metrics.render(&instance);
+        let series = |suffix: &str| {
+            let prefix = format!("secretgen_http_request_duration_seconds_{suffix}{{");
+            text.lines()
+                .filter(|l| l.starts_with(&prefix) && l.contains("route=\"/v1/codes/"))
+                .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        // 50 µs holds two (the bound is inclusive), 100 µs three, +Inf all five.
+        let buckets = series("bucket");
+        assert_eq!(buckets.len(), 17, "{text}");
+        assert_eq!(buckets[0], "2");
+        assert_eq!(buckets[1], "3");
+        assert_eq!(buckets[12], "3");
+        assert_eq!(buckets[13], "4", "0.3 s falls in the 0.4096 s bucket");
+        assert_eq!(buckets[16], "5");
+        assert_eq!(series("count"), ["5"]);
+        let sum: f64 = series("sum")[0].parse().unwrap();
+        assert!((sum - 5.30013).abs() < 1e-6, "{sum}");
     }
 
     #[test]

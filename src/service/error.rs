@@ -1,0 +1,108 @@
+//! The one error of the use cases. Each transport turns it into its own answer (an HTTP status
+//! and the SPEC's JSON body, a gRPC status), through one mapping of its own.
+
+use std::time::Duration;
+
+use crate::config::{ConfigError, Field};
+use crate::generator_type::ParseGeneratorTypeError;
+use crate::store::{StoreError, StoreErrorKind};
+use crate::token::Permission;
+
+/// What a field violation is about: a configuration field, or a field of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A field of a configuration (the generator type of a path is one too).
+    Config(Field),
+    /// How many codes a generate request asks for.
+    Count,
+}
+
+/// One violated rule of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// What it is about.
+    pub subject: Subject,
+    /// What is wrong, for a person.
+    pub description: String,
+}
+
+/// Why a use case refused or failed. A refused call changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No credential, or one the server does not know.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller lacks the permission the use case needs.
+    #[error("the token lacks the permission {0}")]
+    PermissionDenied(Permission),
+    /// The caller is over its rate; it may try again after the wait.
+    #[error("rate limit exceeded: retry after {}s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// How long until the next call is let through.
+        retry_after: Duration,
+    },
+    /// The request breaks rules; every violation at once.
+    #[error("{message}")]
+    Invalid {
+        /// What kind of request was refused.
+        message: &'static str,
+        /// Every violated rule.
+        violations: Vec<Violation>,
+    },
+    /// The store cannot do what was asked now; the caller may try again.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// Something broke that the caller cannot fix.
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+impl Error {
+    /// An invalid request with one violation.
+    pub fn invalid(message: &'static str, subject: Subject, description: String) -> Error {
+        Error::Invalid {
+            message,
+            violations: vec![Violation {
+                subject,
+                description,
+            }],
+        }
+    }
+
+    /// The failure of a store call: `damaged` when the store is corrupt, `unavailable`
+    /// otherwise. Logged here, once, with the store's own words, which never reach the
+    /// caller (they name files).
+    pub(crate) fn store(e: &StoreError, unavailable: &'static str, damaged: &'static str) -> Error {
+        tracing::error!(error = %e, "{unavailable}");
+        match e.kind() {
+            StoreErrorKind::Corrupt => Error::Internal(damaged),
+            _ => Error::Unavailable(unavailable),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Invalid {
+            message: "invalid secret generator configuration",
+            violations: e
+                .violations()
+                .iter()
+                .map(|v| Violation {
+                    subject: Subject::Config(v.field),
+                    description: v.description.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<ParseGeneratorTypeError> for Error {
+    fn from(e: ParseGeneratorTypeError) -> Error {
+        Error::invalid(
+            "invalid generator type",
+            Subject::Config(Field::GeneratorType),
+            e.to_string(),
+        )
+    }
+}

@@ -1,0 +1,385 @@
+//! The use cases of secretgen, the same for every transport: read, search and update the
+//! generators, generate codes, and report readiness.
+//!
+//! A transport (the HTTP API in [`crate::api`], later gRPC and the console) is a thin
+//! adapter: it reads its wire format into the typed inputs here, calls one use case, and
+//! renders the typed result or the one [`Error`]. What every transport must do lives here:
+//! who may call what, the rate limit, validation, the metrics of what was done, and the log
+//! lines of changes.
+//!
+//! Admission comes first and is typed: [`Service::admit`] turns a bearer token into a
+//! [`Grant`] for one [`Operation`] (401 without a known token, 403 without the operation's
+//! permission, 429 over the rate), and each use case takes the grant of its operation. A
+//! transport cannot call a use case without admitting its caller first, and it admits before
+//! it reads the request, so that a caller without the right gets 401 or 403 whatever else is
+//! wrong with its request, and learns nothing about the input's rules.
+
+pub mod error;
+pub mod tokens;
+
+use std::marker::PhantomData;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use error::{Error, Subject, Violation};
+pub use tokens::{Principal, Tokens};
+use zeroize::Zeroizing;
+
+use crate::config::{ConfigDraft, GeneratorConfig};
+use crate::control::ControlPlane;
+use crate::generator_type::GeneratorType;
+use crate::metrics::Metrics;
+use crate::registry::{InstanceId, Snapshot};
+use crate::store::StoreError;
+use crate::token::Permission;
+
+/// The most codes one generate call returns.
+pub const MAX_COUNT: i128 = 1000;
+
+/// Calls per second per token on the data plane.
+type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// Something a caller may be admitted to do.
+pub trait Operation {
+    /// The permission it needs.
+    const PERMISSION: Permission;
+    /// Whether the per-token rate limit applies.
+    const RATE_LIMITED: bool;
+}
+
+/// Read generators: get and search.
+#[derive(Debug)]
+pub enum ReadGenerators {}
+
+impl Operation for ReadGenerators {
+    const PERMISSION: Permission = Permission::IamRead;
+    const RATE_LIMITED: bool = false;
+}
+
+/// Change a generator's configuration.
+#[derive(Debug)]
+pub enum UpdateGenerator {}
+
+impl Operation for UpdateGenerator {
+    const PERMISSION: Permission = Permission::IamWrite;
+    const RATE_LIMITED: bool = false;
+}
+
+/// Generate codes: the data plane.
+#[derive(Debug)]
+pub enum GenerateCodes {}
+
+impl Operation for GenerateCodes {
+    const PERMISSION: Permission = Permission::CodesGenerate;
+    const RATE_LIMITED: bool = true;
+}
+
+/// Proof that a caller was admitted to operation `O`: only [`Service::admit`] makes one.
+#[derive(Debug)]
+pub struct Grant<O: Operation> {
+    principal: Arc<Principal>,
+    operation: PhantomData<O>,
+}
+
+impl<O: Operation> Grant<O> {
+    /// Who was admitted.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+/// A search of the generators: paging and the types asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Results to skip.
+    pub offset: u64,
+    /// Most results to return; 0 for all.
+    pub limit: u64,
+    /// Ascending by type number (the default); `false` reverses.
+    pub ascending: bool,
+    /// Only these types, when given.
+    pub types: Option<Vec<GeneratorType>>,
+}
+
+impl Default for SearchQuery {
+    fn default() -> SearchQuery {
+        SearchQuery {
+            offset: 0,
+            limit: 0,
+            ascending: true,
+            types: None,
+        }
+    }
+}
+
+/// What a search found.
+#[derive(Debug)]
+pub struct SearchResult {
+    /// How many generators matched, before paging.
+    pub total: u64,
+    /// The highest sequence of any live configuration.
+    pub processed_sequence: u64,
+    /// When the search was made.
+    pub view_timestamp: SystemTime,
+    /// The page asked for.
+    pub generators: Vec<Arc<Snapshot>>,
+}
+
+/// Codes made by one generate call: `count` codes of `length` characters laid end to end,
+/// zeroed when dropped.
+pub struct Codes {
+    /// The type they were made for.
+    pub generator_type: GeneratorType,
+    /// The sequence of the configuration they were made with.
+    pub sequence: u64,
+    /// Characters per code.
+    pub length: usize,
+    /// When they expire; `None` for never.
+    pub expires_at: Option<SystemTime>,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl Codes {
+    /// Codes laid end to end in `bytes` (copied), as made for `generator_type`: for tests of
+    /// what a transport renders, and the fuzz targets.
+    pub fn from_parts(
+        generator_type: GeneratorType,
+        sequence: u64,
+        length: usize,
+        expires_at: Option<SystemTime>,
+        bytes: &[u8],
+    ) -> Codes {
+        Codes {
+            generator_type,
+            sequence,
+            length,
+            expires_at,
+            bytes: Zeroizing::new(bytes.to_vec()),
+        }
+    }
+
+    /// Each code, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.bytes.chunks_exact(self.length)
+    }
+
+    /// How many codes.
+    pub fn count(&self) -> usize {
+        self.bytes.len() / self.length
+    }
+}
+
+impl std::fmt::Debug for Codes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codes")
+            .field("generator_type", &self.generator_type)
+            .field("count", &self.count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the store answers; codes are served either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreState {
+    /// It answers.
+    Up,
+    /// It does not: changes are refused, codes still served from the loaded configurations.
+    Down,
+}
+
+/// The use cases over one control plane.
+#[derive(Debug)]
+pub struct Service {
+    control: Arc<ControlPlane>,
+    tokens: Tokens,
+    limiter: Option<Limiter>,
+    metrics: Arc<Metrics>,
+}
+
+impl Service {
+    /// The use cases over `control`, each token limited to `rate_limit` data-plane calls a
+    /// second (bursts of as many), or not at all when `None`; what is done is counted in
+    /// `metrics`. Reads the token table now.
+    pub fn new(
+        control: Arc<ControlPlane>,
+        rate_limit: Option<NonZeroU32>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Service, StoreError> {
+        let tokens = Tokens::load(Arc::clone(control.store()))?;
+        Ok(Service {
+            control,
+            tokens,
+            limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
+            metrics,
+        })
+    }
+
+    /// The control plane behind the use cases.
+    pub fn control(&self) -> &Arc<ControlPlane> {
+        &self.control
+    }
+
+    /// The metrics the use cases count in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The known tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The instance the generators belong to.
+    pub fn instance_id(&self) -> &InstanceId {
+        self.control.instance().id()
+    }
+
+    /// Admits the bearer of `token` to operation `O`: 401 for an unknown token, 403 without
+    /// `O`'s permission, 429 over the rate when `O` is rate limited.
+    pub async fn admit<O: Operation>(&self, token: &str) -> Result<Grant<O>, Error> {
+        let principal = self.tokens.authenticate(token).await?;
+        if !principal.may(O::PERMISSION) {
+            return Err(Error::PermissionDenied(O::PERMISSION));
+        }
+        if O::RATE_LIMITED
+            && let Some(limiter) = &self.limiter
+        {
+            limiter.check_key(&principal.id).map_err(|not_until| {
+                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+                Error::RateLimited {
+                    retry_after: not_until.wait_time_from(now),
+                }
+            })?;
+        }
+        Ok(Grant {
+            principal,
+            operation: PhantomData,
+        })
+    }
+
+    /// The live generator of `generator_type`.
+    pub fn get(&self, _: &Grant<ReadGenerators>, generator_type: GeneratorType) -> Arc<Snapshot> {
+        self.control.get(generator_type)
+    }
+
+    /// The generators `query` asks for, paged.
+    pub fn search(&self, _: &Grant<ReadGenerators>, query: &SearchQuery) -> SearchResult {
+        let instance = self.control.instance();
+        let mut generators: Vec<Arc<Snapshot>> = GeneratorType::ALL
+            .into_iter()
+            .filter(|t| query.types.as_ref().is_none_or(|types| types.contains(t)))
+            .map(|t| instance.snapshot(t))
+            .collect();
+        if !query.ascending {
+            generators.reverse();
+        }
+        let processed_sequence = GeneratorType::ALL
+            .into_iter()
+            .map(|t| instance.load(t).version().sequence)
+            .max()
+            .unwrap_or(0);
+        let total = generators.len() as u64;
+        let limit = if query.limit == 0 {
+            usize::MAX
+        } else {
+            usize::try_from(query.limit).unwrap_or(usize::MAX)
+        };
+        let generators = generators
+            .into_iter()
+            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
+            .take(limit)
+            .collect();
+        SearchResult {
+            total,
+            processed_sequence,
+            view_timestamp: SystemTime::now(),
+            generators,
+        }
+    }
+
+    /// Replaces the configuration of `draft`'s type with `draft`, checked once here against
+    /// every rule, and recorded as changed by the grant's principal. Returns the live
+    /// snapshot once the change is durable: a new sequence, or the same snapshot when the
+    /// draft equals the live configuration (nothing is written then). A refused update
+    /// changes nothing.
+    pub async fn update(
+        &self,
+        grant: &Grant<UpdateGenerator>,
+        draft: ConfigDraft,
+    ) -> Result<Arc<Snapshot>, Error> {
+        let config = GeneratorConfig::new(&draft)?;
+        let generator_type = config.generator_type();
+        let before = self.control.get(generator_type).version().sequence;
+        let control = Arc::clone(&self.control);
+        let creator = grant.principal.name.clone();
+        // The update waits for the disk: on a blocking thread, never an async worker.
+        let snapshot = tokio::task::spawn_blocking(move || control.update(config, &creator))
+            .await
+            .map_err(|_| Error::Internal("the update was interrupted"))?
+            .map_err(|e| {
+                Error::store(
+                    &e,
+                    "the store cannot record the change",
+                    "the store is damaged",
+                )
+            })?;
+        if snapshot.version().sequence != before {
+            self.metrics.config_changed(generator_type);
+            tracing::info!(
+                generator_type = %generator_type,
+                sequence = snapshot.version().sequence,
+                by = %grant.principal.name,
+                "configuration changed"
+            );
+        }
+        Ok(snapshot)
+    }
+
+    /// `count` codes (1 to [`MAX_COUNT`]) of `generator_type`'s live configuration, loaded
+    /// now: a change acknowledged before this call is seen.
+    pub fn generate(
+        &self,
+        _: &Grant<GenerateCodes>,
+        generator_type: GeneratorType,
+        count: i128,
+    ) -> Result<Codes, Error> {
+        if !(1..=MAX_COUNT).contains(&count) {
+            return Err(Error::invalid(
+                "invalid generate request",
+                Subject::Count,
+                format!("must be between 1 and {MAX_COUNT}, got {count}"),
+            ));
+        }
+        let snapshot = self.control.instance().load(generator_type);
+        let generator = snapshot.generator();
+        let length = generator.length();
+        let mut bytes = Zeroizing::new(vec![0u8; count as usize * length]);
+        let made_at = SystemTime::now();
+        generator.fill_codes(&mut bytes).map_err(|e| {
+            tracing::error!(error = %e, "code generation failed");
+            Error::Internal("the random source failed; no code was made")
+        })?;
+        self.metrics.codes_generated(generator_type, count as usize);
+        Ok(Codes {
+            generator_type,
+            sequence: snapshot.version().sequence,
+            length,
+            expires_at: generator.expires_at(made_at),
+            bytes,
+        })
+    }
+
+    /// Whether the store answers now. Asked on a blocking thread: the store may be slow.
+    pub async fn store_state(&self) -> StoreState {
+        let control = Arc::clone(&self.control);
+        match tokio::task::spawn_blocking(move || control.store().check()).await {
+            Ok(Ok(())) => StoreState::Up,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "store down");
+                StoreState::Down
+            }
+            Err(_) => StoreState::Down,
+        }
+    }
+}

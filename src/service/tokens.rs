@@ -1,0 +1,132 @@
+//! Who is asking: bearer tokens mapped, by their SHA-256, to a [`Principal`].
+//!
+//! Every stored token is held in memory in one immutable table, swapped whole (arc-swap), so
+//! a known token is found without a lock and without the store. A token the table does not
+//! hold (one made beside the running server by `secretgen token create`, or a guess) sends
+//! the caller to wait, asynchronously, for the table to be read again; reads of the store are
+//! single-flight: one at a time, on a blocking thread, on the store's own read connection
+//! (never the writer's), and every caller waiting for a read that began after it arrived is
+//! answered by that one read. A flood of unknown tokens therefore costs one table read at a
+//! time, whatever its size, and never holds an async worker or delays a request that carries
+//! a known token.
+//!
+//! Tokens carry 256 bits and are looked up by their SHA-256: the time a lookup takes tells a
+//! guesser nothing it could use (it depends on the hash of the guess, not on the stored
+//! tokens' secrets), so no constant-time comparison is needed or made.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use super::error::Error;
+use crate::store::{Store, StoreError, TokenRecord};
+use crate::token::{self, Permission};
+
+/// Who is asking: a stored token's public facts. Never its secret or its hash.
+#[derive(Debug)]
+pub struct Principal {
+    /// The token's id (public).
+    pub id: String,
+    /// The token's name, recorded as the creator of its changes.
+    pub name: String,
+    permissions: Vec<Permission>,
+}
+
+impl Principal {
+    /// Whether the token carries `permission`.
+    pub fn may(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    fn of(record: TokenRecord) -> Principal {
+        Principal {
+            id: record.id,
+            name: record.name,
+            permissions: record
+                .permissions
+                .iter()
+                .filter_map(|p| Permission::from_name(p))
+                .collect(),
+        }
+    }
+}
+
+type Table = HashMap<[u8; 32], Arc<Principal>>;
+
+/// The known tokens, and the single-flight reload of them.
+#[derive(Debug)]
+pub struct Tokens {
+    store: Arc<dyn Store>,
+    table: ArcSwap<Table>,
+    /// Held by the one caller reading the table from the store; the others wait their turn.
+    reload: tokio::sync::Mutex<()>,
+    /// Reads of the store begun so far; a caller notes it when it arrives.
+    begun: AtomicU64,
+    /// The number (in `begun`'s count) of the last read that finished.
+    finished: AtomicU64,
+}
+
+impl Tokens {
+    /// The tokens of `store`, read now.
+    pub fn load(store: Arc<dyn Store>) -> Result<Tokens, StoreError> {
+        let table = read(store.as_ref())?;
+        Ok(Tokens {
+            store,
+            table: ArcSwap::from_pointee(table),
+            reload: tokio::sync::Mutex::new(()),
+            begun: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+        })
+    }
+
+    /// The principal of `presented`, a bearer token's text.
+    ///
+    /// A token the table does not hold waits for a read of the store that began after this
+    /// call did (so a token stored before the call is found), then is refused if still
+    /// unknown.
+    pub async fn authenticate(&self, presented: &str) -> Result<Arc<Principal>, Error> {
+        let hash = token::hash(presented);
+        if let Some(principal) = self.table.load().get(&hash) {
+            return Ok(Arc::clone(principal));
+        }
+        let arrived = self.begun.load(Ordering::Acquire);
+        let _turn = self.reload.lock().await;
+        if self.finished.load(Ordering::Acquire) <= arrived {
+            // No read began after this call arrived and finished: make one.
+            let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
+            let store = Arc::clone(&self.store);
+            let table = tokio::task::spawn_blocking(move || read(store.as_ref()))
+                .await
+                .map_err(|_| Error::Internal("the token table read was interrupted"))?
+                .map_err(|e| {
+                    Error::store(
+                        &e,
+                        "the token store cannot be read",
+                        "the token store is damaged",
+                    )
+                })?;
+            self.table.store(Arc::new(table));
+            self.finished.store(number, Ordering::Release);
+        }
+        self.table
+            .load()
+            .get(&hash)
+            .cloned()
+            .ok_or(Error::Unauthenticated("the token is not known"))
+    }
+
+    /// How many reads of the store were made since the table was first loaded.
+    pub fn reloads(&self) -> u64 {
+        self.finished.load(Ordering::Acquire)
+    }
+}
+
+fn read(store: &dyn Store) -> Result<Table, StoreError> {
+    Ok(store
+        .tokens()?
+        .into_iter()
+        .map(|record| (record.hash, Arc::new(Principal::of(record))))
+        .collect())
+}
