@@ -226,6 +226,12 @@ impl Application {
         self.new_admin_token.take()
     }
 
+    /// A handle that stops the server from outside (`stop(false)` at once, `stop(true)`
+    /// after the requests in flight), as a test that runs it in its own process does.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGTERM or SIGINT; requests in flight are finished first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await

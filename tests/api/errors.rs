@@ -323,28 +323,34 @@ fn bodies_that_do_not_arrive_in_time_answer_408_and_close_the_connection() {
     let app = spawn_app_in(&temp.path().join("d"), &[("SECRETGEN_BODY_TIMEOUT", "1")]);
     let before = app.get_generator("otp_sms").body;
 
-    // Four bytes of a hundred, then silence.
-    let (got, closed, took) = app.raw(partial_put(&app.token, "{\"le").as_bytes());
-    assert_timed_out(&got, closed, took);
+    // The two slow bodies below are sent side by side: each is answered after the timeout
+    // and its connection closed a second later (actix's grace for the client to close).
+    std::thread::scope(|s| {
+        // Four bytes of a hundred, then silence.
+        let silent = s.spawn(|| app.raw(partial_put(&app.token, "{\"le").as_bytes()));
 
-    // A body that keeps trickling in, a byte every 200 ms, never idle for the whole timeout:
-    // the bound is on the whole body, not on the gaps.
-    let mut stream = TcpStream::connect(app.addr()).unwrap();
-    stream
-        .write_all(partial_put(&app.token, "").as_bytes())
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let trickle = std::thread::spawn(move || {
-        for _ in 0..40 {
-            if writer.write_all(b" ").is_err() {
-                break;
+        // A body that keeps trickling in, a byte every 200 ms, never idle for the whole
+        // timeout: the bound is on the whole body, not on the gaps.
+        let mut stream = TcpStream::connect(app.addr()).unwrap();
+        stream
+            .write_all(partial_put(&app.token, "").as_bytes())
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let trickle = s.spawn(move || {
+            for _ in 0..40 {
+                if writer.write_all(b" ").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        });
+        let (got, closed, took) = read_until_closed(&mut stream, Duration::from_secs(10));
+        assert_timed_out(&got, closed, took);
+        trickle.join().unwrap();
+
+        let (got, closed, took) = silent.join().unwrap();
+        assert_timed_out(&got, closed, took);
     });
-    let (got, closed, took) = read_until_closed(&mut stream, Duration::from_secs(10));
-    assert_timed_out(&got, closed, took);
-    trickle.join().unwrap();
 
     // The server goes on: a well-formed request on a new connection is served.
     assert_eq!(app.get_generator("otp_sms").body, before);

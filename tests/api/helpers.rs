@@ -1,12 +1,28 @@
-//! `spawn_app()`: the real `secretgen serve` on port 0 with a fresh data directory, and one
-//! typed helper per endpoint.
+//! Two kinds of test server, both on port 0 with a fresh data directory, and one typed
+//! helper per endpoint that works with either:
+//!
+//! - `spawn_app()` / `spawn_app_configured(..)`: the library's `Application` on a thread of
+//!   the test process, in its own actix system (zero2prod's `spawn_app`). Every test of what
+//!   the API answers uses it.
+//! - `spawn_app_process()` / `spawn_app_in(..)` / `spawn_app_with(..)`: the real
+//!   `secretgen serve` as a child process, for what only a process has: its command line and
+//!   environment, its log lines on standard error, signals, being killed or restarted, the
+//!   data directory's lock against a second process.
+//!
+//! The in-process server installs no tracing subscriber (the binary's `cli` does, not
+//! `Application::build`) and reads no environment variable: it logs nothing, and
+//! [`TestApp::logs`] refuses to answer for it rather than answer "nothing logged".
 
 use std::io::{BufRead, BufReader};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use actix_web::dev::ServerHandle;
+use secretgen::server::{Application, DEFAULT_MAX_CONNECTIONS, Settings};
 use serde_json::Value;
 
 /// A running server.
@@ -15,13 +31,28 @@ pub struct TestApp {
     /// The admin token printed on the first start (or given).
     pub token: String,
     pub data_dir: PathBuf,
-    child: Option<Child>,
+    server: Server,
     logs: Arc<Mutex<Vec<String>>>,
-    stderr_reader: Option<std::thread::JoinHandle<()>>,
     agent: ureq::Agent,
     /// Whether dropping the app runs `secretgen check` on its store (see [`Drop`]).
     check_on_drop: bool,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// Where a test's server runs.
+enum Server {
+    /// `secretgen serve`, a child process (`None` once it has exited), and the thread that
+    /// collects its standard error.
+    Process {
+        child: Option<Child>,
+        stderr_reader: Option<JoinHandle<()>>,
+    },
+    /// `Application` serving on its own thread, in its own actix system, until stopped
+    /// through `handle` (`thread` is `None` once joined).
+    InProcess {
+        handle: ServerHandle,
+        thread: Option<JoinHandle<std::io::Result<()>>>,
+    },
 }
 
 /// An answer: status, JSON body, and the headers we look at.
@@ -33,12 +64,93 @@ pub struct Answer {
     pub content_type: Option<String>,
 }
 
+/// The server in this process, with what `secretgen serve` uses when given no option but
+/// `--listen 127.0.0.1:0 --workers 2` (as [`spawn_app_process`]'s).
 pub fn spawn_app() -> TestApp {
+    spawn_app_configured(|_| {})
+}
+
+/// The server in this process, with `configure`'s changes to [`spawn_app`]'s settings.
+pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".to_owned(),
+        data_dir: data_dir.clone(),
+        instance_id: None,
+        bootstrap_token: None,
+        workers: Some(2),
+        rate_limit: None,
+        tls: None,
+        metrics: true,
+        // `serve`'s default (`--body-timeout`); the test of the timeout runs `serve`.
+        body_timeout: Duration::from_secs(10),
+        max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).unwrap(),
+    };
+    configure(&mut settings);
+    // `Application::build` must run inside an actix system: the server's thread builds it
+    // and sends back what the test needs, or why it could not start.
+    let (started, start) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("test-server".to_owned())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let mut app = match Application::build(settings) {
+                    Ok(app) => app,
+                    Err(e) => {
+                        let _ = started.send(Err(e.to_string()));
+                        return Ok(());
+                    }
+                };
+                let token = app
+                    .take_new_admin_token()
+                    .map(|t| t.expose().to_owned())
+                    .unwrap_or_default();
+                let _ = started.send(Ok((app.url(), token, app.handle())));
+                app.run_until_stopped().await
+            })
+        })
+        .expect("a thread for the server");
+    let (base, token, handle) = match start.recv() {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => panic!("the server did not start: {e}"),
+        Err(_) => {
+            let panic = thread
+                .join()
+                .expect_err("a server thread that sent nothing panicked");
+            std::panic::resume_unwind(panic)
+        }
+    };
+    TestApp {
+        base,
+        token,
+        data_dir,
+        server: Server::InProcess {
+            handle,
+            thread: Some(thread),
+        },
+        logs: Arc::default(),
+        agent: agent(),
+        check_on_drop: true,
+        _temp: Some(temp),
+    }
+}
+
+/// `secretgen serve` as a child process (see [`spawn_app_with`]) with a fresh data
+/// directory: for a test that needs the process (its logs, a signal, a restart).
+pub fn spawn_app_process() -> TestApp {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("data");
-    let mut app = spawn_app_in(&dir, &[]);
-    app._temp = Some(temp);
-    app
+    spawn_app_in(&dir, &[]).keeping(temp)
+}
+
+/// The client of a test: 30 s at most per request, every status an answer.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 /// A server on `data_dir`, with extra environment variables.
@@ -139,18 +251,16 @@ pub fn spawn_app_with(
     drop(unread_stderr);
     // Keep reading standard output so that the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build();
     TestApp {
         base,
         token,
         data_dir: data_dir.to_owned(),
-        child: Some(child),
+        server: Server::Process {
+            child: Some(child),
+            stderr_reader,
+        },
         logs,
-        stderr_reader,
-        agent: config.into(),
+        agent: agent(),
         check_on_drop: true,
         _temp: None,
     }
@@ -338,14 +448,34 @@ impl TestApp {
         String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
     }
 
-    /// Everything the server logged so far.
+    /// Everything the server logged so far. Only a server process logs (to standard error,
+    /// collected): an in-process app refuses, so that no test reads "nothing logged" there.
     pub fn logs(&self) -> String {
+        assert!(
+            matches!(self.server, Server::Process { .. }),
+            "an in-process server logs nothing: spawn the process to read its logs"
+        );
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The child process of a process app; panics for an in-process one.
+    fn child(&mut self) -> &mut Option<Child> {
+        match &mut self.server {
+            Server::Process { child, .. } => child,
+            Server::InProcess { .. } => {
+                panic!("an in-process server has no process of its own: spawn the process")
+            }
+        }
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        match &self.server {
+            Server::Process { child, .. } => child.as_ref().expect("running").id(),
+            Server::InProcess { .. } => {
+                panic!("an in-process server has no process of its own: spawn the process")
+            }
+        }
     }
 
     /// Sends SIGTERM and waits for the server to exit; returns its exit status.
@@ -360,11 +490,13 @@ impl TestApp {
 
     /// Waits for the server to exit (after a signal); returns its exit status.
     pub fn wait(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+        let mut child = self.child().take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                if let Some(reader) = self.stderr_reader.take() {
+                if let Server::Process { stderr_reader, .. } = &mut self.server
+                    && let Some(reader) = stderr_reader.take()
+                {
                     reader.join().unwrap();
                 }
                 return status;
@@ -392,13 +524,32 @@ impl TestApp {
     }
 }
 
-/// Stops the server (SIGKILL), then checks that `secretgen check` finds its store whole:
-/// every store a test leaves behind, killed or stopped, must be.
+/// Stops the server (a process with SIGKILL, an in-process one without waiting for the
+/// requests in flight), then checks that `secretgen check` finds its store whole: every
+/// store a test leaves behind, killed or stopped, must be.
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        match &mut self.server {
+            Server::Process { child, .. } => {
+                if let Some(mut child) = child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Server::InProcess { handle, thread } => {
+                // The command is sent at once; the thread's end says that it was obeyed.
+                drop(handle.stop(false));
+                if let Some(thread) = thread.take() {
+                    let result = thread.join();
+                    if !std::thread::panicking() {
+                        match result {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => panic!("the in-process server failed: {e}"),
+                            Err(panic) => std::panic::resume_unwind(panic),
+                        }
+                    }
+                }
+            }
         }
         if self.check_on_drop && !std::thread::panicking() {
             let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))

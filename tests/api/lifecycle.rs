@@ -8,7 +8,9 @@ use std::sync::Arc;
 use secretgen::{SqliteStore, Store};
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_error_shape, spawn_app, spawn_app_in, start};
+use crate::helpers::{
+    TestApp, assert_error_shape, spawn_app, spawn_app_in, spawn_app_process, start,
+};
 
 #[test]
 fn health_and_readiness_need_no_token() {
@@ -52,7 +54,7 @@ fn changes_survive_a_restart_through_the_api() {
 
 #[test]
 fn a_second_server_on_the_same_directory_is_refused() {
-    let app = spawn_app();
+    let app = spawn_app_process();
     let child = start(&app.data_dir, &[]);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
@@ -78,7 +80,7 @@ fn a_bootstrap_token_is_stored_instead_of_printing_one() {
 
 #[test]
 fn every_event_records_the_token_that_made_it() {
-    let mut app = spawn_app();
+    let mut app = spawn_app_process();
     let ops = app.create_token("ops-team", "iam.write");
     let answer = app.request(
         "PUT",
@@ -115,7 +117,7 @@ fn assert_logs_hold_none_of(app: &TestApp, secrets: &[String]) {
 
 #[test]
 fn logs_hold_no_code_and_no_token() {
-    let mut app = spawn_app();
+    let mut app = spawn_app_process();
     // Long codes, so that no timestamp or id can hold one by chance.
     let answer = app.put_generator(
         "otp_sms",
@@ -149,7 +151,7 @@ fn logs_hold_no_code_and_no_token() {
 fn sigterm_finishes_the_requests_in_flight() {
     use std::io::{Read, Write};
     use std::time::Duration;
-    let mut app = spawn_app();
+    let mut app = spawn_app_process();
     let addr = app.base.trim_start_matches("http://").to_owned();
     let body = "{\"count\": 5}";
     // A request whose body is still on its way when the signal comes.
@@ -322,7 +324,7 @@ fn a_bootstrap_token_file_is_read_and_never_shown() {
 
 #[test]
 fn a_store_deleted_under_the_server_refuses_writes_while_codes_are_still_served() {
-    let mut app = spawn_app();
+    let mut app = spawn_app_process();
     app.leaves_a_damaged_store();
     let before = app.get_generator("otp_sms").body;
     std::fs::remove_file(app.data_dir.join("secretgen.db")).unwrap();

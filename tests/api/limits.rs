@@ -6,8 +6,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::helpers::{StderrTo, TestApp, spawn_app_with};
+use crate::helpers::{StderrTo, TestApp, spawn_app, spawn_app_with};
 
+/// `secretgen serve` with `args`: the cap is tested through the command line that sets it.
 fn spawn(args: &[&str]) -> TestApp {
     let temp = tempfile::tempdir().unwrap();
     let app = spawn_app_with(&temp.path().join("data"), args, &[], StderrTo::Collected);
@@ -82,7 +83,7 @@ fn max_connections_must_be_a_positive_number() {
 /// answer is 431 and the connection is closed, and nothing of it stays with the server.
 #[test]
 fn a_header_section_over_128_kib_is_refused() {
-    let app = spawn(&[]);
+    let app = spawn_app();
     let addr = addr(&app);
     let line = format!("X-Filler: {}\r\n", "a".repeat(3000));
 
@@ -116,7 +117,7 @@ fn a_header_section_over_128_kib_is_refused() {
 /// read buffer and are all answered, in order (actix-http as patched in vendor/actix-http).
 #[test]
 fn pipelined_requests_past_the_queue_are_all_answered_in_order() {
-    let app = spawn(&[]);
+    let app = spawn_app();
     let mut stream = TcpStream::connect(addr(&app)).unwrap();
     let generate = format!(
         "POST /v1/codes/OTP_SMS/_generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\

@@ -1,5 +1,7 @@
-//! The server as a black box: the real `secretgen serve` on port 0 with a fresh data
-//! directory per test, driven over real sockets.
+//! The server as a black box on port 0 with a fresh data directory per test, driven over
+//! real sockets: the library's `Application` in the test process for what the API answers,
+//! the real `secretgen serve` process for its command line, logs, signals and restarts
+//! (helpers.rs says which is which).
 
 mod codes;
 mod errors;

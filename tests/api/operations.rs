@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{RawResponse, TestApp, assert_error_shape, spawn_app, spawn_app_in};
+use crate::helpers::{
+    RawResponse, TestApp, assert_error_shape, spawn_app, spawn_app_configured, spawn_app_process,
+};
 
 fn metrics(app: &TestApp) -> String {
     let response = ureq::get(&app.url("/metrics"))
@@ -96,8 +98,7 @@ fn metrics_move_when_codes_are_generated_and_configurations_change() {
 
 #[test]
 fn the_rate_limit_answers_429_past_the_rate_and_200_after_the_window() {
-    let temp = tempfile::tempdir().unwrap();
-    let app = spawn_app_in(&temp.path().join("d"), &[("SECRETGEN_RATE_LIMIT", "5")]);
+    let app = spawn_app_configured(|s| s.rate_limit = std::num::NonZeroU32::new(5));
     let statuses: Vec<u16> = (0..12).map(|_| app.generate("otp_sms", 1).status).collect();
     let ok = statuses.iter().filter(|&&s| s == 200).count();
     assert!(
@@ -124,7 +125,7 @@ fn the_rate_limit_answers_429_past_the_rate_and_200_after_the_window() {
 
 #[test]
 fn every_answer_carries_a_request_id_that_the_logs_carry_too() {
-    let app = spawn_app();
+    let app = spawn_app_process();
     let response = ureq::get(&app.url("/healthz"))
         .header("x-request-id", "trace-me-42")
         .call()
@@ -215,8 +216,7 @@ fn the_openapi_description_is_served_and_names_every_route() {
 
 #[test]
 fn metrics_can_be_turned_off() {
-    let temp = tempfile::tempdir().unwrap();
-    let app = spawn_app_in(&temp.path().join("d"), &[("SECRETGEN_METRICS", "off")]);
+    let app = spawn_app_configured(|s| s.metrics = false);
     assert_eq!(app.generate("otp_sms", 1).status, 200);
     let answer = app.request("GET", "/metrics", None, None);
     assert_eq!(answer.status, 404);

@@ -1,25 +1,35 @@
 //! HTTPS with --tls-cert and --tls-key: a client that trusts the test certificate talks to
-//! the server; one that does not, or that speaks plain HTTP, does not.
+//! the server; one that does not, or that speaks plain HTTP, does not. And the command line's
+//! serving options (TLS files, rate limit, metrics) reach the server.
 
 use std::fs;
+use std::path::Path;
 
-use crate::helpers::{TestApp, spawn_app_in};
+use secretgen::server::TlsFiles;
 
-fn tls_app(dir: &std::path::Path) -> (TestApp, Vec<u8>) {
+use crate::helpers::{TestApp, spawn_app_configured, spawn_app_in};
+
+/// A self-signed certificate for localhost and 127.0.0.1 written in `dir`: the files, and
+/// the certificate's DER for a client to trust.
+fn certificate(dir: &Path) -> (TlsFiles, Vec<u8>) {
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     fs::write(&cert, certified.cert.pem()).unwrap();
     fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let app = spawn_app_in(
-        &dir.join("data"),
-        &[
-            ("SECRETGEN_TLS_CERT", cert.to_str().unwrap()),
-            ("SECRETGEN_TLS_KEY", key.to_str().unwrap()),
-        ],
-    );
-    (app, certified.cert.der().to_vec())
+    (TlsFiles { cert, key }, certified.cert.der().to_vec())
+}
+
+/// The server in this process, serving HTTPS with a certificate made in `dir`.
+fn tls_app(dir: &Path) -> (TestApp, Vec<u8>) {
+    let (files, der) = certificate(dir);
+    let app = spawn_app_configured(|s| s.tls = Some(files));
+    (app, der)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
 
 fn trusting(der: &[u8]) -> ureq::Agent {
@@ -59,6 +69,32 @@ fn untrusting_and_plain_http_clients_are_refused() {
         answer.as_ref().map_or(true, |r| r.status() != 200),
         "plain HTTP was served: {answer:?}"
     );
+}
+
+/// `secretgen serve`'s TLS files, rate limit and metrics switch, as set on its command line
+/// (environment), reach the server: the tests above and in operations.rs test what each does
+/// on the server in this process.
+#[test]
+fn the_command_lines_tls_rate_limit_and_metrics_reach_the_server() {
+    let temp = tempfile::tempdir().unwrap();
+    let (files, der) = certificate(temp.path());
+    let app = spawn_app_in(
+        &temp.path().join("data"),
+        &[
+            ("SECRETGEN_TLS_CERT", path(&files.cert)),
+            ("SECRETGEN_TLS_KEY", path(&files.key)),
+            ("SECRETGEN_RATE_LIMIT", "1"),
+            ("SECRETGEN_METRICS", "off"),
+        ],
+    );
+    assert!(app.base.starts_with("https://127.0.0.1:"), "{}", app.base);
+    let app = app.with_agent(trusting(&der));
+    assert_eq!(app.request("GET", "/healthz", None, None).status, 200);
+    assert_eq!(app.request("GET", "/metrics", None, None).status, 404);
+    // One request a second: the first of a quick few passes, a later one is refused.
+    let statuses: Vec<u16> = (0..4).map(|_| app.generate("otp_sms", 1).status).collect();
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
 }
 
 #[test]
