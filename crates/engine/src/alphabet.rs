@@ -45,16 +45,6 @@ impl CharClass {
         }
     }
 
-    /// The name of the configuration field that includes this class.
-    pub const fn field(self) -> &'static str {
-        match self {
-            CharClass::Lower => "includeLowerLetters",
-            CharClass::Upper => "includeUpperLetters",
-            CharClass::Digits => "includeDigits",
-            CharClass::Symbols => "includeSymbols",
-        }
-    }
-
     /// This class as a one-bit [`ClassSet`].
     pub const fn bit(self) -> u8 {
         1 << self as u8

@@ -1,15 +1,13 @@
-//! The generator's tests: sampling against its definition, the bulk and cached paths against
-//! single draws, the cache's ownership and zeroing, and properties of every valid
-//! configuration.
+//! The generator's tests: its table, the bulk and cached paths against single draws, the
+//! cache's ownership and zeroing. Sampling against its definition (the reference sampler)
+//! and the properties of every valid configuration are checked once, through the oracle, in
+//! `tests/rules.rs` and the fuzz targets.
 
 use std::time::{Duration, SystemTime};
 
 use super::cache::with_thread_state;
 use super::*;
-use crate::alphabet::{AMBIGUOUS, CharClass};
-use crate::config::ConfigDraft;
 use crate::generator_type::GeneratorType;
-use proptest::prelude::*;
 
 fn seeded(n: u8) -> CodeRng {
     CodeRng::from_seed([n; 32])
@@ -27,55 +25,6 @@ fn the_table_gives_each_character_the_same_number_of_bytes() {
         }
         let rejected = g.table.iter().filter(|&&x| x == 0).count();
         assert_eq!(rejected, 256 % n);
-    }
-}
-
-/// Plain sequential rejection sampling, written from the definition: each byte in turn,
-/// kept as `alphabet[b % n]` when `b < 256 - 256 % n`.
-fn reference_code(config: &GeneratorConfig, rng: &mut CodeRng) -> Vec<u8> {
-    let alphabet = config.alphabet().as_bytes();
-    let n = alphabet.len();
-    let mut code = Vec::new();
-    while code.len() < config.length().get() {
-        let b = usize::from(rng.available().unwrap()[0]);
-        rng.consume(1);
-        if b < 256 - 256 % n {
-            code.push(alphabet[b % n]);
-        }
-    }
-    code
-}
-
-#[test]
-fn the_block_loop_gives_exactly_what_sequential_rejection_gives() {
-    let mut drafts = Vec::new();
-    for classes in 1u8..16 {
-        for exclude in [false, true] {
-            for length in [1, 7, 8, 9, 16, 63, 64, 100] {
-                drafts.push(ConfigDraft {
-                    length,
-                    expiry: "0s".into(),
-                    include_lower_letters: classes & 1 != 0,
-                    include_upper_letters: classes & 2 != 0,
-                    include_digits: classes & 4 != 0,
-                    include_symbols: classes & 8 != 0,
-                    exclude_ambiguous: exclude,
-                    ..ConfigDraft::new(crate::GeneratorType::AppSecret)
-                });
-            }
-        }
-    }
-    for (i, draft) in drafts.iter().enumerate() {
-        // Bypass the entropy floor: this compares sampling, not policy.
-        let config = GeneratorConfig::unchecked_for_tests(draft);
-        let g = Generator::new(&config);
-        let mut fast = seeded(i as u8);
-        let mut slow = seeded(i as u8);
-        let mut out = vec![0u8; g.length()];
-        for _ in 0..300 {
-            g.fill_with(&mut fast, &mut out).unwrap();
-            assert_eq!(out, reference_code(&config, &mut slow), "{draft:?}");
-        }
     }
 }
 
@@ -176,6 +125,10 @@ fn codes_from_different_threads_differ() {
 }
 
 /// Whether `code` is one `config` can make: length, alphabet, every class when required.
+/// The cache's tests need it in here (they read the thread's cache); everywhere else the
+/// oracle's fit check (`crates/oracle/src/fit.rs`) is the one, and the engine's unit tests
+/// cannot use it: the oracle depends on the engine, and a dev-dependency on it would give
+/// these tests a second copy of the engine's types.
 fn obeys(config: &GeneratorConfig, code: &str) -> bool {
     code.len() == config.length().get()
         && code
@@ -361,78 +314,6 @@ fn cached_codes_are_the_single_draws_of_the_same_seed() {
                 let code = g.generate().unwrap();
                 let single = g.generate_with(&mut reference, now).unwrap();
                 assert!(code.expose() == single.expose(), "config {i}, code {k}");
-            }
-        }
-    }
-}
-
-/// Any configuration that passes validation.
-fn valid_config() -> impl Strategy<Value = GeneratorConfig> {
-    (
-        prop::sample::select(GeneratorType::ALL.to_vec()),
-        1i64..=160,
-        0u64..=2_678_400,
-        any::<[bool; 4]>(),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_filter_map("invalid configuration", |(t, length, secs, c, ex, req)| {
-            GeneratorConfig::new(&ConfigDraft {
-                length,
-                expiry: format!("{secs}s"),
-                include_lower_letters: c[0],
-                include_upper_letters: c[1],
-                include_digits: c[2],
-                include_symbols: c[3],
-                exclude_ambiguous: ex,
-                require_each_class: req,
-                ..ConfigDraft::new(t)
-            })
-            .ok()
-        })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
-
-    #[test]
-    fn every_code_obeys_its_configuration(
-        config in valid_config(),
-        seed in any::<[u8; 32]>(),
-        now_secs in 0u64..4_000_000_000,
-    ) {
-        let g = Generator::new(&config);
-        let mut rng = CodeRng::from_seed(seed);
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs);
-        for _ in 0..8 {
-            let code = g.generate_with(&mut rng, now).unwrap();
-            let s = code.expose();
-            prop_assert_eq!(s.len(), config.length().get());
-            prop_assert!(s.bytes().all(|b| config.alphabet().as_bytes().contains(&b)));
-            if config.exclude_ambiguous() {
-                prop_assert!(!s.chars().any(|c| AMBIGUOUS.contains(c)));
-            }
-            if config.require_each_class() {
-                for class in config.classes().iter() {
-                    prop_assert!(
-                        s.bytes().any(|b| class.chars().as_bytes().contains(&b)),
-                        "{:?} missing from a code", class
-                    );
-                }
-            }
-            let expiry = config.expiry().duration();
-            let want = if expiry.is_zero() { None } else { Some(now + expiry) };
-            prop_assert_eq!(code.expires_at(), want);
-            let mut buf = vec![0u8; config.length().get()];
-            g.fill_with(&mut rng, &mut buf).unwrap();
-            prop_assert!(buf.iter().all(|b| config.alphabet().as_bytes().contains(b)));
-        }
-        // Classes never included never appear.
-        for class in CharClass::ALL {
-            if !config.includes(class) {
-                let code = g.generate_with(&mut rng, now).unwrap();
-                prop_assert!(!code.expose().bytes()
-                    .any(|b| class.chars().as_bytes().contains(&b)));
             }
         }
     }
