@@ -226,22 +226,11 @@ impl From<service::Error> for ApiError {
     }
 }
 
-/// The JSON name of what a violation is about.
+/// The JSON name of what a violation is about: a configuration field by its SPEC name
+/// (protojson's lowerCamelCase, as the SPEC writes them), and `count`.
 pub fn json_name(subject: Subject) -> &'static str {
-    use crate::config::Field;
     match subject {
-        Subject::Config(field) => match field {
-            Field::GeneratorType => "generatorType",
-            Field::Length => "length",
-            Field::Expiry => "expiry",
-            Field::IncludeLowerLetters => "includeLowerLetters",
-            Field::IncludeUpperLetters => "includeUpperLetters",
-            Field::IncludeDigits => "includeDigits",
-            Field::IncludeSymbols => "includeSymbols",
-            Field::ExcludeAmbiguous => "excludeAmbiguous",
-            Field::RequireEachClass => "requireEachClass",
-            Field::EntropyBits => "entropyBits",
-        },
+        Subject::Config(field) => field.name(),
         Subject::Count => "count",
     }
 }

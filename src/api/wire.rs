@@ -319,14 +319,7 @@ pub fn config_draft(object: &Map<String, Value>, generator_type: GeneratorType) 
         Some(_) => unreadable(Field::Expiry, "must be a duration string such as \"300s\""),
     }
     let mut flags = [false; 6];
-    for (flag, field_) in flags.iter_mut().zip([
-        Field::IncludeLowerLetters,
-        Field::IncludeUpperLetters,
-        Field::IncludeDigits,
-        Field::IncludeSymbols,
-        Field::ExcludeAmbiguous,
-        Field::RequireEachClass,
-    ]) {
+    for (flag, field_) in flags.iter_mut().zip(Field::FLAGS) {
         match field(
             object,
             super::error::json_name(crate::service::Subject::Config(field_)),

@@ -772,48 +772,25 @@ impl Store for SqliteStore {
         let inner = self.inner();
         let mut stmt = inner
             .conn
-            .prepare_cached("SELECT id, name, permissions, created_at FROM tokens WHERE hash = ?1")
+            .prepare_cached(
+                "SELECT id, name, hash, permissions, created_at FROM tokens WHERE hash = ?1",
+            )
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        stmt.query_row([hex(hash)], |row| {
-            let permissions: String = row.get(2)?;
-            Ok(TokenRecord {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                hash: *hash,
-                permissions: permissions
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                created_at: from_micros(row.get(3)?),
-            })
-        })
-        .optional()
-        .map_err(|e| sql_error(&self.path, "cannot read", e))
+        let found = stmt
+            .query_row([hex(hash)], token_row)
+            .optional()
+            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        Ok(found.map(|(record, _)| TokenRecord {
+            hash: *hash,
+            ..record
+        }))
     }
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let read = |conn: &Connection| -> rusqlite::Result<Vec<(TokenRecord, String)>> {
             let mut stmt =
                 conn.prepare_cached("SELECT id, name, hash, permissions, created_at FROM tokens")?;
-            let rows = stmt.query_map([], |row| {
-                let hash: String = row.get(2)?;
-                let permissions: String = row.get(3)?;
-                Ok((
-                    TokenRecord {
-                        id: row.get(0)?,
-                        name: row.get(1)?,
-                        hash: [0; 32],
-                        permissions: permissions
-                            .split(',')
-                            .filter(|p| !p.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                        created_at: from_micros(row.get(4)?),
-                    },
-                    hash,
-                ))
-            })?;
+            let rows = stmt.query_map([], token_row)?;
             rows.collect()
         };
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
@@ -926,6 +903,26 @@ impl Row {
 }
 
 /// The event rows of `instance` (all instances when `None`), by instance and sequence.
+/// A row of `SELECT id, name, hash, permissions, created_at FROM tokens`: the record (its
+/// hash still zero) and the hash as stored (hex), for the caller to check.
+fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
+    let permissions: String = row.get(3)?;
+    Ok((
+        TokenRecord {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            hash: [0; 32],
+            permissions: permissions
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            created_at: from_micros(row.get(4)?),
+        },
+        row.get(2)?,
+    ))
+}
+
 fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<Row>> {
     let mut stmt = conn.prepare_cached(
         "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \

@@ -92,6 +92,16 @@ impl Field {
         Field::EntropyBits,
     ];
 
+    /// The six flags, in SPEC order.
+    pub const FLAGS: [Field; 6] = [
+        Field::IncludeLowerLetters,
+        Field::IncludeUpperLetters,
+        Field::IncludeDigits,
+        Field::IncludeSymbols,
+        Field::ExcludeAmbiguous,
+        Field::RequireEachClass,
+    ];
+
     /// The field that includes `class`.
     pub const fn include(class: CharClass) -> Field {
         match class {
@@ -118,16 +128,9 @@ impl Field {
         }
     }
 
-    /// Whether the alphabet depends on this field.
-    const fn shapes_alphabet(self) -> bool {
-        matches!(
-            self,
-            Field::IncludeLowerLetters
-                | Field::IncludeUpperLetters
-                | Field::IncludeDigits
-                | Field::IncludeSymbols
-                | Field::ExcludeAmbiguous
-        )
+    /// Whether the alphabet depends on this field: every flag but `requireEachClass`.
+    fn shapes_alphabet(self) -> bool {
+        Field::FLAGS.contains(&self) && self != Field::RequireEachClass
     }
 }
 

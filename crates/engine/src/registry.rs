@@ -1,6 +1,5 @@
 //! The live generators: per instance and type, an immutable snapshot swapped whole.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -180,23 +179,17 @@ impl fmt::Debug for Instance {
     }
 }
 
-/// Every instance's live generators, keyed by instance id, with one default instance.
-///
-/// Lookups take no lock: the map itself is an immutable snapshot, replaced whole when an
-/// instance is added (rare), so adding an instance never blocks generation either.
+/// The live generators: the default instance, which every request is served from (a
+/// deployment serves one instance). Reads take no lock.
 pub struct Registry {
     default: Arc<Instance>,
-    instances: ArcSwap<HashMap<InstanceId, Arc<Instance>>>,
 }
 
 impl Registry {
     /// A registry holding `default` as its default instance.
     pub fn new(default: Instance) -> Registry {
-        let default = Arc::new(default);
-        let map = HashMap::from([(default.id.clone(), Arc::clone(&default))]);
         Registry {
-            default,
-            instances: ArcSwap::from_pointee(map),
+            default: Arc::new(default),
         }
     }
 
@@ -204,40 +197,12 @@ impl Registry {
     pub fn default_instance(&self) -> &Arc<Instance> {
         &self.default
     }
-
-    /// The instance `id`, if registered.
-    pub fn instance(&self, id: &InstanceId) -> Option<Arc<Instance>> {
-        self.instances.load().get(id).cloned()
-    }
-
-    /// Registers `instance`, replacing one of the same id unless it is the default; returns
-    /// false, changing nothing, when asked to replace the default.
-    pub fn insert(&self, instance: Instance) -> bool {
-        if instance.id == self.default.id {
-            return false;
-        }
-        let instance = Arc::new(instance);
-        self.instances.rcu(|map| {
-            let mut map = HashMap::clone(map);
-            map.insert(instance.id.clone(), Arc::clone(&instance));
-            map
-        });
-        true
-    }
-
-    /// The ids of every instance, sorted.
-    pub fn ids(&self) -> Vec<InstanceId> {
-        let mut ids: Vec<_> = self.instances.load().keys().cloned().collect();
-        ids.sort();
-        ids
-    }
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("default", &self.default.id)
-            .field("instances", &self.instances.load().len())
             .finish()
     }
 }
@@ -310,21 +275,5 @@ mod tests {
         Instance::new(id("a"), |_| {
             Snapshot::new(GeneratorConfig::default_for(GeneratorType::OtpSms), version)
         });
-    }
-
-    #[test]
-    fn instances_are_found_by_id_and_the_default_stays() {
-        let registry = Registry::new(Instance::with_defaults(id("main"), SystemTime::now()));
-        assert_eq!(registry.default_instance().id().as_str(), "main");
-        assert!(registry.instance(&id("other")).is_none());
-        assert!(registry.insert(Instance::with_defaults(id("other"), SystemTime::now())));
-        assert!(!registry.insert(Instance::with_defaults(id("main"), SystemTime::now())));
-        assert_eq!(registry.ids(), [id("main"), id("other")]);
-        let other = registry.instance(&id("other")).unwrap();
-        assert_eq!(other.id().as_str(), "other");
-        assert!(Arc::ptr_eq(
-            &registry.instance(&id("main")).unwrap(),
-            registry.default_instance()
-        ));
     }
 }
