@@ -499,7 +499,7 @@ impl AsRef<[u8]> for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
+        crate::service::wipe(&mut self.0);
     }
 }
 
