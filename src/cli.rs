@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use secretgen::store::{PostgresOptions, PostgresStore};
 use secretgen::token::{self, Permission, Token};
 use secretgen::{
     CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType, InstanceId,
@@ -35,6 +36,18 @@ enum Command {
     Backup(BackupArgs),
     /// Read the whole store without changing it and report what it holds or what is damaged.
     Check(CheckArgs),
+    /// Copy an embedded store into an empty PostgreSQL database and check the copy.
+    Migrate(MigrateArgs),
+}
+
+/// `secretgen migrate --data-dir DIR --database-url URL`.
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    data_dir: DataDir,
+    /// The PostgreSQL database to copy into; it must hold no secretgen store.
+    #[arg(long, env = "SECRETGEN_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
 }
 
 /// `secretgen backup --to FILE`.
@@ -52,7 +65,7 @@ struct BackupArgs {
 #[derive(Debug, Args)]
 struct CheckArgs {
     #[command(flatten)]
-    data_dir: DataDir,
+    store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +81,9 @@ struct ServeArgs {
     #[arg(long, env = "SECRETGEN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     #[command(flatten)]
-    data_dir: DataDir,
+    store: StoreArgs,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// Instance id for a first start; generated once and stored when not given.
     #[arg(long, env = "SECRETGEN_INSTANCE_ID")]
     instance_id: Option<String>,
@@ -127,6 +142,66 @@ struct DataDir {
     path: PathBuf,
 }
 
+/// Where the store is: the embedded one in a data directory, or a PostgreSQL database.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    data_dir: DataDir,
+    /// A PostgreSQL database shared by every replica (postgres://user@host:port/db) instead
+    /// of the embedded store in --data-dir.
+    #[arg(long, env = "SECRETGEN_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+/// How `serve` uses a PostgreSQL database.
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// Connections in the PostgreSQL pool (reads and writes; the listener has its own).
+    #[arg(long, env = "SECRETGEN_DATABASE_POOL_SIZE",
+          default_value_t = PostgresOptions::default().pool_size as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    database_pool_size: u32,
+    /// Milliseconds a connection to PostgreSQL may take to open.
+    #[arg(long, env = "SECRETGEN_DATABASE_CONNECT_TIMEOUT", value_name = "MS",
+          default_value_t = PostgresOptions::default().connect_timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    database_connect_timeout: u64,
+    /// Milliseconds one database operation may take before it fails (a write then answers
+    /// 503).
+    #[arg(long, env = "SECRETGEN_DATABASE_TIMEOUT", value_name = "MS",
+          default_value_t = PostgresOptions::default().timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    database_timeout: u64,
+    /// Seconds between re-reads of the log, the safety net beside the pushed changes.
+    #[arg(long, env = "SECRETGEN_DATABASE_REREAD", value_name = "SECONDS",
+          default_value_t = PostgresOptions::default().reread_interval.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    database_reread: u64,
+}
+
+impl DatabaseArgs {
+    fn options(&self) -> PostgresOptions {
+        PostgresOptions {
+            pool_size: self.database_pool_size as usize,
+            connect_timeout: std::time::Duration::from_millis(self.database_connect_timeout),
+            timeout: std::time::Duration::from_millis(self.database_timeout),
+            reread_interval: std::time::Duration::from_secs(self.database_reread),
+        }
+    }
+}
+
+impl StoreArgs {
+    fn settings(&self, options: PostgresOptions) -> server::StoreSettings {
+        match &self.database_url {
+            Some(url) => server::StoreSettings::Postgres {
+                url: url.clone(),
+                options,
+            },
+            None => server::StoreSettings::Embedded(self.data_dir.path.clone()),
+        }
+    }
+}
+
 /// `secretgen token create --name NAME --permissions LIST`.
 #[derive(Debug, Args)]
 struct TokenCreateArgs {
@@ -137,7 +212,7 @@ struct TokenCreateArgs {
     #[arg(long)]
     permissions: String,
     #[command(flatten)]
-    data_dir: DataDir,
+    store: StoreArgs,
 }
 
 /// `secretgen generate <TYPE>`: the stored configuration of the type when the data directory
@@ -173,7 +248,7 @@ struct GenerateArgs {
     #[arg(long)]
     require_each_class: bool,
     #[command(flatten)]
-    data_dir: DataDir,
+    store: StoreArgs,
 }
 
 /// Parses the command line and runs it; every failure is one line on standard error.
@@ -193,6 +268,7 @@ pub fn main() -> ExitCode {
         Command::Token(TokenCommand::Create(args)) => token_create(&args),
         Command::Backup(args) => backup(&args),
         Command::Check(args) => check(&args),
+        Command::Migrate(args) => migrate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -289,7 +365,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     };
     Ok(server::serve(server::Settings {
         listen: args.listen,
-        data_dir: args.data_dir.path,
+        store: args.store.settings(args.database.options()),
         instance_id,
         bootstrap_token,
         workers: args.workers.map(usize::from),
@@ -336,7 +412,7 @@ fn init_logging(format: &str) {
 /// flags applied.
 fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, CliError> {
     let generator_type: GeneratorType = args.generator_type.parse()?;
-    let base = stored_configuration(&args.data_dir.path, generator_type)?
+    let base = stored_configuration(&args.store, generator_type)?
         .unwrap_or_else(|| GeneratorConfig::default_for(generator_type));
     let mut draft: ConfigDraft = base.to_draft();
     if let Some(length) = args.length {
@@ -353,16 +429,17 @@ fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, CliError> {
     Ok(GeneratorConfig::new(&draft)?)
 }
 
-/// The configuration of `generator_type` stored in `data_dir`, if it holds a store. The
-/// store is only read: a server may be running on it.
+/// The configuration of `generator_type` in the store, if there is one. The store is only
+/// read: a server may be running on it.
 fn stored_configuration(
-    data_dir: &Path,
+    store: &StoreArgs,
     generator_type: GeneratorType,
 ) -> Result<Option<GeneratorConfig>, CliError> {
-    if !SqliteStore::exists(data_dir) {
-        return Ok(None);
-    }
-    let store = SqliteStore::open_read_only(data_dir)?;
+    let store: Arc<dyn Store> = match &store.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url, PostgresOptions::default())?),
+        None if !SqliteStore::exists(&store.data_dir.path) => return Ok(None),
+        None => Arc::new(SqliteStore::open_read_only(&store.data_dir.path)?),
+    };
     let Some(instance) = store.default_instance()? else {
         return Ok(None);
     };
@@ -373,21 +450,36 @@ fn stored_configuration(
         .map(|s| s.config().clone()))
 }
 
-/// Creates a token in the store of `args.data_dir`, creating the store if need be. With a
-/// server running on the directory, the token is added beside it and works at once.
+/// Creates a token in the store, creating the store if need be (as a server would: its
+/// instance and defaults). With a server running on the directory or the database, the token
+/// is added beside it and works at once.
 fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
     let permissions = Permission::parse_list(&args.permissions)?;
     token::check_name(&args.name)?;
-    let dir = &args.data_dir.path;
-    let store: Arc<dyn Store> = match SqliteStore::open(dir) {
-        Ok(store) => {
-            let store: Arc<dyn Store> = Arc::new(store);
-            // First use of the directory: write the defaults as a server would.
-            ControlPlane::open(Arc::clone(&store), None)?;
+    let store: Arc<dyn Store> = match &args.store.database_url {
+        Some(url) => {
+            let store: Arc<dyn Store> =
+                Arc::new(PostgresStore::connect(url, PostgresOptions::default())?);
+            if store.default_instance()?.is_none() {
+                ControlPlane::open(Arc::clone(&store), None)?;
+            }
             store
         }
-        Err(e) if e.kind() == StoreErrorKind::Locked => Arc::new(SqliteStore::open_shared(dir)?),
-        Err(e) => return Err(e.into()),
+        None => {
+            let dir = &args.store.data_dir.path;
+            match SqliteStore::open(dir) {
+                Ok(store) => {
+                    let store: Arc<dyn Store> = Arc::new(store);
+                    // First use of the directory: write the defaults as a server would.
+                    ControlPlane::open(Arc::clone(&store), None)?;
+                    store
+                }
+                Err(e) if e.kind() == StoreErrorKind::Locked => {
+                    Arc::new(SqliteStore::open_shared(dir)?)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
     let token = Token::generate()?;
     let record = token::record(&token, &args.name, &permissions)?;
@@ -413,20 +505,46 @@ fn backup(args: &BackupArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `secretgen check`: every page, the schema, every event's hash and configuration, the
-/// tokens; nothing is written.
+/// `secretgen check`: the store's integrity (every page, for the embedded store), the
+/// schema, every event's hash and configuration, the tokens; nothing is written.
 fn check(args: &CheckArgs) -> Result<(), CliError> {
-    let dir = &args.data_dir.path;
-    let store = SqliteStore::open_read_only(dir)?;
-    store.integrity_check()?;
-    let default = store.default_instance()?.ok_or_else(|| {
-        CliError::Incomplete(format!("{} holds no instance", store.path().display()))
-    })?;
-    let mut lines = vec![format!(
-        "{}: schema version {}, SQLite integrity check ok",
-        store.path().display(),
-        secretgen::store::SCHEMA_VERSION
-    )];
+    let (store, mut lines): (Arc<dyn Store>, Vec<String>) = match &args.store.database_url {
+        Some(url) => {
+            let store = PostgresStore::connect(url, PostgresOptions::default())?;
+            let line = format!(
+                "{}: schema version {}",
+                store.name(),
+                secretgen::store::SCHEMA_VERSION
+            );
+            (Arc::new(store), vec![line])
+        }
+        None => {
+            let store = SqliteStore::open_read_only(&args.store.data_dir.path)?;
+            store.integrity_check()?;
+            let line = format!(
+                "{}: schema version {}, SQLite integrity check ok",
+                store.path().display(),
+                secretgen::store::SCHEMA_VERSION
+            );
+            (Arc::new(store), vec![line])
+        }
+    };
+    let found = describe_store(store.as_ref())?;
+    lines.extend(found);
+    let mut out = io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(())
+}
+
+/// One line per instance (events, last sequence, chain, configurations) and one for the
+/// tokens; an error when the default instance is missing or incomplete.
+fn describe_store(store: &dyn Store) -> Result<Vec<String>, CliError> {
+    let default = store
+        .default_instance()?
+        .ok_or_else(|| CliError::Incomplete("the store holds no instance".to_owned()))?;
+    let mut lines = Vec::new();
     let mut instances = store.instances()?;
     if !instances.contains(&default) {
         instances.push(default.clone());
@@ -441,8 +559,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             .collect();
         if id == default && !missing.is_empty() {
             return Err(CliError::Incomplete(format!(
-                "{}: instance {id} has no configuration for {}",
-                store.path().display(),
+                "instance {id} has no configuration for {}",
                 missing.join(", ")
             )));
         }
@@ -455,9 +572,74 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             snapshots.len()
         ));
     }
-    let tokens = store.token_count()?;
-    lines.push(format!("tokens: {tokens}"));
+    lines.push(format!("tokens: {}", store.token_count()?));
+    Ok(lines)
+}
+
+/// `secretgen migrate`: the embedded store's events (verbatim, hashes and all) and tokens
+/// into an empty PostgreSQL database in one transaction, then the copy read back through
+/// the PostgreSQL store, every hash and configuration checked, and compared with the
+/// original.
+fn migrate(args: &MigrateArgs) -> Result<(), CliError> {
+    let from = SqliteStore::open_read_only(&args.data_dir.path)?;
+    from.integrity_check()?;
+    let default = from.default_instance()?.ok_or_else(|| {
+        CliError::Incomplete(format!("{} holds no instance", from.path().display()))
+    })?;
+    let rows = from.export_events()?;
+    let tokens = from.tokens()?;
+    let to = PostgresStore::connect(&args.database_url, PostgresOptions::default())?;
+    if to.holds_store()? {
+        return Err(CliError::Incomplete(format!(
+            "{} already holds a secretgen store: migrate only into an empty database",
+            to.name()
+        )));
+    }
+    to.import(&default, &rows, &tokens)?;
+    // The copy, read back and replayed, must be the original.
+    let mut copied = 0;
+    for id in from.instances()? {
+        let original = from.events(&id)?;
+        let copy = to.events(&id)?;
+        if copy != original {
+            return Err(CliError::Incomplete(format!(
+                "the copy of instance {id} in {} differs from the original",
+                to.name()
+            )));
+        }
+        let live = |events: &[secretgen::store::Event]| -> Result<Vec<_>, CliError> {
+            Ok(control::replay(events)?
+                .into_values()
+                .map(|s| (s.config().clone(), s.version()))
+                .collect())
+        };
+        if live(&copy)? != live(&original)? {
+            return Err(CliError::Incomplete(format!(
+                "the copy of instance {id} replays differently"
+            )));
+        }
+        copied += copy.len();
+    }
+    let mut copied_tokens = to.tokens()?;
+    let mut original_tokens = tokens;
+    copied_tokens.sort_by(|a, b| a.id.cmp(&b.id));
+    original_tokens.sort_by(|a, b| a.id.cmp(&b.id));
+    if copied_tokens != original_tokens || to.default_instance()?.as_ref() != Some(&default) {
+        return Err(CliError::Incomplete(format!(
+            "the tokens or the instance copied into {} differ from the original",
+            to.name()
+        )));
+    }
+    let lines = describe_store(&to)?;
     let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "copied {} into {}: {copied} events and {} tokens, every hash checked and every \
+         configuration replayed",
+        from.path().display(),
+        to.name(),
+        copied_tokens.len()
+    );
     for line in lines {
         let _ = writeln!(out, "{line}");
     }

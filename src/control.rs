@@ -16,7 +16,7 @@ use crate::config::GeneratorConfig;
 use crate::generator_type::GeneratorType;
 use crate::registry::{Instance, InstanceId, Registry, Snapshot, Version};
 use crate::store::{
-    Event, EventType, NewEvent, Store, StoreError, StoreErrorKind, truncate_to_micros,
+    Event, EventType, GENESIS, NewEvent, Store, StoreError, StoreErrorKind, truncate_to_micros,
 };
 
 /// Who wrote the defaults on first start.
@@ -26,8 +26,9 @@ pub const SYSTEM_CREATOR: &str = "system";
 pub struct ControlPlane {
     store: Arc<dyn Store>,
     registry: Registry,
-    /// Held from comparison to swap by every update: one writer at a time.
-    writer: Mutex<()>,
+    /// Held by every update from its append to its swap, and by every catch-up: the
+    /// registry takes the log's events in the log's order. It holds the last one applied.
+    writer: Mutex<Applied>,
 }
 
 impl ControlPlane {
@@ -47,12 +48,19 @@ impl ControlPlane {
             }
             (Some(stored), _) => stored,
             (None, requested) => {
-                let id = match requested {
-                    Some(id) => id,
+                let id = match &requested {
+                    Some(id) => id.clone(),
                     None => new_instance_id()?,
                 };
-                store.set_default_instance(&id)?;
-                id
+                // Another replica starting on the same empty database may have stored its
+                // own id a moment ago: the stored one wins.
+                let stored = store.claim_default_instance(&id)?;
+                if let Some(requested) = requested
+                    && stored != requested
+                {
+                    return Err(OpenError::InstanceMismatch { stored, requested });
+                }
+                stored
             }
         };
         let mut events = store.events(&id)?;
@@ -71,10 +79,23 @@ impl ControlPlane {
                     creator: SYSTEM_CREATOR.to_owned(),
                 })
                 .collect();
-            events.extend(store.append(&id, &defaults)?);
+            // The store writes an `added` event only for a type that has none: replicas
+            // starting together write the defaults once. Read back what the log now holds.
+            store.append(&id, &defaults)?;
+            events = store.events(&id)?;
         }
         store.finish_creation()?;
         let mut snapshots = replay(&events)?;
+        let applied = events.last().map_or(
+            Applied {
+                sequence: 0,
+                hash: GENESIS,
+            },
+            |e| Applied {
+                sequence: e.sequence,
+                hash: e.hash,
+            },
+        );
         let instance = Instance::new(id, |t| {
             snapshots
                 .remove(&t)
@@ -83,7 +104,7 @@ impl ControlPlane {
         Ok(ControlPlane {
             store,
             registry: Registry::new(instance),
-            writer: Mutex::new(()),
+            writer: Mutex::new(applied),
         })
     }
 
@@ -120,11 +141,7 @@ impl ControlPlane {
     ) -> Result<Arc<Snapshot>, StoreError> {
         let generator_type = config.generator_type();
         let instance = self.instance();
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let current = instance.snapshot(generator_type);
-        if current.config() == &config {
-            return Ok(current);
-        }
+        let mut applied = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let now = truncate_to_micros(SystemTime::now());
         let event = NewEvent {
             event_type: EventType::Changed,
@@ -132,24 +149,110 @@ impl ControlPlane {
             created_at: now,
             creator: creator.to_owned(),
         };
+        // The store compares with the type's last configuration in the log, inside its
+        // transaction (this process's view may be behind another replica's change): an equal
+        // one writes nothing.
         let stored = self
             .store
             .append(instance.id(), std::slice::from_ref(&event))?;
-        let sequence = stored
-            .first()
-            .map(|e| e.sequence)
-            .expect("one event appended");
-        let snapshot = Snapshot::new(
-            event.config,
-            Version {
-                sequence,
-                creation_date: current.version().creation_date,
-                change_date: now,
-            },
-        );
-        instance.replace(snapshot);
+        match stored.first() {
+            Some(written) if written.sequence == applied.sequence + 1 => {
+                let current = instance.snapshot(generator_type);
+                let snapshot = Snapshot::new(
+                    event.config,
+                    Version {
+                        sequence: written.sequence,
+                        creation_date: current.version().creation_date,
+                        change_date: now,
+                    },
+                );
+                instance.replace(snapshot);
+                *applied = Applied {
+                    sequence: written.sequence,
+                    hash: written.hash,
+                };
+            }
+            // Written after events of other replicas that this one has not applied yet, or
+            // not written at all: apply the log up to its end, this change included, in order.
+            _ => {
+                self.apply_log(&mut applied)?;
+            }
+        }
         Ok(instance.snapshot(generator_type))
     }
+
+    /// Applies the events appended to the log since the last one this process applied (by
+    /// other replicas), in order, each swapped in whole; returns what it applied. Writers and
+    /// this wait for each other; generation never waits for either.
+    pub fn catch_up(&self) -> Result<Vec<AppliedEvent>, StoreError> {
+        let mut applied = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_log(&mut applied)
+    }
+
+    /// The sequence of the last event applied.
+    pub fn applied_sequence(&self) -> u64 {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sequence
+    }
+
+    fn apply_log(&self, applied: &mut Applied) -> Result<Vec<AppliedEvent>, StoreError> {
+        let instance = self.instance();
+        let events = self
+            .store
+            .events_after(instance.id(), applied.sequence, &applied.hash)?;
+        let mut done = Vec::with_capacity(events.len());
+        for event in events {
+            let config = GeneratorConfig::new(&event.config)
+                .map_err(|e| bad_event(&event, &format!("holds a refused configuration: {e}")))?;
+            let creation_date = match event.event_type {
+                EventType::Added => event.created_at,
+                EventType::Changed => {
+                    instance
+                        .snapshot(event.generator_type)
+                        .version()
+                        .creation_date
+                }
+            };
+            instance.replace(Snapshot::new(
+                config,
+                Version {
+                    sequence: event.sequence,
+                    creation_date,
+                    change_date: event.created_at,
+                },
+            ));
+            *applied = Applied {
+                sequence: event.sequence,
+                hash: event.hash,
+            };
+            done.push(AppliedEvent {
+                generator_type: event.generator_type,
+                sequence: event.sequence,
+                created_at: event.created_at,
+            });
+        }
+        Ok(done)
+    }
+}
+
+/// The last event applied to the registry: where the next catch-up reads from.
+#[derive(Clone, Copy, Debug)]
+struct Applied {
+    sequence: u64,
+    hash: [u8; 32],
+}
+
+/// An event [`ControlPlane::catch_up`] applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppliedEvent {
+    /// The type it changed.
+    pub generator_type: GeneratorType,
+    /// Its sequence.
+    pub sequence: u64,
+    /// When it was made (on the replica that made it).
+    pub created_at: SystemTime,
 }
 
 impl fmt::Debug for ControlPlane {

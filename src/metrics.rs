@@ -222,6 +222,10 @@ pub struct Metrics {
     /// appears in the exposition only once a request had its labels.
     kept: Box<[OnceLock<Series>]>,
     log_lines_dropped: Counter,
+    applied_sequence: Gauge,
+    store_up: Gauge,
+    reconnects: Counter,
+    propagation: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -356,6 +360,31 @@ impl Metrics {
             "Log lines dropped because standard error could not take them",
             log_lines_dropped.clone(),
         );
+        let applied_sequence = Gauge::default();
+        registry.register(
+            "store_applied_sequence",
+            "Sequence of the last event of the log this server applied",
+            applied_sequence.clone(),
+        );
+        let store_up = Gauge::default();
+        store_up.set(1);
+        registry.register(
+            "store_up",
+            "Whether the store answered the last time it was asked (1) or not (0)",
+            store_up.clone(),
+        );
+        let reconnects = Counter::default();
+        registry.register(
+            "store_reconnects",
+            "Times the connection that receives other replicas' changes was made again",
+            reconnects.clone(),
+        );
+        let propagation = Histogram::default();
+        registry.register(
+            "store_propagation_seconds",
+            "Time from another replica's change to this server serving it",
+            propagation.clone(),
+        );
         Metrics {
             enabled: true,
             registry,
@@ -366,7 +395,26 @@ impl Metrics {
             latency,
             kept: (0..KEPT).map(|_| OnceLock::new()).collect(),
             log_lines_dropped,
+            applied_sequence,
+            store_up,
+            reconnects,
+            propagation,
         }
+    }
+
+    /// Whether the store answers.
+    pub fn store_reachable(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
+    /// The connection that receives other replicas' changes was made again.
+    pub fn store_reconnected(&self) {
+        self.reconnects.inc();
+    }
+
+    /// A change made on another replica was served `seconds` after it was made.
+    pub fn change_propagated(&self, seconds: f64) {
+        self.propagation.observe(seconds);
     }
 
     /// `n` codes of `t` were generated.
@@ -421,6 +469,15 @@ impl Metrics {
             let sequence = instance.load(t).version().sequence;
             self.sequence[t.number() as usize - 1].set(i64::try_from(sequence).unwrap_or(i64::MAX));
         }
+        // The last event applied is the newest of the live configurations (the log holds
+        // configuration events only).
+        let applied = GeneratorType::ALL
+            .into_iter()
+            .map(|t| instance.load(t).version().sequence)
+            .max()
+            .unwrap_or(0);
+        self.applied_sequence
+            .set(i64::try_from(applied).unwrap_or(i64::MAX));
         // Counted globally (logging starts before any state); brought up to date here.
         self.log_lines_dropped.inner().fetch_max(
             crate::logging::lines_dropped(),

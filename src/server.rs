@@ -16,7 +16,7 @@ use crate::control::ControlPlane;
 use crate::metrics::Metrics;
 use crate::registry::InstanceId;
 use crate::service::Service;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use crate::token::{self, Permission, Token};
 
 /// How long a stopping server waits for requests in flight.
@@ -37,8 +37,8 @@ pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port.
     pub listen: String,
-    /// Directory of the embedded store.
-    pub data_dir: PathBuf,
+    /// Where the configuration and the tokens are kept.
+    pub store: StoreSettings,
     /// The instance id for a first start (must match the stored one later).
     pub instance_id: Option<InstanceId>,
     /// A token to store as the first admin token instead of making one.
@@ -55,6 +55,33 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Connections served at once, over all workers; more wait to be accepted.
     pub max_connections: std::num::NonZeroUsize,
+}
+
+/// Which store a server keeps its log and tokens in.
+#[derive(Clone, Debug)]
+pub enum StoreSettings {
+    /// The embedded SQLite store in this data directory; one server per directory.
+    Embedded(PathBuf),
+    /// A PostgreSQL database that any number of replicas share.
+    Postgres {
+        /// The database's URL.
+        url: String,
+        /// Pool size and deadlines.
+        options: PostgresOptions,
+    },
+}
+
+impl StoreSettings {
+    /// Opens the store: the embedded one as its directory's writer, a PostgreSQL one
+    /// connected (its schema made if the database is empty).
+    pub fn open(&self) -> Result<Arc<dyn Store>, crate::store::StoreError> {
+        Ok(match self {
+            StoreSettings::Embedded(dir) => Arc::new(SqliteStore::open(dir)?),
+            StoreSettings::Postgres { url, options } => {
+                Arc::new(PostgresStore::connect(url, *options)?)
+            }
+        })
+    }
 }
 
 /// PEM files of a TLS certificate chain and its private key.
@@ -163,16 +190,22 @@ impl Application {
         };
         let listener = TcpListener::bind(&settings.listen).map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
-        let store = SqliteStore::open(&settings.data_dir)?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store = settings.store.open()?;
         let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)?;
         let metrics = Arc::new(if settings.metrics {
             Metrics::new()
         } else {
             Metrics::disabled()
         });
-        let service = Service::new(Arc::new(control), settings.rate_limit, metrics)?;
-        let state = web::Data::new(AppState::new(Arc::new(service), settings.body_timeout));
+        let service = Arc::new(Service::new(
+            Arc::new(control),
+            settings.rate_limit,
+            metrics,
+        )?);
+        // Changes other processes make to the store (replicas on one PostgreSQL database)
+        // are applied as they come; the embedded store has no other writer to follow.
+        crate::service::follow::follow(&service);
+        let state = web::Data::new(AppState::new(service, settings.body_timeout));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -258,17 +291,8 @@ impl fmt::Debug for Application {
 /// Makes sure the store has a token: on a first start, stores `given` or a new one (which
 /// it returns, to be shown once). A given token is stored only when the store has none.
 fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, StartError> {
-    let count = store.token_count()?;
-    if count > 0 {
-        if let Some(given) = given {
-            let stored = store.token_by_hash(&given.hash())?;
-            if stored.is_none() {
-                tracing::warn!(
-                    "the bootstrap token was not stored: the store already has tokens \
-                     (create more with `secretgen token create`)"
-                );
-            }
-        }
+    if store.token_count()? > 0 {
+        warn_if_not_stored(store, given.as_ref())?;
         return Ok(None);
     }
     let (token, shown) = match given {
@@ -279,9 +303,26 @@ fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, S
         ),
     };
     let record = token::record(&token, BOOTSTRAP_TOKEN_NAME, &Permission::ALL)?;
-    store.add_token(&record)?;
+    // Replicas starting together on an empty database: only the first stores its token.
+    if !store.add_first_token(&record)? {
+        warn_if_not_stored(store, (!shown).then_some(&token))?;
+        return Ok(None);
+    }
     tracing::info!(token_id = %record.id, name = BOOTSTRAP_TOKEN_NAME, "first admin token stored");
     Ok(shown.then_some(token))
+}
+
+/// Warns when `given`, a bootstrap token, is not among the stored tokens.
+fn warn_if_not_stored(store: &dyn Store, given: Option<&Token>) -> Result<(), StartError> {
+    if let Some(given) = given
+        && store.token_by_hash(&given.hash())?.is_none()
+    {
+        tracing::warn!(
+            "the bootstrap token was not stored: the store already has tokens \
+             (create more with `secretgen token create`)"
+        );
+    }
+    Ok(())
 }
 
 /// Runs `secretgen serve`: builds the server, prints a new admin token once (to standard

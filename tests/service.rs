@@ -38,8 +38,8 @@ impl Store for Gated {
     fn default_instance(&self) -> Result<Option<InstanceId>, StoreError> {
         self.inner.default_instance()
     }
-    fn set_default_instance(&self, id: &InstanceId) -> Result<(), StoreError> {
-        self.inner.set_default_instance(id)
+    fn claim_default_instance(&self, id: &InstanceId) -> Result<InstanceId, StoreError> {
+        self.inner.claim_default_instance(id)
     }
     fn events(&self, instance: &InstanceId) -> Result<Vec<Event>, StoreError> {
         self.inner.events(instance)
@@ -49,6 +49,12 @@ impl Store for Gated {
     }
     fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         self.inner.add_token(token)
+    }
+    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        self.inner.add_first_token(token)
+    }
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+        self.inner.instances()
     }
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
         self.inner.token_by_hash(hash)

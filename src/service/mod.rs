@@ -15,6 +15,7 @@
 //! wrong with its request, and learns nothing about the input's rules.
 
 pub mod error;
+pub mod follow;
 pub mod tokens;
 
 use std::marker::PhantomData;

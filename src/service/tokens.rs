@@ -117,6 +117,18 @@ impl Tokens {
             .ok_or(Error::Unauthenticated("the token is not known"))
     }
 
+    /// Reads the table from the store again, now, on this (blocking) thread: for the
+    /// follower, when another process may have changed the tokens. It takes its turn with
+    /// the reads of unknown tokens, so a later read always replaces an earlier one.
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let _turn = self.reload.blocking_lock();
+        let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
+        let table = read(self.store.as_ref())?;
+        self.table.store(Arc::new(table));
+        self.finished.store(number, Ordering::Release);
+        Ok(())
+    }
+
     /// How many reads of the store were made since the table was first loaded.
     pub fn reloads(&self) -> u64 {
         self.finished.load(Ordering::Acquire)

@@ -12,6 +12,7 @@
 //! [`crate::control`].
 
 mod directory;
+mod postgres;
 mod sqlite;
 mod wal;
 
@@ -25,6 +26,7 @@ use crate::config::{ConfigDraft, GeneratorConfig};
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
 
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{BackupSummary, SCHEMA_VERSION, SqliteStore};
 
 /// The tables, as SQL that SQLite and PostgreSQL both run unchanged: only `TEXT` and
@@ -145,6 +147,165 @@ pub fn chain_hash(previous: &[u8; 32], event: &EventRow<'_>) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// An event row exactly as the log holds it: what both stores read, verify and decode, and
+/// what `secretgen migrate` copies verbatim (hashes and all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The instance id.
+    pub instance_id: String,
+    /// The sequence.
+    pub sequence: i64,
+    /// The event type's name.
+    pub event_type: String,
+    /// The generator type's full name.
+    pub generator_type: String,
+    /// The configuration as stored JSON.
+    pub payload: String,
+    /// Microseconds since the Unix epoch.
+    pub created_at: i64,
+    /// The creator's name.
+    pub creator: String,
+    /// The stored hash; all zeros when the stored text is not 64 hex digits (then it matches
+    /// nothing and the chain check refuses it).
+    pub hash: [u8; 32],
+}
+
+impl StoredEvent {
+    /// The row of `event`, numbered `sequence` in `instance`'s log after the event whose
+    /// hash is `previous`.
+    pub(crate) fn encode(
+        instance: &InstanceId,
+        sequence: i64,
+        previous: &[u8; 32],
+        event: &NewEvent,
+    ) -> StoredEvent {
+        let payload =
+            serde_json::to_string(&Payload::of(&event.config)).expect("a payload is plain JSON");
+        let mut row = StoredEvent {
+            instance_id: instance.as_str().to_owned(),
+            sequence,
+            event_type: event.event_type.as_str().to_owned(),
+            generator_type: event.config.generator_type().full_name().to_owned(),
+            payload,
+            created_at: to_micros(event.created_at),
+            creator: event.creator.clone(),
+            hash: [0; 32],
+        };
+        row.hash = chain_hash(previous, &row.as_event_row());
+        row
+    }
+
+    /// The fields that [`chain_hash`] covers.
+    pub fn as_event_row(&self) -> EventRow<'_> {
+        EventRow {
+            instance_id: &self.instance_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            generator_type: &self.generator_type,
+            payload: &self.payload,
+            created_at: self.created_at,
+            creator: &self.creator,
+        }
+    }
+
+    /// The event this row records; `bad` words what is wrong with a row that cannot be read.
+    pub(crate) fn decode(self, bad: &dyn Fn(String) -> StoreError) -> Result<Event, StoreError> {
+        let at = format!("event {} of instance {}", self.sequence, self.instance_id);
+        let instance_id = InstanceId::new(&self.instance_id)
+            .map_err(|e| bad(format!("{at} has an invalid instance id: {e}")))?;
+        let event_type = EventType::from_name(&self.event_type).ok_or_else(|| {
+            bad(format!(
+                "{at} has an unknown event type {:?}",
+                self.event_type
+            ))
+        })?;
+        let generator_type: GeneratorType = self
+            .generator_type
+            .parse()
+            .map_err(|e| bad(format!("{at} has a bad generator type: {e}")))?;
+        let payload: Payload = serde_json::from_str(&self.payload)
+            .map_err(|e| bad(format!("{at} has an unreadable configuration: {e}")))?;
+        Ok(Event {
+            instance_id,
+            sequence: u64::try_from(self.sequence)
+                .map_err(|_| bad(format!("{at} has a negative sequence")))?,
+            event_type,
+            generator_type,
+            config: payload.into_draft(generator_type),
+            created_at: from_micros(self.created_at),
+            creator: self.creator,
+            hash: self.hash,
+        })
+    }
+}
+
+/// Refuses `rows` (sorted by instance and sequence) whose sequences have gaps or whose hashes
+/// do not chain. The first row of each instance follows `before` (the sequence and hash of
+/// the event before it: `(0, GENESIS)` for a whole log); `bad` words the refusal.
+pub(crate) fn verify_chain(
+    rows: &[StoredEvent],
+    before: (i64, [u8; 32]),
+    bad: &dyn Fn(String) -> StoreError,
+) -> Result<(), StoreError> {
+    let mut previous: Option<&StoredEvent> = None;
+    for row in rows {
+        let (hash_before, expected_sequence) = match previous {
+            Some(p) if p.instance_id == row.instance_id => (p.hash, p.sequence + 1),
+            _ => (before.1, before.0 + 1),
+        };
+        let at = format!("event {} of instance {}", row.sequence, row.instance_id);
+        if row.sequence != expected_sequence {
+            return Err(bad(format!(
+                "{at} follows event {}: the log has a gap",
+                expected_sequence - 1
+            )));
+        }
+        if chain_hash(&hash_before, &row.as_event_row()) != row.hash {
+            return Err(bad(format!(
+                "{at} does not match its hash: the log was edited or damaged after it was \
+                 written"
+            )));
+        }
+        previous = Some(row);
+    }
+    Ok(())
+}
+
+/// The rows to append for `events` to a log whose last event is `last` (its sequence and
+/// hash, `(0, GENESIS)` when empty), where `latest` gives the payload of each generator
+/// type's last event (for the types of `events`; `None` for a type without one).
+///
+/// An event that would change nothing is left out: an `added` event for a type that already
+/// has one, and a `changed` event equal to its type's last configuration. Stores call this
+/// inside the transaction that appends, so that writers on several replicas agree.
+pub(crate) fn rows_to_append(
+    instance: &InstanceId,
+    last: (i64, [u8; 32]),
+    latest: &std::collections::HashMap<GeneratorType, Option<String>>,
+    events: &[NewEvent],
+) -> Vec<StoredEvent> {
+    let mut latest = latest.clone();
+    let (mut sequence, mut previous) = last;
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let generator_type = event.config.generator_type();
+        let before = latest.get(&generator_type).cloned().flatten();
+        let row = StoredEvent::encode(instance, sequence + 1, &previous, event);
+        let changes = match event.event_type {
+            EventType::Added => before.is_none(),
+            EventType::Changed => before.as_deref() != Some(row.payload.as_str()),
+        };
+        if !changes {
+            continue;
+        }
+        sequence = row.sequence;
+        previous = row.hash;
+        latest.insert(generator_type, Some(row.payload.clone()));
+        rows.push(row);
+    }
+    rows
+}
+
 /// Lower-case hexadecimal.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -202,18 +363,57 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The default instance's id, once one has been stored.
     fn default_instance(&self) -> Result<Option<InstanceId>, StoreError>;
 
-    /// Stores `id` as the default instance's id; refused once one is stored.
-    fn set_default_instance(&self, id: &InstanceId) -> Result<(), StoreError>;
+    /// Stores `id` as the default instance's id unless one is stored already, and returns
+    /// the stored id: `id`, or the one that was there (another replica may have stored its
+    /// own a moment before).
+    fn claim_default_instance(&self, id: &InstanceId) -> Result<InstanceId, StoreError>;
 
-    /// The events of `instance`, in sequence order.
+    /// The events of `instance`, in sequence order, their chain verified from the first.
     fn events(&self, instance: &InstanceId) -> Result<Vec<Event>, StoreError>;
 
-    /// Appends `events` to the log of `instance` in one transaction, numbered after the last
-    /// one, and returns them as stored. Durable when it returns; nothing is written on error.
+    /// The events of `instance` after the one numbered `sequence`, whose hash must be `hash`
+    /// (`0` and [`GENESIS`] for the whole log): the chain is verified from it, so a log
+    /// rewritten under a running replica is refused rather than followed.
+    fn events_after(
+        &self,
+        instance: &InstanceId,
+        sequence: u64,
+        hash: &[u8; 32],
+    ) -> Result<Vec<Event>, StoreError> {
+        let events = self.events(instance)?;
+        let known = sequence == 0 && hash == &GENESIS
+            || events
+                .iter()
+                .any(|e| e.sequence == sequence && &e.hash == hash);
+        if !known {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "event {sequence} of instance {instance} is no longer the event this \
+                     process applied: the log was rewritten"
+                ),
+            ));
+        }
+        Ok(events
+            .into_iter()
+            .filter(|e| e.sequence > sequence)
+            .collect())
+    }
+
+    /// Appends to the log of `instance`, in one transaction numbered after the last event,
+    /// those of `events` that change something: an `added` event only for a type with no
+    /// event yet, a `changed` event only when it differs from its type's last configuration
+    /// in the log. Returns the events written (none when nothing changed). Durable when it
+    /// returns; nothing is written on error.
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError>;
 
     /// Stores a token's record. Refused if its id or hash is already stored.
     fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    /// Stores a token's record only if the store holds no token yet (the first admin
+    /// token of a first start); returns whether it was stored. Replicas starting together
+    /// store one.
+    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
 
     /// The token whose hash is `hash`, if any.
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
@@ -229,6 +429,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Whether the store answers and is still the store it was opened as.
     fn check(&self) -> Result<(), StoreError>;
 
+    /// The instances that have events.
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError>;
+
+    /// Tells `watcher` whenever the log or the tokens may have been changed by another
+    /// process, and when the store becomes reachable or unreachable. A store that only this
+    /// process writes (the embedded one) never calls it. `watcher` must return at once.
+    fn watch(&self, watcher: Watcher) {
+        let _ = watcher;
+    }
+
     /// Called once a new store holds its instance and that instance's first events (by
     /// [`crate::ControlPlane::open`]): a store being made becomes visible as a store only
     /// now, whole. A no-op for a store that already existed.
@@ -236,6 +446,26 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(())
     }
 }
+
+/// What a store tells the process that follows it (see [`Store::watch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Events may have been appended.
+    Events,
+    /// Tokens may have been added or changed.
+    Tokens,
+    /// Anything may have changed: the store has just (re)connected and notifications may have
+    /// been missed, or the periodic re-read is due. Read everything from what was applied.
+    Everything {
+        /// Whether this follows a lost connection (counted as a reconnect).
+        reconnected: bool,
+    },
+    /// The store became reachable (`true`) or unreachable (`false`).
+    Reachable(bool),
+}
+
+/// Receives a store's [`Notice`]s; must return at once.
+pub type Watcher = std::sync::Arc<dyn Fn(Notice) + Send + Sync>;
 
 /// Why the store could not do what was asked.
 #[derive(Debug)]

@@ -35,12 +35,13 @@ use super::directory::{
     STORE_FILES, existing_store, lock_directory, present, private_directory, refuse_remains,
     remove_sqlite_files, sqlite_file, sync_directory,
 };
+use std::collections::HashMap;
+
 use super::{
-    Event, EventRow, EventType, GENESIS, NewEvent, Payload, SCHEMA, Store, StoreError,
-    StoreErrorKind, TokenRecord, chain_hash, corrupt, database_path, from_micros, hex, to_micros,
-    unavailable, unhex, wal,
+    Event, GENESIS, NewEvent, SCHEMA, Store, StoreError, StoreErrorKind, StoredEvent, TokenRecord,
+    chain_hash, corrupt, database_path, from_micros, hex, rows_to_append, to_micros, unavailable,
+    unhex, verify_chain, wal,
 };
-use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
 
 /// The schema version this build writes and reads.
@@ -535,7 +536,7 @@ impl SqliteStore {
                 return Err(corrupt(&scratch, &verdict));
             }
             let rows = read_rows(&copy, None).map_err(|e| sql_error(&scratch, "cannot read", e))?;
-            verify_chain(&scratch, &rows)?;
+            verify_chain(&rows, (0, GENESIS), &|why| corrupt(&scratch, &why))?;
             drop(copy);
             File::open(&scratch)
                 .and_then(|f| f.sync_all())
@@ -551,8 +552,17 @@ impl SqliteStore {
         result
     }
 
+    /// Every event row of every instance as stored, each instance's chain verified: what
+    /// `secretgen migrate` copies.
+    pub fn export_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = read_rows(&self.inner().conn, None)
+            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        verify_chain(&rows, (0, GENESIS), &|why| corrupt(&self.path, &why))?;
+        Ok(rows)
+    }
+
     /// Every instance in the log, in order of their ids.
-    pub fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+    fn instance_ids(&self) -> Result<Vec<InstanceId>, StoreError> {
         self.strings("SELECT DISTINCT instance_id FROM events ORDER BY instance_id")?
             .into_iter()
             .map(|id| {
@@ -597,16 +607,10 @@ impl Store for SqliteStore {
         }
     }
 
-    fn set_default_instance(&self, id: &InstanceId) -> Result<(), StoreError> {
+    fn claim_default_instance(&self, id: &InstanceId) -> Result<InstanceId, StoreError> {
         self.require_mode(&[Mode::Writer], "store the instance id")?;
         if let Some(stored) = self.default_instance()? {
-            return Err(StoreError::new(
-                StoreErrorKind::Refused,
-                format!(
-                    "{} already belongs to instance {stored}",
-                    self.path.display()
-                ),
-            ));
+            return Ok(stored);
         }
         self.write(|conn| {
             conn.execute(
@@ -615,7 +619,8 @@ impl Store for SqliteStore {
             )
             .map_err(|e| sql_error(&self.path, "cannot write", e))?;
             Ok(())
-        })
+        })?;
+        Ok(id.clone())
     }
 
     fn events(&self, instance: &InstanceId) -> Result<Vec<Event>, StoreError> {
@@ -624,42 +629,15 @@ impl Store for SqliteStore {
             read_rows(&inner.conn, Some(instance.as_str()))
                 .map_err(|e| sql_error(&self.path, "cannot read", e))?
         };
-        verify_chain(&self.path, &rows)?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let sequence = row.sequence;
-            let bad = |what: String| {
-                corrupt(
-                    &self.path,
-                    &format!("event {sequence} of instance {instance} {what}"),
-                )
-            };
-            let event_type = EventType::from_name(&row.event_type)
-                .ok_or_else(|| bad(format!("has an unknown event type {:?}", row.event_type)))?;
-            let generator_type: GeneratorType = row
-                .generator_type
-                .parse()
-                .map_err(|e| bad(format!("has a bad generator type: {e}")))?;
-            let payload: Payload = serde_json::from_str(&row.payload)
-                .map_err(|e| bad(format!("has an unreadable configuration: {e}")))?;
-            events.push(Event {
-                instance_id: instance.clone(),
-                sequence: u64::try_from(sequence)
-                    .map_err(|_| bad("has a negative sequence".to_owned()))?,
-                event_type,
-                generator_type,
-                config: payload.into_draft(generator_type),
-                created_at: from_micros(row.created_at),
-                creator: row.creator,
-                hash: row.hash,
-            });
-        }
-        Ok(events)
+        let bad = |why: String| corrupt(&self.path, &why);
+        verify_chain(&rows, (0, GENESIS), &bad)?;
+        rows.into_iter().map(|row| row.decode(&bad)).collect()
     }
 
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
         self.require_mode(&[Mode::Writer], "record a change")?;
         let write_error = |e| sql_error(&self.path, "cannot write", e);
+        let bad = |why: String| corrupt(&self.path, &why);
         self.write(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -673,19 +651,32 @@ impl Store for SqliteStore {
                 )
                 .optional()
                 .map_err(write_error)?;
-            let (last, mut previous) = match last {
+            let last = match last {
                 None => (0, GENESIS),
                 Some((sequence, hash)) => (
                     sequence,
                     unhex(&hash).ok_or_else(|| {
-                        corrupt(
-                            &self.path,
-                            &format!("event {sequence} of instance {instance} has no valid hash"),
-                        )
+                        bad(format!(
+                            "event {sequence} of instance {instance} has no valid hash"
+                        ))
                     })?,
                 ),
             };
-            let mut stored = Vec::with_capacity(events.len());
+            let mut latest = HashMap::new();
+            for event in events {
+                let generator_type = event.config.generator_type();
+                let payload: Option<String> = tx
+                    .query_row(
+                        "SELECT payload FROM events WHERE instance_id = ?1 \
+                         AND generator_type = ?2 ORDER BY sequence DESC LIMIT 1",
+                        [instance.as_str(), generator_type.full_name()],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(write_error)?;
+                latest.insert(generator_type, payload);
+            }
+            let rows = rows_to_append(instance, last, &latest, events);
             {
                 let mut insert = tx
                     .prepare_cached(
@@ -694,50 +685,23 @@ impl Store for SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )
                     .map_err(write_error)?;
-                for (sequence, event) in (last + 1..).zip(events) {
-                    let generator_type = event.config.generator_type();
-                    let payload = Payload::of(&event.config);
-                    let json = serde_json::to_string(&payload).expect("a payload is plain JSON");
-                    let created_at = to_micros(event.created_at);
-                    let hash = chain_hash(
-                        &previous,
-                        &EventRow {
-                            instance_id: instance.as_str(),
-                            sequence,
-                            event_type: event.event_type.as_str(),
-                            generator_type: generator_type.full_name(),
-                            payload: &json,
-                            created_at,
-                            creator: &event.creator,
-                        },
-                    );
+                for row in &rows {
                     insert
                         .execute(rusqlite::params![
-                            instance.as_str(),
-                            sequence,
-                            event.event_type.as_str(),
-                            generator_type.full_name(),
-                            json,
-                            created_at,
-                            event.creator,
-                            hex(&hash),
+                            row.instance_id,
+                            row.sequence,
+                            row.event_type,
+                            row.generator_type,
+                            row.payload,
+                            row.created_at,
+                            row.creator,
+                            hex(&row.hash),
                         ])
                         .map_err(write_error)?;
-                    previous = hash;
-                    stored.push(Event {
-                        instance_id: instance.clone(),
-                        sequence: sequence as u64,
-                        event_type: event.event_type,
-                        generator_type,
-                        config: payload.into_draft(generator_type),
-                        created_at: from_micros(created_at),
-                        creator: event.creator.clone(),
-                        hash,
-                    });
                 }
             }
             tx.commit().map_err(write_error)?;
-            Ok(stored)
+            rows.into_iter().map(|row| row.decode(&bad)).collect()
         })
     }
 
@@ -765,6 +729,26 @@ impl Store for SqliteStore {
                 }
                 Err(e) => Err(sql_error(&self.path, "cannot write", e)),
             }
+        })
+    }
+
+    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        self.require_mode(&[Mode::Writer, Mode::Shared], "add a token")?;
+        self.write(|conn| {
+            let added = conn
+                .execute(
+                    "INSERT INTO tokens (id, name, hash, permissions, created_at) \
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+                    rusqlite::params![
+                        token.id,
+                        token.name,
+                        hex(&token.hash),
+                        token.permissions.join(","),
+                        to_micros(token.created_at),
+                    ],
+                )
+                .map_err(|e| sql_error(&self.path, "cannot write", e))?;
+            Ok(added == 1)
         })
     }
 
@@ -825,6 +809,10 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+        self.instance_ids()
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         let inner = self.inner();
         self.verify_file(&inner)?;
@@ -875,34 +863,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// An event row as stored.
-struct Row {
-    instance_id: String,
-    sequence: i64,
-    event_type: String,
-    generator_type: String,
-    payload: String,
-    created_at: i64,
-    creator: String,
-    /// The stored hash; all zeros when it is not 64 hex digits (then it matches nothing).
-    hash: [u8; 32],
-}
-
-impl Row {
-    fn as_event_row(&self) -> EventRow<'_> {
-        EventRow {
-            instance_id: &self.instance_id,
-            sequence: self.sequence,
-            event_type: &self.event_type,
-            generator_type: &self.generator_type,
-            payload: &self.payload,
-            created_at: self.created_at,
-            creator: &self.creator,
-        }
-    }
-}
-
-/// The event rows of `instance` (all instances when `None`), by instance and sequence.
 /// A row of `SELECT id, name, hash, permissions, created_at FROM tokens`: the record (its
 /// hash still zero) and the hash as stored (hex), for the caller to check.
 fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
@@ -923,14 +883,15 @@ fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)>
     ))
 }
 
-fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<Row>> {
+/// The event rows of `instance` (all instances when `None`), by instance and sequence.
+fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \
          creator, hash FROM events WHERE ?1 IS NULL OR instance_id = ?1 \
          ORDER BY instance_id, sequence",
     )?;
     stmt.query_map([instance], |row| {
-        Ok(Row {
+        Ok(StoredEvent {
             instance_id: row.get(0)?,
             sequence: row.get(1)?,
             event_type: row.get(2)?,
@@ -942,39 +903,6 @@ fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<
         })
     })?
     .collect()
-}
-
-/// Refuses rows (sorted by instance and sequence) whose sequences have gaps or whose hashes
-/// do not chain.
-fn verify_chain(path: &Path, rows: &[Row]) -> Result<(), StoreError> {
-    let mut previous: Option<&Row> = None;
-    for row in rows {
-        let (before, expected_sequence) = match previous {
-            Some(p) if p.instance_id == row.instance_id => (p.hash, p.sequence + 1),
-            _ => (GENESIS, 1),
-        };
-        let at = format!("event {} of instance {}", row.sequence, row.instance_id);
-        if row.sequence != expected_sequence {
-            return Err(corrupt(
-                path,
-                &format!(
-                    "{at} follows event {}: the log has a gap",
-                    expected_sequence - 1
-                ),
-            ));
-        }
-        if chain_hash(&before, &row.as_event_row()) != row.hash {
-            return Err(corrupt(
-                path,
-                &format!(
-                    "{at} does not match its hash: the log was edited or damaged after it \
-                     was written"
-                ),
-            ));
-        }
-        previous = Some(row);
-    }
-    Ok(())
 }
 
 /// A connection that never checkpoints when it closes (a refused store must be left as it

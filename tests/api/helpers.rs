@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
-use secretgen::server::{Application, DEFAULT_MAX_CONNECTIONS, Settings};
+use secretgen::server::{Application, DEFAULT_MAX_CONNECTIONS, Settings, StoreSettings};
 use serde_json::Value;
 
 /// A running server.
@@ -76,7 +76,7 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = temp.path().join("data");
     let mut settings = Settings {
         listen: "127.0.0.1:0".to_owned(),
-        data_dir: data_dir.clone(),
+        store: StoreSettings::Embedded(data_dir.clone()),
         instance_id: None,
         bootstrap_token: None,
         workers: Some(2),

@@ -1,0 +1,924 @@
+//! The PostgreSQL store: one database shared by any number of replicas.
+//!
+//! Every replica started with the same `--database-url` reads and appends the same event log
+//! and the same tokens. How it keeps the SPEC's promises (section 8):
+//! - **One store, made once.** The schema is the embedded store's ([`SCHEMA`]), created under
+//!   a database-wide advisory lock, so replicas starting together on an empty database make
+//!   it once; the first to claim the default instance wins ([`Store::claim_default_instance`])
+//!   and `added` events are written only for types that have none, so they end with one
+//!   instance and eight `added` events.
+//! - **Gap-free sequences.** An append takes a transaction-scoped advisory lock on its
+//!   instance before it reads the last event, so writers on different replicas queue for it
+//!   and each commit numbers its events after the last committed one. The chain hash needs
+//!   the previous event anyway, so writers are serialised by construction; a unique-key
+//!   retry would serialise them too, with a wasted round trip per conflict.
+//! - **Pushed changes.** An append or a token change sends `NOTIFY secretgen` in its own
+//!   transaction, so the notification is delivered exactly when the change is visible. Each
+//!   replica listens on a dedicated connection (never a pooled one) and tells its watcher;
+//!   on every (re)connect it first tells it to read everything after what it applied, so a
+//!   notification missed while disconnected loses nothing, and every
+//!   [`PostgresOptions::reread_interval`] it asks for the same re-read as a last safety net.
+//! - **Never hangs.** Every operation runs on the store's own small tokio runtime with a
+//!   deadline ([`PostgresOptions::timeout`]): when the database does not answer, the caller
+//!   gets [`StoreErrorKind::Unavailable`] in time, and generation never waits for any of it.
+//!   The listener reconnects with exponential backoff; reachability changes are logged once
+//!   each, never once per attempt.
+//!
+//! The store's methods are synchronous, like the embedded store's: callers run them on
+//! blocking threads. Each hands its work to the runtime and waits for the answer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::{
+    Event, GENESIS, NewEvent, Notice, SCHEMA, SCHEMA_VERSION, Store, StoreError, StoreErrorKind,
+    StoredEvent, TokenRecord, Watcher, from_micros, hex, rows_to_append, to_micros, unhex,
+    verify_chain,
+};
+use crate::generator_type::GeneratorType;
+use crate::registry::InstanceId;
+
+/// The channel every change is announced on.
+const CHANNEL: &str = "secretgen";
+
+/// The advisory lock key that makes the schema's creation one replica's job at a time.
+const SCHEMA_LOCK: i64 = 0x7365_6372_6574_6765; // "secretge"
+
+/// How often the listener checks that its connection still answers (a database behind a
+/// dead network sends nothing, so only asking tells).
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The listener's first and longest wait between connection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Pool sizes, deadlines and the re-read interval of a [`PostgresStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Connections in the pool that reads and writes use (the listener has its own).
+    pub pool_size: usize,
+    /// How long making a connection may take.
+    pub connect_timeout: Duration,
+    /// How long one operation may take, waiting for a connection included; past it the
+    /// operation fails as unavailable.
+    pub timeout: Duration,
+    /// How often the whole log after what was applied is read again, notifications or not.
+    pub reread_interval: Duration,
+}
+
+impl Default for PostgresOptions {
+    /// 8 connections; 2 s to connect; 4 s an operation, so that a write answers well within
+    /// the SPEC's 5 s when the database is gone; a re-read every 30 s.
+    fn default() -> PostgresOptions {
+        PostgresOptions {
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(4),
+            reread_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether the database answered the last time it was asked.
+struct Reachability {
+    /// 0: not known yet; 1: reachable; 2: unreachable.
+    state: AtomicU8,
+    watcher: Mutex<Option<Watcher>>,
+    /// The database, for log lines.
+    name: String,
+}
+
+impl fmt::Debug for Reachability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reachability")
+            .field("state", &self.state)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reachability {
+    /// Records what the last contact showed; logs and tells the watcher only on a change.
+    fn set(&self, reachable: bool, why: Option<&str>) {
+        let new = if reachable { 1 } else { 2 };
+        let old = self.state.swap(new, Ordering::AcqRel);
+        if old == new {
+            return;
+        }
+        if reachable {
+            if old == 2 {
+                tracing::info!(database = %self.name, "PostgreSQL reachable again");
+            }
+        } else {
+            tracing::warn!(
+                database = %self.name,
+                error = why.unwrap_or("no answer"),
+                "PostgreSQL unreachable: codes are still served; changes are refused until it \
+                 returns"
+            );
+        }
+        self.tell(Notice::Reachable(reachable));
+    }
+
+    fn tell(&self, notice: Notice) {
+        let watcher = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(watcher) = watcher {
+            watcher(notice);
+        }
+    }
+}
+
+/// The store in a PostgreSQL database.
+pub struct PostgresStore {
+    /// The runtime the pool's and the listener's connections live on; `None` once dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    config: tokio_postgres::Config,
+    options: PostgresOptions,
+    reachability: Arc<Reachability>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &self.reachability.name)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/database`, or
+    /// libpq's `key=value` form) and makes the schema if the database has none. Refuses a
+    /// database whose store has another schema version.
+    pub fn connect(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Refused,
+                format!("the database URL is not a PostgreSQL URL: {e}"),
+            )
+        })?;
+        config
+            .connect_timeout(options.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .application_name("secretgen");
+        let name = describe(&config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("secretgen-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("cannot start the PostgreSQL client's runtime: {e}"),
+                )
+            })?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Refused,
+                    format!("cannot set up the PostgreSQL pool: {e}"),
+                )
+            })?;
+        let store = PostgresStore {
+            runtime: Some(runtime),
+            pool,
+            config,
+            options,
+            reachability: Arc::new(Reachability {
+                state: AtomicU8::new(0),
+                watcher: Mutex::new(None),
+                name,
+            }),
+        };
+        store.run("cannot set up the store in", |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(sql)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .await
+                .map_err(sql)?;
+            tx.batch_execute(SCHEMA).await.map_err(sql)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', $1) \
+                 ON CONFLICT (key) DO NOTHING",
+                &[&SCHEMA_VERSION],
+            )
+            .await
+            .map_err(sql)?;
+            let version: String = tx
+                .query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+                .await
+                .map_err(sql)?
+                .get(0);
+            if version != SCHEMA_VERSION {
+                return Err(StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!(
+                        "its store has schema version {version}, this build reads only \
+                         {SCHEMA_VERSION} (was it written by a newer secretgen?); it was left \
+                         as it is"
+                    ),
+                ));
+            }
+            tx.commit().await.map_err(sql)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// The database, for messages: user, host, port and name, never a password.
+    pub fn name(&self) -> &str {
+        &self.reachability.name
+    }
+
+    /// Whether the database already holds a secretgen store: an instance, an event or a
+    /// token.
+    pub fn holds_store(&self) -> Result<bool, StoreError> {
+        self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            holds_store(&client).await
+        })
+    }
+
+    /// Copies `events` (verbatim: their hashes stay valid) and `tokens` into this database,
+    /// with `default` as its default instance, in one transaction; refused when the database
+    /// already holds a store. What `secretgen migrate` does.
+    pub fn import(
+        &self,
+        default: &InstanceId,
+        events: &[StoredEvent],
+        tokens: &[TokenRecord],
+    ) -> Result<(), StoreError> {
+        let default = default.as_str().to_owned();
+        let events = events.to_vec();
+        let tokens = tokens.to_vec();
+        self.run("cannot copy into", |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(sql)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .await
+                .map_err(sql)?;
+            if holds_store(&tx).await? {
+                return Err(StoreError::new(
+                    StoreErrorKind::Refused,
+                    "the database already holds a secretgen store: migrate only into an \
+                     empty one",
+                ));
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('default_instance', $1)",
+                &[&default],
+            )
+            .await
+            .map_err(sql)?;
+            let insert = tx.prepare(INSERT_EVENT).await.map_err(sql)?;
+            for row in &events {
+                insert_row(&tx, &insert, row).await?;
+            }
+            for token in &tokens {
+                insert_token(&tx, token).await?;
+            }
+            tx.commit().await.map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `work` on the store's runtime within the deadline and waits for it; `what`
+    /// begins the message of a failure (`"cannot read"` … `the database`). A failure to
+    /// reach the database marks it unreachable; a success marks it reachable.
+    fn run<T, F, Fut>(&self, what: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store");
+        let timeout = self.options.timeout;
+        let fut = work(self.pool.clone());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let result = match tokio::time::timeout(timeout, fut).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!(
+                        "PostgreSQL did not answer within {} ms",
+                        timeout.as_millis()
+                    ),
+                )),
+            };
+            let _ = tx.send(result);
+        });
+        let result = rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the PostgreSQL client stopped",
+            ))
+        });
+        match &result {
+            Ok(_) => self.reachability.set(true, None),
+            Err(e) if e.kind() == StoreErrorKind::Unavailable => {
+                self.reachability.set(false, Some(&e.to_string()));
+            }
+            Err(_) => {}
+        }
+        result.map_err(|e| {
+            StoreError::new(e.kind(), format!("{what} {}: {e}", self.reachability.name))
+        })
+    }
+
+    fn corrupt(&self) -> impl Fn(String) -> StoreError + '_ {
+        move |why| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "{} is not a usable secretgen store: {why}; it was left as it is",
+                    self.reachability.name
+                ),
+            )
+        }
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Without waiting: a store may be dropped on an async worker, where blocking panics.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (instance_id, sequence, event_type, \
+     generator_type, payload, created_at, creator, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const SELECT_EVENTS: &str = "SELECT instance_id, sequence, event_type, generator_type, \
+     payload, created_at, creator, hash FROM events WHERE instance_id = $1 AND sequence >= $2 \
+     ORDER BY sequence";
+
+async fn insert_row(
+    tx: &deadpool_postgres::Transaction<'_>,
+    insert: &tokio_postgres::Statement,
+    row: &StoredEvent,
+) -> Result<(), StoreError> {
+    tx.execute(
+        insert,
+        &[
+            &row.instance_id,
+            &row.sequence,
+            &row.event_type,
+            &row.generator_type,
+            &row.payload,
+            &row.created_at,
+            &row.creator,
+            &hex(&row.hash),
+        ],
+    )
+    .await
+    .map_err(sql)?;
+    Ok(())
+}
+
+async fn insert_token(
+    tx: &deadpool_postgres::Transaction<'_>,
+    token: &TokenRecord,
+) -> Result<(), StoreError> {
+    let result = tx
+        .execute(
+            "INSERT INTO tokens (id, name, hash, permissions, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &token.id,
+                &token.name,
+                &hex(&token.hash),
+                &token.permissions.join(","),
+                &to_micros(token.created_at),
+            ],
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Err(StoreError::new(
+                StoreErrorKind::Refused,
+                "a token with this id or hash is already stored",
+            ))
+        }
+        Err(e) => Err(sql(e)),
+    }
+}
+
+async fn holds_store(client: &impl deadpool_postgres::GenericClient) -> Result<bool, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM meta WHERE key = 'default_instance') \
+             + (SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT 1) AS e) \
+             + (SELECT COUNT(*) FROM (SELECT 1 FROM tokens LIMIT 1) AS t)",
+            &[],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(row.get::<_, i64>(0) > 0)
+}
+
+fn event_row(row: &tokio_postgres::Row) -> StoredEvent {
+    StoredEvent {
+        instance_id: row.get(0),
+        sequence: row.get(1),
+        event_type: row.get(2),
+        generator_type: row.get(3),
+        payload: row.get(4),
+        created_at: row.get(5),
+        creator: row.get(6),
+        hash: unhex(row.get::<_, &str>(7)).unwrap_or([0; 32]),
+    }
+}
+
+/// The record of a `SELECT id, name, hash, permissions, created_at FROM tokens` row; `None`
+/// when its hash is not 64 hex digits.
+fn token_row(row: &tokio_postgres::Row) -> Result<TokenRecord, String> {
+    let id: String = row.get(0);
+    let hash =
+        unhex(row.get::<_, &str>(2)).ok_or_else(|| format!("token {id} has a malformed hash"))?;
+    Ok(TokenRecord {
+        name: row.get(1),
+        hash,
+        permissions: row
+            .get::<_, &str>(3)
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        created_at: from_micros(row.get(4)),
+        id,
+    })
+}
+
+/// The advisory lock key of an instance's log: writers of one instance queue for it.
+fn instance_lock(instance: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("secretgen log {instance}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// A driver error as a store error: unique violations and other refusals by the database
+/// are `Refused`; everything else (no connection, a lost one, a timeout) `Unavailable`.
+fn sql(e: tokio_postgres::Error) -> StoreError {
+    let kind = if e.as_db_error().is_some() && !e.is_closed() {
+        StoreErrorKind::Refused
+    } else {
+        StoreErrorKind::Unavailable
+    };
+    let text = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            if let Some(source) = std::error::Error::source(&e) {
+                text.push_str(&format!(": {source}"));
+            }
+            text
+        }
+    };
+    StoreError::new(kind, text)
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => sql(e),
+        other => StoreError::new(StoreErrorKind::Unavailable, other.to_string()),
+    }
+}
+
+/// `user@host:port/database`, for messages.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "PostgreSQL database {} at {}@{host}:{port}",
+        config.get_dbname().unwrap_or("(default)"),
+        config.get_user().unwrap_or("(default user)"),
+    )
+}
+
+impl Store for PostgresStore {
+    fn default_instance(&self) -> Result<Option<InstanceId>, StoreError> {
+        let id = self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            Ok(client
+                .query_opt("SELECT value FROM meta WHERE key = 'default_instance'", &[])
+                .await
+                .map_err(sql)?
+                .map(|row| row.get::<_, String>(0)))
+        })?;
+        id.map(|id| {
+            InstanceId::new(&id).map_err(|e| {
+                self.corrupt()(format!("its default instance id {id:?} is invalid: {e}"))
+            })
+        })
+        .transpose()
+    }
+
+    fn claim_default_instance(&self, id: &InstanceId) -> Result<InstanceId, StoreError> {
+        let id = id.as_str().to_owned();
+        let stored = self.run("cannot write", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('default_instance', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&id],
+                )
+                .await
+                .map_err(sql)?;
+            Ok(client
+                .query_one("SELECT value FROM meta WHERE key = 'default_instance'", &[])
+                .await
+                .map_err(sql)?
+                .get::<_, String>(0))
+        })?;
+        InstanceId::new(&stored).map_err(|e| {
+            self.corrupt()(format!(
+                "its default instance id {stored:?} is invalid: {e}"
+            ))
+        })
+    }
+
+    fn events(&self, instance: &InstanceId) -> Result<Vec<Event>, StoreError> {
+        self.events_after(instance, 0, &GENESIS)
+    }
+
+    fn events_after(
+        &self,
+        instance: &InstanceId,
+        sequence: u64,
+        hash: &[u8; 32],
+    ) -> Result<Vec<Event>, StoreError> {
+        let id = instance.as_str().to_owned();
+        let from = i64::try_from(sequence).unwrap_or(i64::MAX);
+        let mut rows = self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let statement = client.prepare_cached(SELECT_EVENTS).await.map_err(sql)?;
+            Ok(client
+                .query(&statement, &[&id, &from])
+                .await
+                .map_err(sql)?
+                .iter()
+                .map(event_row)
+                .collect::<Vec<_>>())
+        })?;
+        let bad = self.corrupt();
+        if sequence > 0 {
+            let known = rows.first().filter(|r| r.sequence == from);
+            if known.is_none_or(|r| &r.hash != hash) {
+                return Err(bad(format!(
+                    "event {sequence} of instance {instance} is no longer the event this \
+                     process applied: the log was rewritten"
+                )));
+            }
+            rows.remove(0);
+        }
+        verify_chain(&rows, (from, *hash), &bad)?;
+        rows.into_iter().map(|row| row.decode(&bad)).collect()
+    }
+
+    fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
+        let owned_instance = instance.clone();
+        let events = events.to_vec();
+        let rows = self.run("cannot record the change in", |pool| async move {
+            let instance = owned_instance;
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(sql)?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&instance_lock(instance.as_str())],
+            )
+            .await
+            .map_err(sql)?;
+            let last = tx
+                .query_opt(
+                    "SELECT sequence, hash FROM events WHERE instance_id = $1 \
+                     ORDER BY sequence DESC LIMIT 1",
+                    &[&instance.as_str()],
+                )
+                .await
+                .map_err(sql)?;
+            let last = match last {
+                None => (0, GENESIS),
+                Some(row) => {
+                    let sequence: i64 = row.get(0);
+                    let hash = unhex(row.get::<_, &str>(1)).ok_or_else(|| {
+                        StoreError::new(
+                            StoreErrorKind::Corrupt,
+                            format!("event {sequence} of instance {instance} has no valid hash"),
+                        )
+                    })?;
+                    (sequence, hash)
+                }
+            };
+            let mut latest: HashMap<GeneratorType, Option<String>> = HashMap::new();
+            for event in &events {
+                let generator_type = event.config.generator_type();
+                let payload = tx
+                    .query_opt(
+                        "SELECT payload FROM events WHERE instance_id = $1 \
+                         AND generator_type = $2 ORDER BY sequence DESC LIMIT 1",
+                        &[&instance.as_str(), &generator_type.full_name()],
+                    )
+                    .await
+                    .map_err(sql)?
+                    .map(|row| row.get::<_, String>(0));
+                latest.insert(generator_type, payload);
+            }
+            let rows = rows_to_append(&instance, last, &latest, &events);
+            if !rows.is_empty() {
+                let insert = tx.prepare_cached(INSERT_EVENT).await.map_err(sql)?;
+                for row in &rows {
+                    insert_row(&tx, &insert, row).await?;
+                }
+                tx.execute("SELECT pg_notify($1, 'events')", &[&CHANNEL])
+                    .await
+                    .map_err(sql)?;
+            }
+            tx.commit().await.map_err(sql)?;
+            Ok(rows)
+        })?;
+        let bad = self.corrupt();
+        rows.into_iter().map(|row| row.decode(&bad)).collect()
+    }
+
+    fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.run("cannot store the token in", |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(sql)?;
+            insert_token(&tx, &token).await?;
+            tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
+                .await
+                .map_err(sql)?;
+            tx.commit().await.map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let token = token.clone();
+        self.run("cannot store the token in", |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(sql)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .await
+                .map_err(sql)?;
+            let any = tx
+                .query_opt("SELECT 1 FROM tokens LIMIT 1", &[])
+                .await
+                .map_err(sql)?;
+            if any.is_some() {
+                return Ok(false);
+            }
+            insert_token(&tx, &token).await?;
+            tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
+                .await
+                .map_err(sql)?;
+            tx.commit().await.map_err(sql)?;
+            Ok(true)
+        })
+    }
+
+    fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hex(hash);
+        let found = self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            Ok(client
+                .query_opt(
+                    "SELECT id, name, hash, permissions, created_at FROM tokens WHERE hash = $1",
+                    &[&hash],
+                )
+                .await
+                .map_err(sql)?
+                .map(|row| token_row(&row)))
+        })?;
+        found.transpose().map_err(self.corrupt())
+    }
+
+    fn token_count(&self) -> Result<u64, StoreError> {
+        self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let n: i64 = client
+                .query_one("SELECT COUNT(*) FROM tokens", &[])
+                .await
+                .map_err(sql)?
+                .get(0);
+            Ok(n as u64)
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            Ok(client
+                .query(
+                    "SELECT id, name, hash, permissions, created_at FROM tokens ORDER BY id",
+                    &[],
+                )
+                .await
+                .map_err(sql)?
+                .iter()
+                .map(token_row)
+                .collect::<Vec<_>>())
+        })?;
+        rows.into_iter()
+            .map(|row| row.map_err(self.corrupt()))
+            .collect()
+    }
+
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+        let ids = self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            Ok(client
+                .query(
+                    "SELECT DISTINCT instance_id FROM events ORDER BY instance_id",
+                    &[],
+                )
+                .await
+                .map_err(sql)?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>())
+        })?;
+        ids.into_iter()
+            .map(|id| {
+                InstanceId::new(&id).map_err(|e| {
+                    self.corrupt()(format!("it has an invalid instance id {id:?}: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.run("cannot reach", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client.simple_query("SELECT 1").await.map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn watch(&self, watcher: Watcher) {
+        let first = {
+            let mut slot = self
+                .reachability
+                .watcher
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let first = slot.is_none();
+            *slot = Some(watcher);
+            first
+        };
+        if first {
+            let runtime = self
+                .runtime
+                .as_ref()
+                .expect("the runtime lives as long as the store");
+            runtime.spawn(listen(
+                self.config.clone(),
+                Arc::clone(&self.reachability),
+                self.options,
+            ));
+        }
+    }
+}
+
+/// The listener: connects (with backoff between attempts), `LISTEN`s, tells the watcher to
+/// read everything, then passes on each notification, pings the connection and asks for the
+/// periodic re-read, until the connection fails; then again, for as long as the runtime runs.
+async fn listen(
+    config: tokio_postgres::Config,
+    reachability: Arc<Reachability>,
+    options: PostgresOptions,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut connected_before = false;
+    loop {
+        let outcome = listen_once(
+            &config,
+            &reachability,
+            &options,
+            &mut connected_before,
+            &mut backoff,
+        )
+        .await;
+        if let Err(why) = outcome {
+            reachability.set(false, Some(&why));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection of the listener, from connecting to losing it; `Err` says why it ended.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    reachability: &Reachability,
+    options: &PostgresOptions,
+    connected_before: &mut bool,
+    backoff: &mut Duration,
+) -> Result<(), String> {
+    let (client, mut connection) =
+        tokio::time::timeout(options.connect_timeout, config.connect(NoTls))
+            .await
+            .map_err(|_| "connecting timed out".to_owned())?
+            .map_err(|e| sql(e).to_string())?;
+    let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // The connection's own task: it carries the client's queries and hands over
+    // notifications; when the connection ends, `sender` is dropped and the loop below ends.
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if sender.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+    });
+    let _stop_driver = AbortOnDrop(driver);
+    tokio::time::timeout(options.timeout, client.batch_execute("LISTEN secretgen"))
+        .await
+        .map_err(|_| "LISTEN timed out".to_owned())?
+        .map_err(|e| sql(e).to_string())?;
+    reachability.set(true, None);
+    *backoff = BACKOFF_MIN;
+    // Listening from here on: everything committed before is read now.
+    reachability.tell(Notice::Everything {
+        reconnected: *connected_before,
+    });
+    *connected_before = true;
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut reread = tokio::time::interval(options.reread_interval);
+    reread.tick().await;
+    loop {
+        tokio::select! {
+            payload = notifications.recv() => match payload.as_deref() {
+                Some("tokens") => reachability.tell(Notice::Tokens),
+                Some(_) => reachability.tell(Notice::Events),
+                None => return Err("the listening connection was closed".to_owned()),
+            },
+            _ = ping.tick() => {
+                match tokio::time::timeout(options.timeout, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => reachability.set(true, None),
+                    Ok(Err(e)) => return Err(sql(e).to_string()),
+                    Err(_) => return Err("the listening connection stopped answering".to_owned()),
+                }
+            }
+            _ = reread.tick() => reachability.tell(Notice::Everything { reconnected: false }),
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
