@@ -3,9 +3,11 @@
 //! On open, the event log is replayed into the registry; types that have no event yet get
 //! ZITADEL's default written as an `added` event first, so every type has details from the
 //! start. An update takes a configuration that is valid by construction, appends its event
-//! (durable when the store returns), then swaps the snapshot, under one writer lock: the order
-//! of the log is the order of the swaps, and no code is generated from a configuration the
-//! log does not hold.
+//! (durable when the store returns), then swaps the snapshot. Events are swapped in in the
+//! log's order, whoever wrote them: this process (`update`) or another replica on the same
+//! database (`catch_up`, called when the store says the log moved); both hold one small lock
+//! around the swap, never across a call to the store. No code is generated from a
+//! configuration the log does not hold.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,9 +28,9 @@ pub const SYSTEM_CREATOR: &str = "system";
 pub struct ControlPlane {
     store: Arc<dyn Store>,
     registry: Registry,
-    /// Held by every update from its append to its swap, and by every catch-up: the
-    /// registry takes the log's events in the log's order. It holds the last one applied.
-    writer: Mutex<Applied>,
+    /// The last event applied. Held around every swap, never across a call to the store:
+    /// the registry takes the log's events in the log's order.
+    applied: Mutex<Applied>,
 }
 
 impl ControlPlane {
@@ -104,7 +106,7 @@ impl ControlPlane {
         Ok(ControlPlane {
             store,
             registry: Registry::new(instance),
-            writer: Mutex::new(applied),
+            applied: Mutex::new(applied),
         })
     }
 
@@ -141,7 +143,6 @@ impl ControlPlane {
     ) -> Result<Arc<Snapshot>, StoreError> {
         let generator_type = config.generator_type();
         let instance = self.instance();
-        let mut applied = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let now = truncate_to_micros(SystemTime::now());
         let event = NewEvent {
             event_type: EventType::Changed,
@@ -149,61 +150,86 @@ impl ControlPlane {
             created_at: now,
             creator: creator.to_owned(),
         };
-        // The store compares with the type's last configuration in the log, inside its
-        // transaction (this process's view may be behind another replica's change): an equal
-        // one writes nothing.
+        // The store numbers the event and compares it with the type's last configuration in
+        // the log, inside its transaction (this process's view may be behind another
+        // replica's change): an equal one writes nothing. No lock of ours is held while the
+        // store works, so a slow or unreachable store delays no one but this caller.
         let stored = self
             .store
             .append(instance.id(), std::slice::from_ref(&event))?;
-        match stored.first() {
-            Some(written) if written.sequence == applied.sequence + 1 => {
-                let current = instance.snapshot(generator_type);
-                let snapshot = Snapshot::new(
-                    event.config,
-                    Version {
-                        sequence: written.sequence,
-                        creation_date: current.version().creation_date,
-                        change_date: now,
-                    },
-                );
-                instance.replace(snapshot);
+        let Some(written) = stored.first() else {
+            self.catch_up()?;
+            return Ok(instance.snapshot(generator_type));
+        };
+        let mine = |current: &Snapshot| {
+            Snapshot::new(
+                event.config.clone(),
+                Version {
+                    sequence: written.sequence,
+                    creation_date: current.version().creation_date,
+                    change_date: now,
+                },
+            )
+        };
+        {
+            let mut applied = self.lock();
+            if written.sequence == applied.sequence + 1 {
+                // The common case: the next event of the log. Swap it in now.
+                instance.replace(mine(&instance.snapshot(generator_type)));
                 *applied = Applied {
                     sequence: written.sequence,
                     hash: written.hash,
                 };
-            }
-            // Written after events of other replicas that this one has not applied yet, or
-            // not written at all: apply the log up to its end, this change included, in order.
-            _ => {
-                self.apply_log(&mut applied)?;
+                return Ok(instance.snapshot(generator_type));
             }
         }
-        Ok(instance.snapshot(generator_type))
+        // Other events came first (another replica's, or a concurrent update's): apply the
+        // log, in order, until this one is in.
+        for _ in 0..3 {
+            if self.applied_sequence() >= written.sequence {
+                break;
+            }
+            self.catch_up()?;
+        }
+        if self.applied_sequence() < written.sequence {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "event {} was written but cannot be read back from the log",
+                    written.sequence
+                ),
+            ));
+        }
+        let live = instance.snapshot(generator_type);
+        if live.version().sequence == written.sequence {
+            Ok(live)
+        } else {
+            // A later change of the same type is already live; answer with this one's.
+            Ok(Arc::new(mine(&live)))
+        }
     }
 
     /// Applies the events appended to the log since the last one this process applied (by
-    /// other replicas), in order, each swapped in whole; returns what it applied. Writers and
-    /// this wait for each other; generation never waits for either.
+    /// other replicas or concurrent updates), in order, each swapped in whole; returns what
+    /// it applied. The log is read without holding the lock that orders the swaps, so a slow
+    /// store never makes a writer wait; generation never waits for either.
     pub fn catch_up(&self) -> Result<Vec<AppliedEvent>, StoreError> {
-        let mut applied = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply_log(&mut applied)
-    }
-
-    /// The sequence of the last event applied.
-    pub fn applied_sequence(&self) -> u64 {
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sequence
-    }
-
-    fn apply_log(&self, applied: &mut Applied) -> Result<Vec<AppliedEvent>, StoreError> {
-        let instance = self.instance();
+        let from = *self.lock();
         let events = self
             .store
-            .events_after(instance.id(), applied.sequence, &applied.hash)?;
-        let mut done = Vec::with_capacity(events.len());
+            .events_after(self.instance().id(), from.sequence, &from.hash)?;
+        let mut applied = self.lock();
+        let instance = self.instance();
+        let mut done = Vec::new();
+        // Events are chained from `from`; those at or below what was applied meanwhile are
+        // the same events, already live.
         for event in events {
+            if event.sequence <= applied.sequence {
+                continue;
+            }
+            if event.sequence != applied.sequence + 1 {
+                return Err(bad_event(&event, "does not follow the last event applied"));
+            }
             let config = GeneratorConfig::new(&event.config)
                 .map_err(|e| bad_event(&event, &format!("holds a refused configuration: {e}")))?;
             let creation_date = match event.event_type {
@@ -234,6 +260,15 @@ impl ControlPlane {
             });
         }
         Ok(done)
+    }
+
+    /// The sequence of the last event applied.
+    pub fn applied_sequence(&self) -> u64 {
+        self.lock().sequence
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

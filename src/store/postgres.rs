@@ -173,7 +173,7 @@ impl PostgresStore {
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
-            .application_name("secretgen");
+            .application_name(format!("secretgen {}", std::process::id()));
         let name = describe(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

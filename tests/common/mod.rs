@@ -26,3 +26,6 @@ pub fn assert_check_passes(data_dir: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+pub mod pg;
+pub mod proxy;
