@@ -1,7 +1,8 @@
 //! Durability under SIGKILL: a child process applies updates in a loop, printing each one
 //! the store acknowledged; it is killed at a random moment. After reopening, every
 //! acknowledged update must be in the log, the log must replay, and its sequences must run
-//! without gaps. Repeated on one data directory, so each round also recovers from the last.
+//! without gaps. Repeated on one data directory, so each round also recovers from the last;
+//! and the same on a PostgreSQL database (when the tests have one, see `common/pg.rs`).
 
 mod common;
 
@@ -14,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use secretgen::store::{PostgresOptions, PostgresStore};
 use secretgen::{ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, SqliteStore, Store};
 
 /// Tells the child test where its data directory is.
 const CHILD_DIR: &str = "SECRETGEN_CRASH_CHILD_DIR";
+/// Or its PostgreSQL database.
+const CHILD_DATABASE: &str = "SECRETGEN_CRASH_CHILD_DATABASE";
 const ROUNDS: usize = 25;
 
 /// The configuration of update number `n`: each one differs from the one before it.
@@ -40,10 +44,13 @@ fn update_config(n: u64) -> (GeneratorType, ConfigDraft) {
 /// It does nothing when run as an ordinary test.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
+    let store: Arc<dyn Store> = if let Ok(dir) = std::env::var(CHILD_DIR) {
+        Arc::new(SqliteStore::open(Path::new(&dir)).expect("child opens the store"))
+    } else if let Ok(url) = std::env::var(CHILD_DATABASE) {
+        Arc::new(PostgresStore::connect(&url, PostgresOptions::default()).expect("child connects"))
+    } else {
         return;
     };
-    let store = Arc::new(SqliteStore::open(Path::new(&dir)).expect("child opens the store"));
     let control = ControlPlane::open(store, None).expect("child replays the log");
     let start: u64 = std::env::var("SECRETGEN_CRASH_FIRST")
         .unwrap()
@@ -63,20 +70,72 @@ fn crash_child() {
 #[test]
 fn every_acknowledged_update_survives_sigkill() {
     let dir = common::private_dir();
+    let acked = kill_rounds(
+        ROUNDS,
+        &|child| {
+            child.env(CHILD_DIR, dir.path());
+        },
+        &|| Arc::new(SqliteStore::open(dir.path()).expect("reopen after SIGKILL")),
+        // The files as the kill left them, with the WAL's header damaged and the shared
+        // index gone: the store must refuse them or hold every acknowledged update, never
+        // start over.
+        &|acked, round| damaged_wal_image_holds_or_refuses(dir.path(), acked, round),
+    );
+    assert!(
+        acked > ROUNDS * 2,
+        "too few updates to mean anything: {acked}"
+    );
+    common::assert_check_passes(dir.path());
+}
+
+#[test]
+fn every_acknowledged_update_survives_sigkill_on_postgresql() {
+    let Some(db) = common::pg::TestDatabase::create("crash on PostgreSQL") else {
+        return;
+    };
+    let rounds = 15;
+    let acked = kill_rounds(
+        rounds,
+        &|child| {
+            child.env(CHILD_DATABASE, db.url());
+        },
+        &|| {
+            Arc::new(
+                PostgresStore::connect(db.url(), PostgresOptions::default())
+                    .expect("reconnect after SIGKILL"),
+            )
+        },
+        &|_, _| {},
+    );
+    assert!(
+        acked > rounds * 2,
+        "too few updates to mean anything: {acked}"
+    );
+}
+
+/// `rounds` times: runs the child (set up by `child_env`), kills it a random while into its
+/// updates, calls `after_kill`, reopens the store with `open` and checks that every
+/// acknowledged update is in the log. Returns how many updates were acknowledged.
+fn kill_rounds(
+    rounds: usize,
+    child_env: &dyn Fn(&mut Command),
+    open: &dyn Fn() -> Arc<dyn Store>,
+    after_kill: &dyn Fn(&[(u64, u64)], usize),
+) -> usize {
     let exe = std::env::current_exe().unwrap();
     let mut rng = StdRng::seed_from_u64(0x5ec2e7);
     let mut next = 0u64;
     let mut acked: Vec<(u64, u64)> = Vec::new();
     let mut total_lost_in_flight = 0;
-    for round in 0..ROUNDS {
-        let mut child = Command::new(&exe)
+    for round in 0..rounds {
+        let mut command = Command::new(&exe);
+        command
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, dir.path())
             .env("SECRETGEN_CRASH_FIRST", next.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        child_env(&mut command);
+        let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
@@ -111,15 +170,12 @@ fn every_acknowledged_update_survives_sigkill() {
         acked.extend(rx.try_iter());
         next = acked.last().unwrap().1 + 1;
 
-        // The files as the kill left them, with the WAL's header damaged and the shared
-        // index gone: the store must refuse them or hold every acknowledged update, never
-        // start over.
-        damaged_wal_image_holds_or_refuses(dir.path(), &acked, round);
+        after_kill(&acked, round);
 
         // Reopen: the log must replay and hold every acknowledged update.
-        let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen after SIGKILL"));
-        let control = ControlPlane::open(Arc::clone(&store) as Arc<dyn Store>, None)
-            .expect("the log replays after SIGKILL");
+        let store = open();
+        let control =
+            ControlPlane::open(Arc::clone(&store), None).expect("the log replays after SIGKILL");
         let events = store.events(control.instance().id()).unwrap();
         let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
         assert_eq!(
@@ -158,17 +214,12 @@ fn every_acknowledged_update_survives_sigkill() {
             assert_eq!(control.get(t).version().sequence, last.sequence);
         }
     }
-    assert!(
-        acked.len() > ROUNDS * 2,
-        "too few updates to mean anything: {}",
-        acked.len()
-    );
     eprintln!(
-        "{ROUNDS} SIGKILLs, {} acknowledged updates all found, {total_lost_in_flight} \
+        "{rounds} SIGKILLs, {} acknowledged updates all found, {total_lost_in_flight} \
          stored in flight",
         acked.len()
     );
-    common::assert_check_passes(dir.path());
+    acked.len()
 }
 
 /// A copy of the store in `dir` (just killed) whose WAL header is noise and whose shared
