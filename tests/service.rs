@@ -56,6 +56,9 @@ impl Store for Gated {
     fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
         self.inner.instances()
     }
+    fn sole_writer(&self) -> bool {
+        self.inner.sole_writer()
+    }
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
         self.inner.token_by_hash(hash)
     }

@@ -429,6 +429,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Whether the store answers and is still the store it was opened as.
     fn check(&self) -> Result<(), StoreError>;
 
+    /// Whether this handle is the only process that appends to the log (the embedded
+    /// store's writer): then the live configurations are the log's last ones, and an update
+    /// equal to one is known to change nothing without asking the store.
+    fn sole_writer(&self) -> bool {
+        false
+    }
+
     /// The instances that have events.
     fn instances(&self) -> Result<Vec<InstanceId>, StoreError>;
 

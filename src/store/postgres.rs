@@ -790,7 +790,21 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    /// What the last contact with the database showed (the listener pings it every few
+    /// seconds, and every operation counts), without waiting for it: `/readyz` asks, and
+    /// must answer at once when the database does not. Asked before anything was known, it
+    /// asks the database.
     fn check(&self) -> Result<(), StoreError> {
+        match self.reachability.state.load(Ordering::Acquire) {
+            1 => return Ok(()),
+            2 => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("{} did not answer the last time it was asked", self.name()),
+                ));
+            }
+            _ => {}
+        }
         self.run("cannot reach", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             client.simple_query("SELECT 1").await.map_err(sql)?;

@@ -813,6 +813,10 @@ impl Store for SqliteStore {
         self.instance_ids()
     }
 
+    fn sole_writer(&self) -> bool {
+        self.mode == Mode::Writer
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         let inner = self.inner();
         self.verify_file(&inner)?;
