@@ -113,6 +113,9 @@ fn every_acknowledged_update_survives_sigkill_on_postgresql() {
     );
 }
 
+/// Acknowledged updates: (sequence, update number).
+type Acks = [(u64, u64)];
+
 /// `rounds` times: runs the child (set up by `child_env`), kills it a random while into its
 /// updates, calls `after_kill`, reopens the store with `open` and checks that every
 /// acknowledged update is in the log. Returns how many updates were acknowledged.
@@ -120,7 +123,7 @@ fn kill_rounds(
     rounds: usize,
     child_env: &dyn Fn(&mut Command),
     open: &dyn Fn() -> Arc<dyn Store>,
-    after_kill: &dyn Fn(&[(u64, u64)], usize),
+    after_kill: &dyn Fn(&Acks, usize),
 ) -> usize {
     let exe = std::env::current_exe().unwrap();
     let mut rng = StdRng::seed_from_u64(0x5ec2e7);
