@@ -639,6 +639,59 @@ mod tests {
     }
 
     #[test]
+    fn events_that_change_nothing_are_left_out_of_an_append() {
+        let instance = InstanceId::new("1").unwrap();
+        let event = |event_type, length| {
+            let mut draft = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
+            draft.length = length;
+            NewEvent {
+                event_type,
+                config: GeneratorConfig::new(&draft).unwrap(),
+                created_at: SystemTime::UNIX_EPOCH,
+                creator: "test".to_owned(),
+            }
+        };
+        let payload = |length| {
+            StoredEvent::encode(&instance, 1, &GENESIS, &event(EventType::Changed, length)).payload
+        };
+        let none = std::collections::HashMap::from([(GeneratorType::OtpSms, None)]);
+        let eight = std::collections::HashMap::from([(GeneratorType::OtpSms, Some(payload(8)))]);
+        let last = (4, [7; 32]);
+        // An `added` event only for a type without one.
+        assert_eq!(
+            rows_to_append(&instance, last, &none, &[event(EventType::Added, 8)]).len(),
+            1
+        );
+        assert!(rows_to_append(&instance, last, &eight, &[event(EventType::Added, 8)]).is_empty());
+        // A `changed` event only when it differs from the last configuration, in the batch too.
+        assert!(
+            rows_to_append(&instance, last, &eight, &[event(EventType::Changed, 8)]).is_empty()
+        );
+        let rows = rows_to_append(
+            &instance,
+            last,
+            &eight,
+            &[
+                event(EventType::Changed, 9),
+                event(EventType::Changed, 9),
+                event(EventType::Changed, 8),
+            ],
+        );
+        let sequences: Vec<i64> = rows.iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, [5, 6]);
+        // Numbered after `last` and chained from its hash.
+        assert_eq!(rows[0].hash, chain_hash(&[7; 32], &rows[0].as_event_row()));
+        assert_eq!(
+            rows[1].hash,
+            chain_hash(&rows[0].hash, &rows[1].as_event_row())
+        );
+        verify_chain(&rows, last, &|why| {
+            StoreError::new(StoreErrorKind::Corrupt, why)
+        })
+        .unwrap();
+    }
+
+    #[test]
     fn a_payload_gives_back_the_configuration() {
         for t in GeneratorType::ALL {
             let config = GeneratorConfig::default_for(t);
