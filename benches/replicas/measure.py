@@ -79,4 +79,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, http.client.HTTPException, KeyboardInterrupt) as e:
+        sys.exit(f"measure.py stopped: {e!r}")
