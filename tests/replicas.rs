@@ -166,6 +166,14 @@ fn sequence(details: &Value) -> u64 {
         .unwrap()
 }
 
+/// A database of the test's own and `n` replicas on it; `None` when the tests have no
+/// PostgreSQL (the test is then skipped).
+fn replicas(test: &str, n: usize) -> Option<(TestDatabase, Vec<Replica>)> {
+    let db = TestDatabase::create(test)?;
+    let replicas = (0..n).map(|_| Replica::start(db.url())).collect();
+    Some((db, replicas))
+}
+
 /// Waits up to `limit` for `done`, polling every 5 ms; how long it took, or `None`.
 fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -236,10 +244,9 @@ fn replicas_starting_together_on_an_empty_database_make_one_store() {
 
 #[test]
 fn a_change_on_any_replica_is_served_by_every_other_within_the_deadline() {
-    let Some(db) = TestDatabase::create("a_change_on_any_replica") else {
+    let Some((_db, replicas)) = replicas("a_change_on_any_replica", 3) else {
         return;
     };
-    let replicas: Vec<Replica> = (0..3).map(|_| Replica::start(db.url())).collect();
     for (round, length) in [7, 9, 11, 6, 12, 10].into_iter().enumerate() {
         let writer = &replicas[round % 3];
         let sequence = writer.set_length(length);
@@ -265,10 +272,9 @@ fn super_sequence(generator: &Value) -> u64 {
 
 #[test]
 fn concurrent_changes_on_different_replicas_get_distinct_sequences_and_all_converge() {
-    let Some(db) = TestDatabase::create("concurrent_changes") else {
+    let Some((db, replicas)) = replicas("concurrent_changes", 3) else {
         return;
     };
-    let replicas: Vec<Replica> = (0..3).map(|_| Replica::start(db.url())).collect();
     let answered: Vec<(u32, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = replicas
             .iter()
@@ -314,11 +320,10 @@ fn concurrent_changes_on_different_replicas_get_distinct_sequences_and_all_conve
 
 #[test]
 fn a_put_that_changes_nothing_writes_nothing_even_when_another_replica_is_behind() {
-    let Some(db) = TestDatabase::create("a_put_that_changes_nothing") else {
+    let Some((db, mut two)) = replicas("a_put_that_changes_nothing", 2) else {
         return;
     };
-    let a = Replica::start(db.url());
-    let b = Replica::start(db.url());
+    let (b, a) = (two.pop().unwrap(), two.pop().unwrap());
     let first = a.set_length(9);
     within(Duration::from_secs(5), || {
         super_sequence(&b.otp_sms()) == first
@@ -332,11 +337,10 @@ fn a_put_that_changes_nothing_writes_nothing_even_when_another_replica_is_behind
 
 #[test]
 fn a_replica_whose_connections_are_terminated_catches_up() {
-    let Some(db) = TestDatabase::create("connections_terminated") else {
+    let Some((db, mut two)) = replicas("connections_terminated", 2) else {
         return;
     };
-    let a = Replica::start(db.url());
-    let b = Replica::start(db.url());
+    let (b, a) = (two.pop().unwrap(), two.pop().unwrap());
     let mut client = db.client();
     let terminated: i64 = client
         .query_one(
@@ -456,11 +460,10 @@ fn ureq_text(r: &Replica, path: &str) -> String {
 
 #[test]
 fn a_replica_killed_and_restarted_serves_the_latest_change() {
-    let Some(db) = TestDatabase::create("killed_and_restarted") else {
+    let Some((db, mut two)) = replicas("killed_and_restarted", 2) else {
         return;
     };
-    let a = Replica::start(db.url());
-    let b = Replica::start(db.url());
+    let (b, a) = (two.pop().unwrap(), two.pop().unwrap());
     drop(b); // SIGKILL
     let sequence = a.set_length(6);
     let b = Replica::start(db.url());
@@ -470,10 +473,9 @@ fn a_replica_killed_and_restarted_serves_the_latest_change() {
 
 #[test]
 fn a_token_created_with_database_url_works_on_every_replica() {
-    let Some(db) = TestDatabase::create("token_on_every_replica") else {
+    let Some((db, replicas)) = replicas("token_on_every_replica", 3) else {
         return;
     };
-    let replicas: Vec<Replica> = (0..3).map(|_| Replica::start(db.url())).collect();
     let out = Command::new(BIN)
         .args(["token", "create", "--name", "deploy-bot"])
         .args([

@@ -552,6 +552,34 @@ impl SqliteStore {
         result
     }
 
+    /// Inserts `token`'s row with `values` (a `VALUES` or `SELECT` clause over `?1` to
+    /// `?5`); returns whether a row was inserted.
+    fn insert_token(&self, token: &TokenRecord, values: &str) -> Result<bool, StoreError> {
+        self.require_mode(&[Mode::Writer, Mode::Shared], "add a token")?;
+        self.write(|conn| {
+            let result = conn.execute(
+                &format!("INSERT INTO tokens (id, name, hash, permissions, created_at) {values}"),
+                rusqlite::params![
+                    token.id,
+                    token.name,
+                    hex(&token.hash),
+                    token.permissions.join(","),
+                    to_micros(token.created_at),
+                ],
+            );
+            match result {
+                Ok(n) => Ok(n == 1),
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    Err(StoreError::new(
+                        StoreErrorKind::Refused,
+                        "a token with this id or hash is already stored",
+                    ))
+                }
+                Err(e) => Err(sql_error(&self.path, "cannot write", e)),
+            }
+        })
+    }
+
     /// Every event row of every instance as stored, each instance's chain verified: what
     /// `secretgen migrate` copies.
     pub fn export_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
@@ -706,50 +734,15 @@ impl Store for SqliteStore {
     }
 
     fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.require_mode(&[Mode::Writer, Mode::Shared], "add a token")?;
-        self.write(|conn| {
-            let result = conn.execute(
-                "INSERT INTO tokens (id, name, hash, permissions, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![
-                    token.id,
-                    token.name,
-                    hex(&token.hash),
-                    token.permissions.join(","),
-                    to_micros(token.created_at),
-                ],
-            );
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                    Err(StoreError::new(
-                        StoreErrorKind::Refused,
-                        "a token with this id or hash is already stored",
-                    ))
-                }
-                Err(e) => Err(sql_error(&self.path, "cannot write", e)),
-            }
-        })
+        self.insert_token(token, "VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map(|_| ())
     }
 
     fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        self.require_mode(&[Mode::Writer, Mode::Shared], "add a token")?;
-        self.write(|conn| {
-            let added = conn
-                .execute(
-                    "INSERT INTO tokens (id, name, hash, permissions, created_at) \
-                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
-                    rusqlite::params![
-                        token.id,
-                        token.name,
-                        hex(&token.hash),
-                        token.permissions.join(","),
-                        to_micros(token.created_at),
-                    ],
-                )
-                .map_err(|e| sql_error(&self.path, "cannot write", e))?;
-            Ok(added == 1)
-        })
+        self.insert_token(
+            token,
+            "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+        )
     }
 
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
