@@ -72,6 +72,27 @@ struct CheckArgs {
 enum TokenCommand {
     /// Create a token, store its hash and print it, once, alone on standard output.
     Create(TokenCreateArgs),
+    /// List the tokens: id, name, permissions, creation and expiry; never a token or a hash.
+    List(TokenListArgs),
+    /// Revoke a token by its id; a server running on the store refuses it at once.
+    Revoke(TokenRevokeArgs),
+}
+
+/// `secretgen token list`.
+#[derive(Debug, Args)]
+struct TokenListArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// `secretgen token revoke ID`.
+#[derive(Debug, Args)]
+struct TokenRevokeArgs {
+    /// The token's id (`tok_…`, as `token list` shows it).
+    #[arg(value_name = "ID")]
+    id: String,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// `secretgen serve`.
@@ -211,6 +232,9 @@ struct TokenCreateArgs {
     /// Comma-separated: iam.read, iam.write, codes.generate.
     #[arg(long)]
     permissions: String,
+    /// How long the token lives, in whole seconds (`86400s`); it never expires without.
+    #[arg(long, value_name = "DURATION")]
+    expiry: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -266,6 +290,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Generate(args) => generate(&args),
         Command::Token(TokenCommand::Create(args)) => token_create(&args),
+        Command::Token(TokenCommand::List(args)) => token_list(&args),
+        Command::Token(TokenCommand::Revoke(args)) => token_revoke(&args),
         Command::Backup(args) => backup(&args),
         Command::Check(args) => check(&args),
         Command::Migrate(args) => migrate(&args),
@@ -456,6 +482,11 @@ fn stored_configuration(
 fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
     let permissions = Permission::parse_list(&args.permissions)?;
     token::check_name(&args.name)?;
+    let expires_in = args
+        .expiry
+        .as_deref()
+        .map(token::parse_expiry)
+        .transpose()?;
     let store: Arc<dyn Store> = match &args.store.database_url {
         Some(url) => {
             let store: Arc<dyn Store> =
@@ -482,7 +513,7 @@ fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
         }
     };
     let token = Token::generate()?;
-    let record = token::record(&token, &args.name, &permissions)?;
+    let record = token::record(&token, &args.name, &permissions, expires_in)?;
     store.add_token(&record)?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}", token.expose())
@@ -491,6 +522,62 @@ fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
             what: "the token was stored but could not be printed",
             source,
         })
+}
+
+/// The store of a token command that changes nothing but tokens: an existing one, beside a
+/// running server if there is one.
+fn existing_store(store: &StoreArgs) -> Result<Arc<dyn Store>, CliError> {
+    Ok(match &store.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url, PostgresOptions::default())?),
+        None => {
+            let dir = &store.data_dir.path;
+            match SqliteStore::open(dir) {
+                Ok(store) => Arc::new(store),
+                Err(e) if e.kind() == StoreErrorKind::Locked => {
+                    Arc::new(SqliteStore::open_shared(dir)?)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+}
+
+/// `secretgen token list`: one line per token, oldest first.
+fn token_list(args: &TokenListArgs) -> Result<(), CliError> {
+    let store: Arc<dyn Store> = match &args.store.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url, PostgresOptions::default())?),
+        None => Arc::new(SqliteStore::open_read_only(&args.store.data_dir.path)?),
+    };
+    let mut tokens = store.tokens()?;
+    tokens.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let mut out = io::stdout().lock();
+    let time = |t: std::time::SystemTime| humantime::format_rfc3339_micros(t).to_string();
+    for t in tokens {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\tcreated {}\t{}",
+            t.id,
+            t.name,
+            t.permissions.join(","),
+            time(t.created_at),
+            t.expires_at
+                .map_or("never expires".to_owned(), |at| format!(
+                    "expires {}",
+                    time(at)
+                ))
+        );
+    }
+    Ok(())
+}
+
+/// `secretgen token revoke ID`.
+fn token_revoke(args: &TokenRevokeArgs) -> Result<(), CliError> {
+    let store = existing_store(&args.store)?;
+    if !store.remove_token(&args.id)? {
+        return Err(CliError::Incomplete(format!("no token {:?}", args.id)));
+    }
+    let _ = writeln!(io::stdout().lock(), "revoked {}", args.id);
+    Ok(())
 }
 
 /// `secretgen backup`: a consistent copy of the store, checked before it takes its name.

@@ -55,13 +55,19 @@ pub enum Route {
     Metrics,
     /// `/openapi.json`.
     OpenApi,
+    /// `POST /admin/v1/tokens`.
+    Tokens,
+    /// `POST /admin/v1/tokens/_search`.
+    TokenSearch,
+    /// `DELETE /admin/v1/tokens/{id}`.
+    Token,
     /// No route matched the path: `unmatched`.
     Unmatched,
 }
 
 impl Route {
     /// Every value, in label-table order.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 11] = [
         Route::Search,
         Route::Generator,
         Route::Generate,
@@ -69,6 +75,9 @@ impl Route {
         Route::Readyz,
         Route::Metrics,
         Route::OpenApi,
+        Route::Tokens,
+        Route::TokenSearch,
+        Route::Token,
         Route::Unmatched,
     ];
 
@@ -82,6 +91,9 @@ impl Route {
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.json",
+            Route::Tokens => "/admin/v1/tokens",
+            Route::TokenSearch => "/admin/v1/tokens/_search",
+            Route::Token => "/admin/v1/tokens/{id}",
             Route::Unmatched => "unmatched",
         }
     }
@@ -223,6 +235,8 @@ pub struct Metrics {
     kept: Box<[OnceLock<Series>]>,
     log_lines_dropped: Counter,
     applied_sequence: Gauge,
+    tokens_created: Counter,
+    tokens_revoked: Counter,
     store_up: Gauge,
     reconnects: Counter,
     propagation: Histogram,
@@ -366,6 +380,18 @@ impl Metrics {
             "Sequence of the last event of the log this server applied",
             applied_sequence.clone(),
         );
+        let tokens_created = Counter::default();
+        registry.register(
+            "tokens_created",
+            "Tokens created through the API",
+            tokens_created.clone(),
+        );
+        let tokens_revoked = Counter::default();
+        registry.register(
+            "tokens_revoked",
+            "Tokens revoked through the API",
+            tokens_revoked.clone(),
+        );
         let store_up = Gauge::default();
         store_up.set(1);
         registry.register(
@@ -396,10 +422,22 @@ impl Metrics {
             kept: (0..KEPT).map(|_| OnceLock::new()).collect(),
             log_lines_dropped,
             applied_sequence,
+            tokens_created,
+            tokens_revoked,
             store_up,
             reconnects,
             propagation,
         }
+    }
+
+    /// A token was created through the API.
+    pub fn token_created(&self) {
+        self.tokens_created.inc();
+    }
+
+    /// A token was revoked through the API.
+    pub fn token_revoked(&self) {
+        self.tokens_revoked.inc();
     }
 
     /// Whether the store answers.

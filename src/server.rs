@@ -302,7 +302,7 @@ fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, S
             true,
         ),
     };
-    let record = token::record(&token, BOOTSTRAP_TOKEN_NAME, &Permission::ALL)?;
+    let record = token::record(&token, BOOTSTRAP_TOKEN_NAME, &Permission::ALL, None)?;
     // Replicas starting together on an empty database: only the first stores its token.
     if !store.add_first_token(&record)? {
         warn_if_not_stored(store, (!shown).then_some(&token))?;

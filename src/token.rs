@@ -6,7 +6,7 @@
 //! [`crate::service::tokens`] for why no constant-time comparison is needed).
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -25,6 +25,9 @@ const RANDOM_CHARS: i64 = 43;
 
 /// The longest token name.
 pub const MAX_NAME_LEN: usize = 200;
+
+/// The longest a token may live: 999,999,999 s (nearly 32 years), nine digits.
+pub const MAX_EXPIRY: Duration = Duration::from_secs(999_999_999);
 
 /// What a token allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,6 +104,23 @@ pub enum TokenError {
     /// The operating system's random source failed.
     #[error("the operating system's random source failed")]
     Entropy,
+    /// An expiry that is not a duration of whole seconds from 1 s to [`MAX_EXPIRY`].
+    #[error(
+        "a token's expiry is a duration of whole seconds such as \"86400s\", from 1s to \
+         999999999s"
+    )]
+    Expiry,
+}
+
+/// A token's lifetime from its protobuf JSON duration (`"86400s"`): whole seconds, 1 s to
+/// [`MAX_EXPIRY`].
+pub fn parse_expiry(text: &str) -> Result<Duration, TokenError> {
+    match crate::expiry::parse_duration(text) {
+        Some((false, Some(d))) if d.subsec_nanos() == 0 && d.as_secs() >= 1 && d <= MAX_EXPIRY => {
+            Ok(d)
+        }
+        _ => Err(TokenError::Expiry),
+    }
 }
 
 /// A token in clear: shown once to whoever created it, never stored, never logged.
@@ -167,11 +187,12 @@ pub fn check_name(name: &str) -> Result<(), TokenError> {
     Ok(())
 }
 
-/// The record to store for `token`.
+/// The record to store for `token`, which expires `expires_in` from now (never when `None`).
 pub fn record(
     token: &Token,
     name: &str,
     permissions: &[Permission],
+    expires_in: Option<Duration>,
 ) -> Result<TokenRecord, TokenError> {
     check_name(name)?;
     if permissions.is_empty() {
@@ -179,12 +200,14 @@ pub fn record(
     }
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|_| TokenError::Entropy)?;
+    let created_at = truncate_to_micros(SystemTime::now());
     Ok(TokenRecord {
         id: format!("tok_{:016x}", u64::from_le_bytes(id)),
         name: name.to_owned(),
         hash: token.hash(),
         permissions: permissions.iter().map(|p| p.name().to_owned()).collect(),
-        created_at: truncate_to_micros(SystemTime::now()),
+        created_at,
+        expires_at: expires_in.map(|d| created_at + d),
     })
 }
 
@@ -228,6 +251,16 @@ mod tests {
     }
 
     #[test]
+    fn expiries_are_whole_seconds_up_to_nine_digits() {
+        assert_eq!(parse_expiry("86400s"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_expiry("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_expiry("999999999s"), Ok(MAX_EXPIRY));
+        for bad in ["0s", "1.5s", "-5s", "1000000000s", "86400", "1d", ""] {
+            assert_eq!(parse_expiry(bad), Err(TokenError::Expiry), "{bad}");
+        }
+    }
+
+    #[test]
     fn names_and_given_tokens_are_checked() {
         assert_eq!(check_name("ci"), Ok(()));
         assert_eq!(check_name(" "), Err(TokenError::NameLength));
@@ -243,7 +276,7 @@ mod tests {
             TokenError::GivenShape
         );
         assert_eq!(
-            record(&Token::generate().unwrap(), "ci", &[]).unwrap_err(),
+            record(&Token::generate().unwrap(), "ci", &[], None).unwrap_err(),
             TokenError::NoPermission
         );
     }

@@ -501,6 +501,42 @@ fn a_token_created_with_database_url_works_on_every_replica() {
 }
 
 #[test]
+fn a_token_revoked_on_one_replica_is_refused_by_every_replica_within_a_second() {
+    let Some((_db, replicas)) = replicas("revoked_on_one_replica", 3) else {
+        return;
+    };
+    let (status, made) = replicas[0].call(
+        "POST",
+        "/admin/v1/tokens",
+        Some(r#"{"name": "leaked", "permissions": ["codes.generate"]}"#),
+    );
+    assert_eq!(status, 200, "{made}");
+    let token = made["token"].as_str().unwrap();
+    let id = made["id"].as_str().unwrap();
+    for r in &replicas {
+        let works = within(Duration::from_secs(1), || {
+            r.call_with("POST", "/v1/codes/OTP_SMS/_generate", token, None)
+                .0
+                == 200
+        });
+        assert!(works.is_some(), "a new token works on every replica");
+    }
+    let (status, body) = replicas[1].call("DELETE", &format!("/admin/v1/tokens/{id}"), None);
+    assert_eq!(status, 200, "{body}");
+    for (i, r) in replicas.iter().enumerate() {
+        let refused = within(Duration::from_secs(1), || {
+            r.call_with("POST", "/v1/codes/OTP_SMS/_generate", token, None)
+                .0
+                == 401
+        });
+        assert!(
+            refused.is_some(),
+            "replica {i} still accepts the revoked token"
+        );
+    }
+}
+
+#[test]
 fn commands_work_on_the_database() {
     let Some(db) = TestDatabase::create("commands_on_the_database") else {
         return;

@@ -53,6 +53,9 @@ impl Store for Gated {
     fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
         self.inner.add_first_token(token)
     }
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.remove_token(id)
+    }
     fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
         self.inner.instances()
     }
@@ -112,7 +115,7 @@ fn setup(rate_limit: Option<u32>) -> Setup {
 fn add_token(store: &dyn Store, name: &str, permissions: &[Permission]) -> Token {
     let token = Token::generate().unwrap();
     store
-        .add_token(&token::record(&token, name, permissions).unwrap())
+        .add_token(&token::record(&token, name, permissions, None).unwrap())
         .unwrap();
     token
 }

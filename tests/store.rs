@@ -192,6 +192,11 @@ fn sample_token(n: u8) -> secretgen::store::TokenRecord {
         hash: [n; 32],
         permissions: vec!["iam.read".into(), "codes.generate".into()],
         created_at: secretgen::store::truncate_to_micros(std::time::SystemTime::now()),
+        // Every other token expires, so that expiry is read back both ways.
+        expires_at: (n % 2 == 1).then(|| {
+            secretgen::store::truncate_to_micros(std::time::SystemTime::now())
+                + std::time::Duration::from_secs(3600)
+        }),
     }
 }
 
@@ -209,8 +214,41 @@ fn token_hashes_are_kept_and_found() {
     }
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(store.token_count().unwrap(), 1);
-    assert_eq!(store.token_by_hash(&[7; 32]).unwrap(), Some(token));
+    assert_eq!(store.token_by_hash(&[7; 32]).unwrap(), Some(token.clone()));
     assert_eq!(store.token_by_hash(&[8; 32]).unwrap(), None);
+    let never = sample_token(8);
+    store.add_token(&never).unwrap();
+    assert_eq!(store.tokens().unwrap().len(), 2);
+    assert!(store.remove_token(&token.id).unwrap());
+    assert!(!store.remove_token(&token.id).unwrap(), "gone once revoked");
+    assert_eq!(store.tokens().unwrap(), [never]);
+}
+
+#[test]
+fn a_store_of_schema_version_2_gets_token_expiry_from_its_writer() {
+    let dir = common::private_dir();
+    let token = sample_token(4);
+    {
+        let control = open(dir.path());
+        control.store().add_token(&token).unwrap();
+    }
+    edit(
+        dir.path(),
+        "ALTER TABLE tokens DROP COLUMN expires_at; \
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    );
+    let err = SqliteStore::open_read_only(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("schema version 2"), "{err}");
+    drop(open(dir.path()));
+    let reader = SqliteStore::open_read_only(dir.path()).unwrap();
+    let tokens = reader.tokens().unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].id, token.id);
+    assert_eq!(
+        tokens[0].expires_at, None,
+        "a version 2 token never expires"
+    );
+    common::assert_check_passes(dir.path());
 }
 
 #[test]

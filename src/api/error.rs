@@ -220,6 +220,7 @@ impl From<service::Error> for ApiError {
                     .map(|v| Violation::new(json_name(v.subject), v.description))
                     .collect(),
             ),
+            E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, GrpcCode::NotFound, message),
             E::Unavailable(_) => ApiError::unavailable(message),
             E::Internal(_) => ApiError::internal(message),
         }
@@ -232,6 +233,9 @@ pub fn json_name(subject: Subject) -> &'static str {
     match subject {
         Subject::Config(field) => field.name(),
         Subject::Count => "count",
+        Subject::TokenName => "name",
+        Subject::TokenPermissions => "permissions",
+        Subject::TokenExpiry => "expiry",
     }
 }
 

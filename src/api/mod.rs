@@ -24,7 +24,9 @@ pub use error::{ApiError, Violation};
 
 use crate::generator_type::GeneratorType;
 use crate::metrics::{self, Route};
-use crate::service::{GenerateCodes, ReadGenerators, Service, StoreState, UpdateGenerator};
+use crate::service::{
+    GenerateCodes, ManageTokens, ReadGenerators, ReadTokens, Service, StoreState, UpdateGenerator,
+};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -96,6 +98,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(metrics))
             .route(web::head().to(metrics))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
+    )
+    .service(
+        resource(Route::Tokens)
+            .route(web::post().to(create_token))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        resource(Route::TokenSearch)
+            .route(web::post().to(search_tokens))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        resource(Route::Token)
+            .route(web::delete().to(revoke_token))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "DELETE"))),
     )
     .service(
         resource(Route::Readyz)
@@ -284,6 +301,56 @@ async fn generate(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(wire::generate_response(&codes)))
+}
+
+async fn create_token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
+    let new = wire::new_token(&wire::object(&body(payload, &state).await?)?)?;
+    let (token, record) = service.create_token(&grant, new).await?;
+    Ok(json_response(&wire::created_token(
+        &token,
+        &record,
+        service.control().applied_sequence(),
+        service.instance_id(),
+    )))
+}
+
+async fn search_tokens(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<ReadTokens>(bearer(&req)?).await?;
+    let query = wire::token_query(&wire::object(&body(payload, &state).await?)?)?;
+    let page = service.list_tokens(&grant, query).await?;
+    Ok(json_response(&wire::token_page(&page)))
+}
+
+async fn revoke_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
+    service.revoke_token(&grant, &path).await?;
+    let now = crate::store::truncate_to_micros(SystemTime::now());
+    Ok(json_response(&json!({
+        "details": wire::Details::of(
+            crate::registry::Version {
+                sequence: service.control().applied_sequence(),
+                creation_date: now,
+                change_date: now,
+            },
+            service.instance_id(),
+        )
+    })))
 }
 
 /// The API described as OpenAPI 3, kept honest by the contract test in `.ci/run`.

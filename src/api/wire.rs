@@ -13,7 +13,9 @@ use super::error::{ApiError, Violation};
 use crate::config::{ConfigDraft, Field, FieldViolation, floor_hundredths};
 use crate::generator_type::{GeneratorType, ParseGeneratorTypeError};
 use crate::registry::{InstanceId, Snapshot, Version};
-use crate::service::{Codes, SearchQuery, SearchResult};
+use crate::service::{Codes, NewToken, SearchQuery, SearchResult, TokenPage, TokenQuery};
+use crate::store::TokenRecord;
+use crate::token::Token;
 
 /// A timestamp as protojson writes it: UTC, with 0, 3, 6 or 9 fractional digits.
 pub fn timestamp(time: SystemTime) -> String {
@@ -344,16 +346,16 @@ pub fn config_draft(object: &Map<String, Value>, generator_type: GeneratorType) 
     draft
 }
 
-/// A `_search` body.
-pub fn search(object: &Map<String, Value>) -> Result<SearchQuery, ApiError> {
-    let mut violations = Vec::new();
-    let mut search = SearchQuery::default();
+/// The paging of a search body's `query` (`offset`, `limit`, `asc`), ZITADEL's
+/// `ListQuery`: offset and limit 0 when absent, ascending unless `asc` is false.
+fn list_query(object: &Map<String, Value>, violations: &mut Vec<Violation>) -> (u64, u64, bool) {
+    let mut paging = (0, 0, true);
     match field(object, "query") {
         None => {}
         Some(Value::Object(query)) => {
             let mut count = |name: &str| {
                 let path = format!("query.{name}");
-                match read_integer(query, name, &path, &mut violations) {
+                match read_integer(query, name, &path, violations) {
                     Some(n) if n < 0 || n > i128::from(u32::MAX) => {
                         violations.push(Violation::new(path, "must be between 0 and 4294967295"));
                         0
@@ -361,16 +363,24 @@ pub fn search(object: &Map<String, Value>) -> Result<SearchQuery, ApiError> {
                     n => n.unwrap_or(0) as u64,
                 }
             };
-            search.offset = count("offset");
-            search.limit = count("limit");
+            paging.0 = count("offset");
+            paging.1 = count("limit");
             match field(query, "asc") {
                 None => {}
-                Some(Value::Bool(b)) => search.ascending = *b,
+                Some(Value::Bool(b)) => paging.2 = *b,
                 Some(_) => violations.push(Violation::new("query.asc", "must be true or false")),
             }
         }
         Some(_) => violations.push(Violation::new("query", "must be an object")),
     }
+    paging
+}
+
+/// A `_search` body.
+pub fn search(object: &Map<String, Value>) -> Result<SearchQuery, ApiError> {
+    let mut violations = Vec::new();
+    let mut search = SearchQuery::default();
+    (search.offset, search.limit, search.ascending) = list_query(object, &mut violations);
     match field(object, "queries") {
         None => {}
         Some(Value::Array(queries)) => {
@@ -422,6 +432,112 @@ fn generator_type(value: &Value) -> Result<GeneratorType, String> {
                 .to_owned(),
         ),
     }
+}
+
+/// A `POST /admin/v1/tokens` body: `name` (a string), `permissions` (an array of strings) and
+/// `expiry` (a duration string, optional). Only the JSON types are checked here; the rules
+/// are the use case's.
+pub fn new_token(object: &Map<String, Value>) -> Result<NewToken, ApiError> {
+    let mut violations = Vec::new();
+    let mut new = NewToken::default();
+    match field(object, "name") {
+        Some(Value::String(name)) => new.name = name.clone(),
+        None => violations.push(Violation::new("name", "is required")),
+        Some(_) => violations.push(Violation::new("name", "must be a string")),
+    }
+    match field(object, "permissions") {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(p) => new.permissions.push(p.clone()),
+                    _ => violations.push(Violation::new(
+                        format!("permissions[{i}]"),
+                        "must be a permission name such as \"codes.generate\"",
+                    )),
+                }
+            }
+        }
+        None => violations.push(Violation::new("permissions", "is required")),
+        Some(_) => violations.push(Violation::new("permissions", "must be an array of names")),
+    }
+    match field(object, "expiry") {
+        None => {}
+        Some(Value::String(expiry)) => new.expiry = Some(expiry.clone()),
+        Some(_) => violations.push(Violation::new(
+            "expiry",
+            "must be a duration string such as \"86400s\"",
+        )),
+    }
+    if violations.is_empty() {
+        Ok(new)
+    } else {
+        Err(ApiError::invalid("invalid token", violations))
+    }
+}
+
+/// A `POST /admin/v1/tokens/_search` body: paging only.
+pub fn token_query(object: &Map<String, Value>) -> Result<TokenQuery, ApiError> {
+    let mut violations = Vec::new();
+    let (offset, limit, ascending) = list_query(object, &mut violations);
+    if violations.is_empty() {
+        Ok(TokenQuery {
+            offset,
+            limit,
+            ascending,
+        })
+    } else {
+        Err(ApiError::invalid("invalid search request", violations))
+    }
+}
+
+/// A token's public facts: never the token or its hash.
+fn token_facts(record: &TokenRecord) -> Value {
+    let mut facts = serde_json::json!({
+        "id": record.id,
+        "name": record.name,
+        "permissions": record.permissions,
+        "creationDate": timestamp(record.created_at),
+    });
+    if let Some(at) = record.expires_at {
+        facts["expiresAt"] = Value::String(timestamp(at));
+    }
+    facts
+}
+
+/// The answer to a token's creation: the token, this once.
+pub fn created_token(
+    token: &Token,
+    record: &TokenRecord,
+    sequence: u64,
+    instance: &InstanceId,
+) -> Value {
+    let mut answer = serde_json::json!({
+        "id": record.id,
+        "token": token.expose(),
+        "details": Details::of(
+            Version {
+                sequence,
+                creation_date: record.created_at,
+                change_date: record.created_at,
+            },
+            instance,
+        ),
+    });
+    if let Some(at) = record.expires_at {
+        answer["expiresAt"] = Value::String(timestamp(at));
+    }
+    answer
+}
+
+/// The answer to a token search.
+pub fn token_page(page: &TokenPage) -> Value {
+    serde_json::json!({
+        "details": {
+            "totalResult": page.total.to_string(),
+            "viewTimestamp": timestamp(SystemTime::now()),
+        },
+        "result": page.tokens.iter().map(token_facts).collect::<Vec<_>>(),
+    })
 }
 
 /// The `count` of a `_generate` body: 1 when absent. Its range is the use case's rule.

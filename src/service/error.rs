@@ -15,6 +15,12 @@ pub enum Subject {
     Config(Field),
     /// How many codes a generate request asks for.
     Count,
+    /// A new token's name.
+    TokenName,
+    /// A new token's permissions.
+    TokenPermissions,
+    /// A new token's expiry.
+    TokenExpiry,
 }
 
 /// One violated rule of a request.
@@ -49,6 +55,9 @@ pub enum Error {
         /// Every violated rule.
         violations: Vec<Violation>,
     },
+    /// What the call names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The store cannot do what was asked now; the caller may try again.
     #[error("{0}")]
     Unavailable(&'static str),

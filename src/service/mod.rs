@@ -16,6 +16,7 @@
 
 pub mod error;
 pub mod follow;
+pub mod token_admin;
 pub mod tokens;
 
 use std::marker::PhantomData;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use error::{Error, Subject, Violation};
+pub use token_admin::{ManageTokens, NewToken, ReadTokens, TokenPage, TokenQuery};
 pub use tokens::{Principal, Tokens};
 
 use crate::config::{ConfigDraft, GeneratorConfig};

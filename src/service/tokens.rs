@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
@@ -32,12 +33,19 @@ pub struct Principal {
     /// The token's name, recorded as the creator of its changes.
     pub name: String,
     permissions: Vec<Permission>,
+    /// When the token stops being accepted; `None` for never.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Principal {
     /// Whether the token carries `permission`.
     pub fn may(&self, permission: Permission) -> bool {
         self.permissions.contains(&permission)
+    }
+
+    /// The permissions the token carries.
+    pub fn permissions(&self) -> &[Permission] {
+        &self.permissions
     }
 
     fn of(record: TokenRecord) -> Principal {
@@ -49,6 +57,7 @@ impl Principal {
                 .iter()
                 .filter_map(|p| Permission::from_name(p))
                 .collect(),
+            expires_at: record.expires_at,
         }
     }
 }
@@ -89,32 +98,60 @@ impl Tokens {
     pub async fn authenticate(&self, presented: &str) -> Result<Arc<Principal>, Error> {
         let hash = token::hash(presented);
         if let Some(principal) = self.table.load().get(&hash) {
-            return Ok(Arc::clone(principal));
+            return live(principal);
         }
         let arrived = self.begun.load(Ordering::Acquire);
         let _turn = self.reload.lock().await;
         if self.finished.load(Ordering::Acquire) <= arrived {
             // No read began after this call arrived and finished: make one.
-            let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
-            let store = Arc::clone(&self.store);
-            let table = tokio::task::spawn_blocking(move || read(store.as_ref()))
-                .await
-                .map_err(|_| Error::Internal("the token table read was interrupted"))?
-                .map_err(|e| {
-                    Error::store(
-                        &e,
-                        "the token store cannot be read",
-                        "the token store is damaged",
-                    )
-                })?;
-            self.table.store(Arc::new(table));
-            self.finished.store(number, Ordering::Release);
+            self.read_in_turn().await?;
         }
-        self.table
+        match self.table.load().get(&hash) {
+            Some(principal) => live(principal),
+            None => Err(Error::Unauthenticated("the token is not known")),
+        }
+    }
+
+    /// Reads the table from the store on a blocking thread and swaps it in; the caller holds
+    /// `reload`.
+    async fn read_in_turn(&self) -> Result<(), Error> {
+        let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
+        let store = Arc::clone(&self.store);
+        let table = tokio::task::spawn_blocking(move || read(store.as_ref()))
+            .await
+            .map_err(|_| Error::Internal("the token table read was interrupted"))?
+            .map_err(|e| {
+                Error::store(
+                    &e,
+                    "the token store cannot be read",
+                    "the token store is damaged",
+                )
+            })?;
+        self.table.store(Arc::new(table));
+        self.finished.store(number, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads the table again now: after a token was added here, so that it works when the
+    /// call that added it answers.
+    pub async fn reload_now(&self) -> Result<(), Error> {
+        let _turn = self.reload.lock().await;
+        self.read_in_turn().await
+    }
+
+    /// Forgets the token `id` at once, without waiting for the store: after it was revoked
+    /// here. In turn with the reads, so that no read begun before the revocation can bring
+    /// it back.
+    pub async fn forget(&self, id: &str) {
+        let _turn = self.reload.lock().await;
+        let kept: Table = self
+            .table
             .load()
-            .get(&hash)
-            .cloned()
-            .ok_or(Error::Unauthenticated("the token is not known"))
+            .iter()
+            .filter(|(_, p)| p.id != id)
+            .map(|(hash, p)| (*hash, Arc::clone(p)))
+            .collect();
+        self.table.store(Arc::new(kept));
     }
 
     /// Reads the table from the store again, now, on this (blocking) thread: for the
@@ -132,6 +169,14 @@ impl Tokens {
     /// How many reads of the store were made since the table was first loaded.
     pub fn reloads(&self) -> u64 {
         self.finished.load(Ordering::Acquire)
+    }
+}
+
+/// `principal`, unless its token has expired.
+fn live(principal: &Arc<Principal>) -> Result<Arc<Principal>, Error> {
+    match principal.expires_at {
+        Some(at) if SystemTime::now() >= at => Err(Error::Unauthenticated("the token has expired")),
+        _ => Ok(Arc::clone(principal)),
     }
 }
 

@@ -344,6 +344,8 @@ pub struct TokenRecord {
     pub permissions: Vec<String>,
     /// When the token was created.
     pub created_at: SystemTime,
+    /// When the token stops being accepted; `None` for never.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl fmt::Debug for TokenRecord {
@@ -352,6 +354,7 @@ impl fmt::Debug for TokenRecord {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("permissions", &self.permissions)
+            .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
 }
@@ -414,6 +417,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// token of a first start); returns whether it was stored. Replicas starting together
     /// store one.
     fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
+
+    /// Removes the token `id` (revokes it); returns whether there was one. Replicas are
+    /// told, like of any token change.
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError>;
 
     /// The token whose hash is `hash`, if any.
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;

@@ -231,11 +231,21 @@ impl PostgresStore {
             )
             .await
             .map_err(sql)?;
-            let version: String = tx
+            let mut version: String = tx
                 .query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])
                 .await
                 .map_err(sql)?
                 .get(0);
+            if version == "2" {
+                // Version 2 had no token expiry: tokens without one never expire.
+                tx.batch_execute(
+                    "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS expires_at BIGINT; \
+                     UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+                )
+                .await
+                .map_err(sql)?;
+                version = SCHEMA_VERSION.to_owned();
+            }
             if version != SCHEMA_VERSION {
                 return Err(StoreError::new(
                     StoreErrorKind::Corrupt,
@@ -414,14 +424,15 @@ async fn insert_token(
 ) -> Result<(), StoreError> {
     let result = tx
         .execute(
-            "INSERT INTO tokens (id, name, hash, permissions, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 &token.id,
                 &token.name,
                 &hex(&token.hash),
                 &token.permissions.join(","),
                 &to_micros(token.created_at),
+                &token.expires_at.map(to_micros),
             ],
         )
         .await;
@@ -463,8 +474,8 @@ fn event_row(row: &tokio_postgres::Row) -> StoredEvent {
     }
 }
 
-/// The record of a `SELECT id, name, hash, permissions, created_at FROM tokens` row; `None`
-/// when its hash is not 64 hex digits.
+/// The record of a `SELECT id, name, hash, permissions, created_at, expires_at FROM tokens`
+/// row; an error when its hash is not 64 hex digits.
 fn token_row(row: &tokio_postgres::Row) -> Result<TokenRecord, String> {
     let id: String = row.get(0);
     let hash =
@@ -479,6 +490,7 @@ fn token_row(row: &tokio_postgres::Row) -> Result<TokenRecord, String> {
             .map(str::to_owned)
             .collect(),
         created_at: from_micros(row.get(4)),
+        expires_at: row.get::<_, Option<i64>>(5).map(from_micros),
         id,
     })
 }
@@ -720,13 +732,33 @@ impl Store for PostgresStore {
         })
     }
 
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run("cannot revoke the token in", |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(sql)?;
+            let removed = tx
+                .execute("DELETE FROM tokens WHERE id = $1", &[&id])
+                .await
+                .map_err(sql)?;
+            if removed == 1 {
+                tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
+                    .await
+                    .map_err(sql)?;
+            }
+            tx.commit().await.map_err(sql)?;
+            Ok(removed == 1)
+        })
+    }
+
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
         let hash = hex(hash);
         let found = self.run("cannot read", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             Ok(client
                 .query_opt(
-                    "SELECT id, name, hash, permissions, created_at FROM tokens WHERE hash = $1",
+                    "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
+                     WHERE hash = $1",
                     &[&hash],
                 )
                 .await
@@ -753,7 +785,8 @@ impl Store for PostgresStore {
             let client = pool.get().await.map_err(pool_error)?;
             Ok(client
                 .query(
-                    "SELECT id, name, hash, permissions, created_at FROM tokens ORDER BY id",
+                    "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
+                     ORDER BY id",
                     &[],
                 )
                 .await

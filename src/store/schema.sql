@@ -1,4 +1,5 @@
--- secretgen's store, schema version 2 (version 1 had no event hashes; its writer upgrades it). SQLite and PostgreSQL run this file unchanged:
+-- secretgen's store, schema version 3 (version 1 had no event hashes, version 2 no token
+-- expiry; their writers upgrade them). SQLite and PostgreSQL run this file unchanged:
 -- TEXT and BIGINT columns only, times as microseconds since the Unix epoch (UTC), JSON as
 -- text. Statements are separated by semicolons at the end of a line.
 
@@ -27,5 +28,6 @@ CREATE TABLE IF NOT EXISTS tokens (
     name        TEXT   NOT NULL,
     hash        TEXT   NOT NULL UNIQUE,  -- lower-case hex SHA-256 of the token
     permissions TEXT   NOT NULL,         -- comma-separated, e.g. iam.read,iam.write
-    created_at  BIGINT NOT NULL
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT                   -- microseconds since the Unix epoch; NULL: never
 );

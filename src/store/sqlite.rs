@@ -26,7 +26,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -38,14 +39,17 @@ use super::directory::{
 use std::collections::HashMap;
 
 use super::{
-    Event, GENESIS, NewEvent, SCHEMA, Store, StoreError, StoreErrorKind, StoredEvent, TokenRecord,
-    chain_hash, corrupt, database_path, from_micros, hex, rows_to_append, to_micros, unavailable,
-    unhex, verify_chain, wal,
+    Event, GENESIS, NewEvent, Notice, SCHEMA, Store, StoreError, StoreErrorKind, StoredEvent,
+    TokenRecord, Watcher, chain_hash, corrupt, database_path, from_micros, hex, rows_to_append,
+    to_micros, unavailable, unhex, verify_chain, wal,
 };
 use crate::registry::InstanceId;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
+
+/// How often the server asks whether another process changed the store (token commands).
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How long a statement waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -113,6 +117,8 @@ pub struct SqliteStore {
     reader: Mutex<Option<Connection>>,
     /// Held for the life of a writer; the OS releases the lock when the process dies.
     _lock: Option<File>,
+    /// Whether the thread started by [`Store::watch`] should go on; cleared on drop.
+    watching: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -195,6 +201,7 @@ impl SqliteStore {
                 pending: true,
             }),
             reader: Mutex::new(None),
+            watching: Arc::new(AtomicBool::new(false)),
             _lock: Some(lock),
         };
         store.use_wal()?;
@@ -268,6 +275,7 @@ impl SqliteStore {
                 pending: false,
             }),
             reader: Mutex::new(None),
+            watching: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
         store.quick_check()?;
@@ -337,13 +345,18 @@ impl SqliteStore {
         }
         match self.meta("schema_version")?.as_deref() {
             Some(SCHEMA_VERSION) => {}
-            Some("1") if self.mode == Mode::Writer => self.upgrade_from_version_1()?,
-            Some("1") => {
+            Some(old @ ("1" | "2")) if self.mode == Mode::Writer => {
+                if old == "1" {
+                    self.upgrade_from_version_1()?;
+                }
+                self.upgrade_from_version_2()?;
+            }
+            Some(old @ ("1" | "2")) => {
                 return Err(StoreError::new(
                     StoreErrorKind::Refused,
                     format!(
-                        "{} has schema version 1, which its writer upgrades: start `secretgen \
-                         serve` on it once",
+                        "{} has schema version {old}, which its writer upgrades: start \
+                         `secretgen serve` on it once",
                         self.path.display()
                     ),
                 ));
@@ -396,13 +409,44 @@ impl SqliteStore {
             previous = Some((&row.instance_id, hash));
         }
         tx.execute(
+            "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+            [],
+        )
+        .map_err(write_error)?;
+        tx.commit().map_err(write_error)?;
+        checkpoint(&inner.conn, &self.path);
+        tracing::info!(path = %self.path.display(), "store upgraded to schema version 2 (events chained by hash)");
+        Ok(())
+    }
+
+    /// Version 2 had no token expiry: the writer adds the column (tokens without one never
+    /// expire).
+    fn upgrade_from_version_2(&self) -> Result<(), StoreError> {
+        let mut inner = self.inner();
+        let write_error = |e| sql_error(&self.path, "cannot upgrade", e);
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(write_error)?;
+        let has_column: bool = tx
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('tokens') WHERE name = 'expires_at'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(write_error)?;
+        if !has_column {
+            tx.execute_batch("ALTER TABLE tokens ADD COLUMN expires_at BIGINT")
+                .map_err(write_error)?;
+        }
+        tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
             [SCHEMA_VERSION],
         )
         .map_err(write_error)?;
         tx.commit().map_err(write_error)?;
         checkpoint(&inner.conn, &self.path);
-        tracing::info!(path = %self.path.display(), "store upgraded to schema version 2 (events chained by hash)");
+        tracing::info!(path = %self.path.display(), "store upgraded to schema version 3 (token expiry)");
         Ok(())
     }
 
@@ -553,18 +597,22 @@ impl SqliteStore {
     }
 
     /// Inserts `token`'s row with `values` (a `VALUES` or `SELECT` clause over `?1` to
-    /// `?5`); returns whether a row was inserted.
+    /// `?6`); returns whether a row was inserted.
     fn insert_token(&self, token: &TokenRecord, values: &str) -> Result<bool, StoreError> {
         self.require_mode(&[Mode::Writer, Mode::Shared], "add a token")?;
         self.write(|conn| {
             let result = conn.execute(
-                &format!("INSERT INTO tokens (id, name, hash, permissions, created_at) {values}"),
+                &format!(
+                    "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at) \
+                     {values}"
+                ),
                 rusqlite::params![
                     token.id,
                     token.name,
                     hex(&token.hash),
                     token.permissions.join(","),
                     to_micros(token.created_at),
+                    token.expires_at.map(to_micros),
                 ],
             );
             match result {
@@ -614,6 +662,7 @@ pub struct BackupSummary {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        self.watching.store(false, Ordering::Release);
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
         if inner.pending {
             // Never completed, never acknowledged: nothing of it may look like a store.
@@ -734,15 +783,24 @@ impl Store for SqliteStore {
     }
 
     fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.insert_token(token, "VALUES (?1, ?2, ?3, ?4, ?5)")
+        self.insert_token(token, "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .map(|_| ())
     }
 
     fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
         self.insert_token(
             token,
-            "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
         )
+    }
+
+    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
+        self.require_mode(&[Mode::Writer, Mode::Shared], "revoke a token")?;
+        self.write(|conn| {
+            conn.execute("DELETE FROM tokens WHERE id = ?1", [id])
+                .map(|n| n == 1)
+                .map_err(|e| sql_error(&self.path, "cannot write", e))
+        })
     }
 
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
@@ -750,7 +808,8 @@ impl Store for SqliteStore {
         let mut stmt = inner
             .conn
             .prepare_cached(
-                "SELECT id, name, hash, permissions, created_at FROM tokens WHERE hash = ?1",
+                "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
+                 WHERE hash = ?1",
             )
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         let found = stmt
@@ -765,8 +824,9 @@ impl Store for SqliteStore {
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let read = |conn: &Connection| -> rusqlite::Result<Vec<(TokenRecord, String)>> {
-            let mut stmt =
-                conn.prepare_cached("SELECT id, name, hash, permissions, created_at FROM tokens")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens",
+            )?;
             let rows = stmt.query_map([], token_row)?;
             rows.collect()
         };
@@ -808,6 +868,72 @@ impl Store for SqliteStore {
 
     fn sole_writer(&self) -> bool {
         self.mode == Mode::Writer
+    }
+
+    fn events_after(
+        &self,
+        instance: &InstanceId,
+        sequence: u64,
+        hash: &[u8; 32],
+    ) -> Result<Vec<Event>, StoreError> {
+        let from = i64::try_from(sequence).unwrap_or(i64::MAX);
+        let mut rows = {
+            let inner = self.inner();
+            read_rows_from(&inner.conn, instance.as_str(), from)
+                .map_err(|e| sql_error(&self.path, "cannot read", e))?
+        };
+        let bad = |why: String| corrupt(&self.path, &why);
+        if sequence > 0 {
+            if rows
+                .first()
+                .is_none_or(|r| r.sequence != from || &r.hash != hash)
+            {
+                return Err(bad(format!(
+                    "event {sequence} of instance {instance} is no longer the event this \
+                     process applied: the log was rewritten"
+                )));
+            }
+            rows.remove(0);
+        }
+        verify_chain(&rows, (from, *hash), &bad)?;
+        rows.into_iter().map(|row| row.decode(&bad)).collect()
+    }
+
+    /// Other processes change the embedded store too: `token create` and `token revoke`
+    /// beside a running server. A thread asks SQLite every [`WATCH_INTERVAL`] whether
+    /// another connection committed (`PRAGMA data_version`, answered from the shared
+    /// memory index without reading the database) and tells the watcher to read everything
+    /// when one did. Only the writer (the server) watches.
+    fn watch(&self, watcher: Watcher) {
+        if self.mode != Mode::Writer || self.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let path = self.path.clone();
+        let watching = Arc::clone(&self.watching);
+        let spawned = std::thread::Builder::new()
+            .name("secretgen-store-watch".to_owned())
+            .spawn(move || {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let Ok(conn) = connection(&path, flags) else {
+                    return;
+                };
+                let version = |conn: &Connection| {
+                    conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
+                        .ok()
+                };
+                let mut last = version(&conn);
+                while watching.load(Ordering::Acquire) {
+                    std::thread::sleep(WATCH_INTERVAL);
+                    let now = version(&conn);
+                    if now != last {
+                        last = now;
+                        watcher(Notice::Everything { reconnected: false });
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot watch the store for other processes' changes");
+        }
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -860,7 +986,7 @@ impl Store for SqliteStore {
     }
 }
 
-/// A row of `SELECT id, name, hash, permissions, created_at FROM tokens`: the record (its
+/// A row of `SELECT id, name, hash, permissions, created_at, expires_at FROM tokens`: the record (its
 /// hash still zero) and the hash as stored (hex), for the caller to check.
 fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
     let permissions: String = row.get(3)?;
@@ -875,9 +1001,24 @@ fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)>
                 .map(str::to_owned)
                 .collect(),
             created_at: from_micros(row.get(4)?),
+            expires_at: row.get::<_, Option<i64>>(5)?.map(from_micros),
         },
         row.get(2)?,
     ))
+}
+
+/// The event rows of `instance` from sequence `from` on, in order.
+fn read_rows_from(
+    conn: &Connection,
+    instance: &str,
+    from: i64,
+) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \
+         creator, hash FROM events WHERE instance_id = ?1 AND sequence >= ?2 ORDER BY sequence",
+    )?;
+    stmt.query_map(rusqlite::params![instance, from], stored_row)?
+        .collect()
 }
 
 /// The event rows of `instance` (all instances when `None`), by instance and sequence.
@@ -887,19 +1028,22 @@ fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<
          creator, hash FROM events WHERE ?1 IS NULL OR instance_id = ?1 \
          ORDER BY instance_id, sequence",
     )?;
-    stmt.query_map([instance], |row| {
-        Ok(StoredEvent {
-            instance_id: row.get(0)?,
-            sequence: row.get(1)?,
-            event_type: row.get(2)?,
-            generator_type: row.get(3)?,
-            payload: row.get(4)?,
-            created_at: row.get(5)?,
-            creator: row.get(6)?,
-            hash: unhex(&row.get::<_, String>(7)?).unwrap_or([0; 32]),
-        })
-    })?
-    .collect()
+    stmt.query_map([instance], stored_row)?.collect()
+}
+
+/// An event row of a `SELECT instance_id, sequence, event_type, generator_type, payload,
+/// created_at, creator, hash FROM events`.
+fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        instance_id: row.get(0)?,
+        sequence: row.get(1)?,
+        event_type: row.get(2)?,
+        generator_type: row.get(3)?,
+        payload: row.get(4)?,
+        created_at: row.get(5)?,
+        creator: row.get(6)?,
+        hash: unhex(&row.get::<_, String>(7)?).unwrap_or([0; 32]),
+    })
 }
 
 /// A connection that never checkpoints when it closes (a refused store must be left as it

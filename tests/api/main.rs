@@ -13,3 +13,4 @@ mod logging;
 mod operations;
 mod search;
 mod tls;
+mod tokens;

@@ -75,9 +75,10 @@ impl fmt::Display for Expiry {
     }
 }
 
-/// Splits `-?\d+(\.\d{1,9})?s` into its sign and magnitude; `None` when the text has another
-/// shape, `Some((_, None))` when the seconds do not fit in 64 bits.
-fn parse_duration(text: &str) -> Option<(bool, Option<Duration>)> {
+/// Splits `-?\d+(\.\d{1,9})?s` (a protobuf JSON duration) into its sign and magnitude;
+/// `None` when the text has another shape, `Some((_, None))` when the seconds do not fit in
+/// 64 bits. [`Expiry::parse`] reads codes' expiries with it; tokens' expiries too.
+pub fn parse_duration(text: &str) -> Option<(bool, Option<Duration>)> {
     let body = text.strip_suffix('s')?;
     let (negative, body) = match body.strip_prefix('-') {
         Some(rest) => (true, rest),
