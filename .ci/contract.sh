@@ -24,5 +24,13 @@ cargo build --quiet
 # shellcheck source=serve.sh
 . .ci/serve.sh
 start_server ./target/debug/secretgen contract-test-token
+# Revoking tokens gets a run of its own, last, with a token of its own: schemathesis reuses
+# ids it has seen in answers (a token listing shows the caller's own), so a run that may call
+# DELETE /admin/v1/tokens/{id} revokes its own token sooner or later, and everything after
+# that is a 401 that proves nothing.
+REVOKE="DELETE /admin/v1/tokens/{id}"
 "$ST" run "$BASE/openapi.json" -H "Authorization: Bearer $TOKEN" --max-time "$SECONDS_BUDGET" \
-    --workers 1 --seed "$SEED" --no-color
+    --workers 1 --seed "$SEED" --no-color --exclude-name "$REVOKE"
+start_server ./target/debug/secretgen contract-revoke-token
+"$ST" run "$BASE/openapi.json" -H "Authorization: Bearer $TOKEN" --max-time 20 \
+    --workers 1 --seed "$SEED" --no-color --include-name "$REVOKE"
