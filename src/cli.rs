@@ -275,6 +275,9 @@ struct GenerateArgs {
     store: StoreArgs,
 }
 
+/// Who the log records as the author of a token command's change.
+const COMMAND_LINE: &str = "command line";
+
 /// Parses the command line and runs it; every failure is one line on standard error.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -514,7 +517,7 @@ fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
     };
     let token = Token::generate()?;
     let record = token::record(&token, &args.name, &permissions, expires_in)?;
-    store.add_token(&record)?;
+    store.add_token(&record, COMMAND_LINE)?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}", token.expose())
         .and_then(|()| out.flush())
@@ -573,7 +576,7 @@ fn token_list(args: &TokenListArgs) -> Result<(), CliError> {
 /// `secretgen token revoke ID`.
 fn token_revoke(args: &TokenRevokeArgs) -> Result<(), CliError> {
     let store = existing_store(&args.store)?;
-    if !store.remove_token(&args.id)? {
+    if store.remove_token(&args.id, COMMAND_LINE)?.is_none() {
         return Err(CliError::Incomplete(format!("no token {:?}", args.id)));
     }
     let _ = writeln!(io::stdout().lock(), "revoked {}", args.id);

@@ -68,7 +68,7 @@ impl ControlPlane {
         let mut events = store.events(&id)?;
         let missing: Vec<GeneratorType> = GeneratorType::ALL
             .into_iter()
-            .filter(|t| !events.iter().any(|e| e.generator_type == *t))
+            .filter(|t| !events.iter().any(|e| e.generator_type() == Some(*t)))
             .collect();
         if !missing.is_empty() {
             let now = truncate_to_micros(SystemTime::now());
@@ -237,16 +237,20 @@ impl ControlPlane {
             if event.sequence != applied.sequence + 1 {
                 return Err(bad_event(&event, "does not follow the last event applied"));
             }
-            let config = GeneratorConfig::new(&event.config)
+            let Some(draft) = event.config() else {
+                // A token's event: the follower reads the token table; nothing to swap.
+                *applied = Applied {
+                    sequence: event.sequence,
+                    hash: event.hash,
+                };
+                continue;
+            };
+            let generator_type = draft.generator_type;
+            let config = GeneratorConfig::new(draft)
                 .map_err(|e| bad_event(&event, &format!("holds a refused configuration: {e}")))?;
             let creation_date = match event.event_type {
-                EventType::Added => event.created_at,
-                EventType::Changed => {
-                    instance
-                        .snapshot(event.generator_type)
-                        .version()
-                        .creation_date
-                }
+                EventType::Changed => instance.snapshot(generator_type).version().creation_date,
+                _ => event.created_at,
             };
             instance.replace(Snapshot::new(
                 config,
@@ -261,7 +265,7 @@ impl ControlPlane {
                 hash: event.hash,
             };
             done.push(AppliedEvent {
-                generator_type: event.generator_type,
+                generator_type,
                 sequence: event.sequence,
                 created_at: event.created_at,
             });
@@ -319,14 +323,18 @@ pub fn replay(events: &[Event]) -> Result<BTreeMap<GeneratorType, Snapshot>, Sto
             return Err(bad_event(event, "is out of order"));
         }
         previous = event.sequence;
+        let Some(t) = event.generator_type() else {
+            continue; // a token's event
+        };
         let created = last
-            .get(&event.generator_type)
+            .get(&t)
             .map_or(event.created_at, |(_, created)| *created);
-        last.insert(event.generator_type, (event, created));
+        last.insert(t, (event, created));
     }
     last.into_iter()
         .map(|(t, (event, creation_date))| {
-            let config = GeneratorConfig::new(&event.config)
+            let draft = event.config().expect("only configuration events are kept");
+            let config = GeneratorConfig::new(draft)
                 .map_err(|e| bad_event(event, &format!("holds a refused configuration: {e}")))?;
             let version = Version {
                 sequence: event.sequence,
@@ -343,7 +351,11 @@ fn bad_event(event: &Event, what: &str) -> StoreError {
         StoreErrorKind::Corrupt,
         format!(
             "event {} of instance {} ({}) {what}",
-            event.sequence, event.instance_id, event.generator_type
+            event.sequence,
+            event.instance_id,
+            event
+                .generator_type()
+                .map_or(event.event_type.as_str(), GeneratorType::full_name)
         ),
     )
 }

@@ -501,19 +501,13 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the live sequences of `instance` read now.
-    pub fn render(&self, instance: &Instance) -> String {
+    /// The text exposition, with the live sequences of `instance` read now and `applied`,
+    /// the last event of the log applied.
+    pub fn render(&self, instance: &Instance, applied: u64) -> String {
         for t in GeneratorType::ALL {
             let sequence = instance.load(t).version().sequence;
             self.sequence[t.number() as usize - 1].set(i64::try_from(sequence).unwrap_or(i64::MAX));
         }
-        // The last event applied is the newest of the live configurations (the log holds
-        // configuration events only).
-        let applied = GeneratorType::ALL
-            .into_iter()
-            .map(|t| instance.load(t).version().sequence)
-            .max()
-            .unwrap_or(0);
         self.applied_sequence
             .set(i64::try_from(applied).unwrap_or(i64::MAX));
         // Counted globally (logging starts before any state); brought up to date here.
@@ -542,7 +536,7 @@ mod tests {
         metrics.config_changed(GeneratorType::AppSecret);
         metrics.request(Route::Healthz, Method::of("GET"), 200, 0.0001);
         let instance = Instance::with_defaults(InstanceId::new("i").unwrap(), SystemTime::now());
-        let text = metrics.render(&instance);
+        let text = metrics.render(&instance, 0);
         assert!(
             text.contains(
                 "secretgen_codes_generated_total{generator_type=\"SECRET_GENERATOR_TYPE_OTP_SMS\"} 1005"
@@ -568,7 +562,7 @@ mod tests {
             metrics.request(Route::Generate, Method::Post, 200, seconds);
         }
         let instance = Instance::with_defaults(InstanceId::new("i").unwrap(), SystemTime::now());
-        let text = metrics.render(&instance);
+        let text = metrics.render(&instance, 0);
         let series = |suffix: &str| {
             let prefix = format!("secretgen_http_request_duration_seconds_{suffix}{{");
             text.lines()
@@ -612,7 +606,7 @@ mod tests {
         metrics.request(Route::Healthz, Method::of("GET"), 200, 0.0001);
         metrics.request(Route::Healthz, Method::of("GET"), 200, 0.0001);
         let instance = Instance::with_defaults(InstanceId::new("i").unwrap(), SystemTime::now());
-        let text = metrics.render(&instance);
+        let text = metrics.render(&instance, 0);
         let series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("secretgen_http_requests_total{"))

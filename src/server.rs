@@ -304,7 +304,7 @@ fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, S
     };
     let record = token::record(&token, BOOTSTRAP_TOKEN_NAME, &Permission::ALL, None)?;
     // Replicas starting together on an empty database: only the first stores its token.
-    if !store.add_first_token(&record)? {
+    if !store.add_first_token(&record, crate::control::SYSTEM_CREATOR)? {
         warn_if_not_stored(store, (!shown).then_some(&token))?;
         return Ok(None);
     }

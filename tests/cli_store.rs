@@ -133,9 +133,20 @@ fn token_create_prints_a_token_and_stores_only_its_hash() {
         .expect("its hash is stored");
     assert_eq!(record.name, "deploy bot");
     assert_eq!(record.permissions, ["iam.read", "codes.generate"]);
-    // The first use of the directory wrote the defaults too.
+    // The first use of the directory wrote the defaults too, then the token's event.
     let id = store.default_instance().unwrap().unwrap();
-    assert_eq!(store.events(&id).unwrap().len(), 8);
+    let events = store.events(&id).unwrap();
+    assert_eq!(events.len(), 9);
+    assert_eq!(
+        events[8].event_type,
+        secretgen::store::EventType::TokenAdded
+    );
+    assert_eq!(events[8].creator, "command line");
+    let facts = format!("{:?}", events[8].change);
+    assert!(
+        facts.contains("deploy bot") && !facts.contains(token),
+        "{facts}"
+    );
 }
 
 #[test]
@@ -369,7 +380,7 @@ fn check_reports_a_whole_store_and_refuses_a_damaged_one_without_changing_it() {
     let report = stdout(&secretgen(&["check"], dir.path()));
     assert!(
         report.contains(&format!(
-            "instance {id} (default): 9 events, last sequence 9, hash chain intact"
+            "instance {id} (default): 10 events, last sequence 10, hash chain intact"
         )),
         "{report}"
     );

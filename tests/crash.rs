@@ -189,9 +189,13 @@ fn kill_rounds(
         for &(seq, n) in &acked {
             let event = &events[seq as usize - 1];
             let (t, draft) = update_config(n);
-            assert_eq!(event.generator_type, t, "round {round}: event {seq}");
             assert_eq!(
-                GeneratorConfig::new(&event.config).unwrap(),
+                event.generator_type(),
+                Some(t),
+                "round {round}: event {seq}"
+            );
+            assert_eq!(
+                GeneratorConfig::new(event.config().unwrap()).unwrap(),
                 GeneratorConfig::new(&draft).unwrap(),
                 "round {round}: acknowledged update {n} (event {seq}) is not what was stored"
             );
@@ -213,7 +217,11 @@ fn kill_rounds(
         }
         // The live state is the last event of each type.
         for t in [GeneratorType::OtpSms, GeneratorType::OtpEmail] {
-            let last = events.iter().rev().find(|e| e.generator_type == t).unwrap();
+            let last = events
+                .iter()
+                .rev()
+                .find(|e| e.generator_type() == Some(t))
+                .unwrap();
             assert_eq!(control.get(t).version().sequence, last.sequence);
         }
     }

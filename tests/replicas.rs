@@ -212,12 +212,16 @@ fn replicas_starting_together_on_an_empty_database_make_one_store() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let rows = log_rows(&db);
-    assert_eq!(rows.len(), 8, "{rows:?}");
+    // Eight defaults, then the one first admin token's creation.
+    assert_eq!(rows.len(), 9, "{rows:?}");
     assert!(
-        rows.iter()
+        rows[..8]
+            .iter()
             .all(|(_, t, _)| t == "instance.secret.generator.added")
     );
-    let types: std::collections::BTreeSet<_> = rows.iter().map(|(_, _, g)| g.clone()).collect();
+    assert_eq!(rows[8].1, "instance.token.added");
+    let types: std::collections::BTreeSet<_> =
+        rows[..8].iter().map(|(_, _, g)| g.clone()).collect();
     assert_eq!(types.len(), 8);
     let mut client = db.client();
     let instances: i64 = client
@@ -306,9 +310,9 @@ fn concurrent_changes_on_different_replicas_get_distinct_sequences_and_all_conve
     );
     let rows = log_rows(&db);
     let numbers: Vec<i64> = rows.iter().map(|(s, _, _)| *s).collect();
-    assert_eq!(numbers, (1..=38).collect::<Vec<i64>>(), "gap-free");
+    assert_eq!(numbers, (1..=39).collect::<Vec<i64>>(), "gap-free");
     let (last_length, last_sequence) = *answered.iter().max_by_key(|(_, s)| *s).unwrap();
-    assert_eq!(last_sequence, 38);
+    assert_eq!(last_sequence, 39);
     for (i, r) in replicas.iter().enumerate() {
         let converged = within(Duration::from_secs(5), || {
             super_sequence(&r.otp_sms()) == last_sequence
@@ -332,7 +336,7 @@ fn a_put_that_changes_nothing_writes_nothing_even_when_another_replica_is_behind
     // The same configuration again, through either replica: no new event.
     assert_eq!(a.set_length(9), first);
     assert_eq!(b.set_length(9), first);
-    assert_eq!(log_rows(&db).len(), 9);
+    assert_eq!(log_rows(&db).len(), 10);
 }
 
 #[test]
@@ -571,7 +575,7 @@ fn commands_work_on_the_database() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(
-        text.contains("9 events, last sequence 9, hash chain intact"),
+        text.contains("10 events, last sequence 10, hash chain intact"),
         "{text}"
     );
     // An edited event is refused by check and by a replica starting on it.
@@ -651,12 +655,12 @@ fn migrate_copies_an_embedded_store_and_refuses_a_database_that_holds_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("9 events and 2 tokens"), "{text}");
+    assert!(text.contains("11 events and 2 tokens"), "{text}");
     let r = Replica::start(db.url());
     let (status, body) = r.call("GET", "/admin/v1/secretgenerators/OTP_EMAIL", None);
     assert_eq!(status, 200);
     assert_eq!(body["secretGenerator"]["length"], 13);
-    assert_eq!(sequence(&body["secretGenerator"]["details"]), 9);
+    assert_eq!(sequence(&body["secretGenerator"]["details"]), 10);
     let (status, _) = r.call_with("POST", "/v1/codes/OTP_EMAIL/_generate", &token, None);
     assert_eq!(status, 200, "the migrated token works");
     // A database that holds a store is refused, and left as it was.
@@ -667,7 +671,7 @@ fn migrate_copies_an_embedded_store_and_refuses_a_database_that_holds_one() {
         reason.contains("already holds a secretgen store"),
         "{reason}"
     );
-    assert_eq!(log_rows(&db).len(), 9);
+    assert_eq!(log_rows(&db).len(), 11);
 }
 
 /// A `codes.generate` token made in the embedded store of `data`.

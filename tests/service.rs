@@ -47,14 +47,14 @@ impl Store for Gated {
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
         self.inner.append(instance, events)
     }
-    fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.inner.add_token(token)
+    fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
+        self.inner.add_token(token, creator)
     }
-    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        self.inner.add_first_token(token)
+    fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError> {
+        self.inner.add_first_token(token, creator)
     }
-    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.remove_token(id)
+    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError> {
+        self.inner.remove_token(id, creator)
     }
     fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
         self.inner.instances()
@@ -115,7 +115,10 @@ fn setup(rate_limit: Option<u32>) -> Setup {
 fn add_token(store: &dyn Store, name: &str, permissions: &[Permission]) -> Token {
     let token = Token::generate().unwrap();
     store
-        .add_token(&token::record(&token, name, permissions, None).unwrap())
+        .add_token(
+            &token::record(&token, name, permissions, None).unwrap(),
+            "test",
+        )
         .unwrap();
     token
 }

@@ -55,10 +55,10 @@ fn a_first_start_writes_the_eight_defaults_as_events() {
     for (i, (event, t)) in events.iter().zip(GeneratorType::ALL).enumerate() {
         assert_eq!(event.sequence, i as u64 + 1);
         assert_eq!(event.event_type, EventType::Added);
-        assert_eq!(event.generator_type, t);
+        assert_eq!(event.generator_type(), Some(t));
         assert_eq!(event.creator, "system");
         assert_eq!(
-            GeneratorConfig::new(&event.config).unwrap(),
+            GeneratorConfig::new(event.config().unwrap()).unwrap(),
             GeneratorConfig::default_for(t)
         );
         let live = control.get(t);
@@ -167,11 +167,11 @@ fn readers_and_token_writers_work_beside_the_writer() {
     let reader = SqliteStore::open_read_only(dir.path()).unwrap();
     let events = reader.events(control.instance().id()).unwrap();
     assert_eq!(events.len(), 9);
-    let err = reader.add_token(&sample_token(1)).unwrap_err();
+    let err = reader.add_token(&sample_token(1), "test").unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Refused);
 
     let shared = SqliteStore::open_shared(dir.path()).unwrap();
-    shared.add_token(&sample_token(2)).unwrap();
+    shared.add_token(&sample_token(2), "test").unwrap();
     let found = control.store().token_by_hash(&[2; 32]).unwrap().unwrap();
     assert_eq!(found.name, "token 2");
     assert_eq!(found.permissions, ["iam.read", "codes.generate"]);
@@ -208,8 +208,8 @@ fn token_hashes_are_kept_and_found() {
         let control = open(dir.path());
         let store = control.store();
         assert_eq!(store.token_count().unwrap(), 0);
-        store.add_token(&token).unwrap();
-        let again = store.add_token(&token).unwrap_err();
+        store.add_token(&token, "test").unwrap();
+        let again = store.add_token(&token, "test").unwrap_err();
         assert_eq!(again.kind(), StoreErrorKind::Refused);
     }
     let store = SqliteStore::open(dir.path()).unwrap();
@@ -217,10 +217,13 @@ fn token_hashes_are_kept_and_found() {
     assert_eq!(store.token_by_hash(&[7; 32]).unwrap(), Some(token.clone()));
     assert_eq!(store.token_by_hash(&[8; 32]).unwrap(), None);
     let never = sample_token(8);
-    store.add_token(&never).unwrap();
+    store.add_token(&never, "test").unwrap();
     assert_eq!(store.tokens().unwrap().len(), 2);
-    assert!(store.remove_token(&token.id).unwrap());
-    assert!(!store.remove_token(&token.id).unwrap(), "gone once revoked");
+    assert!(store.remove_token(&token.id, "test").unwrap().is_some());
+    assert!(
+        store.remove_token(&token.id, "test").unwrap().is_none(),
+        "gone once revoked"
+    );
     assert_eq!(store.tokens().unwrap(), [never]);
 }
 
@@ -230,7 +233,7 @@ fn a_store_of_schema_version_2_gets_token_expiry_from_its_writer() {
     let token = sample_token(4);
     {
         let control = open(dir.path());
-        control.store().add_token(&token).unwrap();
+        control.store().add_token(&token, "test").unwrap();
     }
     edit(
         dir.path(),
@@ -485,7 +488,7 @@ fn a_new_store_is_whole_in_its_database_file_alone() {
     assert_eq!(reader.default_instance().unwrap(), Some(id.clone()));
     let events = reader.events(&id).unwrap();
     assert_eq!(events.len(), 9);
-    assert_eq!(events[8].config.length, 10);
+    assert_eq!(events[8].config().unwrap().length, 10);
     common::assert_check_passes(copy.path());
     common::assert_check_passes(dir.path());
 }
@@ -658,7 +661,10 @@ fn a_database_deleted_or_replaced_under_the_writer_refuses_every_write() {
         assert!(err.to_string().contains(how), "{err}");
         assert_eq!(state(&control), before, "nothing was swapped in");
         assert!(control.store().check().is_err(), "readiness sees it");
-        let token = control.store().add_token(&sample_token(3)).unwrap_err();
+        let token = control
+            .store()
+            .add_token(&sample_token(3), "test")
+            .unwrap_err();
         assert_eq!(token.kind(), StoreErrorKind::Unavailable);
     }
 }

@@ -311,11 +311,11 @@ async fn create_token(
     let service = &state.service;
     let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
     let new = wire::new_token(&wire::object(&body(payload, &state).await?)?)?;
-    let (token, record) = service.create_token(&grant, new).await?;
+    let (token, record, event) = service.create_token(&grant, new).await?;
     Ok(json_response(&wire::created_token(
         &token,
         &record,
-        service.control().applied_sequence(),
+        event.sequence,
         service.instance_id(),
     )))
 }
@@ -339,14 +339,13 @@ async fn revoke_token(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
-    service.revoke_token(&grant, &path).await?;
-    let now = crate::store::truncate_to_micros(SystemTime::now());
+    let event = service.revoke_token(&grant, &path).await?;
     Ok(json_response(&json!({
         "details": wire::Details::of(
             crate::registry::Version {
-                sequence: service.control().applied_sequence(),
-                creation_date: now,
-                change_date: now,
+                sequence: event.sequence,
+                creation_date: event.created_at,
+                change_date: event.created_at,
             },
             service.instance_id(),
         )
@@ -369,7 +368,10 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(metrics.render(state.service.control().instance()))
+        .body(metrics.render(
+            state.service.control().instance(),
+            state.service.control().applied_sequence(),
+        ))
 }
 
 async fn healthz() -> HttpResponse {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Error, Grant, Operation, Service, Subject, Violation};
-use crate::store::TokenRecord;
+use crate::store::{Event, TokenRecord};
 use crate::token::{self, Permission, Token};
 
 /// Create and revoke tokens.
@@ -78,7 +78,7 @@ impl Service {
         &self,
         grant: &Grant<ManageTokens>,
         new: NewToken,
-    ) -> Result<(Token, TokenRecord), Error> {
+    ) -> Result<(Token, TokenRecord, Event), Error> {
         let mut violations = Vec::new();
         if let Err(e) = token::check_name(&new.name) {
             violations.push(Violation {
@@ -135,11 +135,13 @@ impl Service {
             .map_err(|_| Error::Internal("the random source failed; no token was made"))?;
         let store = Arc::clone(self.control.store());
         let stored = record.clone();
-        self.blocking(
-            move || store.add_token(&stored),
-            "the store cannot record the token",
-        )
-        .await?;
+        let creator = grant.principal().name.clone();
+        let event = self
+            .blocking(
+                move || store.add_token(&stored, &creator),
+                "the store cannot record the token",
+            )
+            .await?;
         if let Err(e) = self.tokens.reload_now().await {
             // The token is stored: the unknown-token path will find it.
             tracing::warn!(error = %e, "cannot read the tokens again after a creation");
@@ -151,7 +153,7 @@ impl Service {
             by = %grant.principal().name,
             "token created"
         );
-        Ok((token, record))
+        Ok((token, record, event))
     }
 
     /// The tokens, paged, oldest first unless asked otherwise.
@@ -183,25 +185,30 @@ impl Service {
 
     /// Revokes the token `id`: refused on this server from the moment this returns, and by
     /// every replica once the store's push reaches it. An unknown id is `NotFound`.
-    pub async fn revoke_token(&self, grant: &Grant<ManageTokens>, id: &str) -> Result<(), Error> {
+    pub async fn revoke_token(
+        &self,
+        grant: &Grant<ManageTokens>,
+        id: &str,
+    ) -> Result<Event, Error> {
         let store = Arc::clone(self.control.store());
         let owned = id.to_owned();
+        let creator = grant.principal().name.clone();
         let removed = self
             .blocking(
-                move || store.remove_token(&owned),
+                move || store.remove_token(&owned, &creator),
                 "the store cannot revoke the token",
             )
             .await?;
-        if !removed {
+        let Some(event) = removed else {
             return Err(Error::NotFound(format!(
                 "no token {:?}",
                 id.chars().take(64).collect::<String>()
             )));
-        }
+        };
         self.tokens.forget(id).await;
         self.metrics.token_revoked();
         tracing::info!(token_id = %id, by = %grant.principal().name, "token revoked");
-        Ok(())
+        Ok(event)
     }
 
     /// Runs a store call on a blocking thread; its failure becomes `Unavailable` (or

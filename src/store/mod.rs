@@ -40,6 +40,10 @@ pub enum EventType {
     Added,
     /// A later configuration.
     Changed,
+    /// A token was created.
+    TokenAdded,
+    /// A token was revoked.
+    TokenRemoved,
 }
 
 impl EventType {
@@ -48,14 +52,27 @@ impl EventType {
         match self {
             EventType::Added => "instance.secret.generator.added",
             EventType::Changed => "instance.secret.generator.changed",
+            EventType::TokenAdded => "instance.token.added",
+            EventType::TokenRemoved => "instance.token.removed",
         }
     }
 
+    /// Every event type.
+    pub const ALL: [EventType; 4] = [
+        EventType::Added,
+        EventType::Changed,
+        EventType::TokenAdded,
+        EventType::TokenRemoved,
+    ];
+
     /// The event type named `name` in the log.
     pub fn from_name(name: &str) -> Option<EventType> {
-        [EventType::Added, EventType::Changed]
-            .into_iter()
-            .find(|t| t.as_str() == name)
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// Whether it records a token's life rather than a configuration.
+    pub const fn is_token(self) -> bool {
+        matches!(self, EventType::TokenAdded | EventType::TokenRemoved)
     }
 }
 
@@ -85,18 +102,67 @@ pub struct Event {
     pub instance_id: InstanceId,
     /// Its place in the instance's log: 1, 2, 3, … without gaps.
     pub sequence: u64,
-    /// Added or changed.
+    /// What kind of event.
     pub event_type: EventType,
-    /// The generator type the event is about.
-    pub generator_type: GeneratorType,
-    /// The configuration as written. It is a draft: the rules are checked again on replay.
-    pub config: ConfigDraft,
+    /// What it records.
+    pub change: Change,
     /// When the change was made.
     pub created_at: SystemTime,
     /// Who made the change.
     pub creator: String,
     /// The event's [`chain_hash`]: over its stored fields and the previous event's hash.
     pub hash: [u8; 32],
+}
+
+impl Event {
+    /// The generator type a configuration event is about; `None` for a token event.
+    pub fn generator_type(&self) -> Option<GeneratorType> {
+        self.config().map(|c| c.generator_type)
+    }
+
+    /// The configuration a configuration event wrote; `None` for a token event.
+    pub fn config(&self) -> Option<&ConfigDraft> {
+        match &self.change {
+            Change::Config(config) => Some(config),
+            Change::Token(_) => None,
+        }
+    }
+}
+
+/// What an event records.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// A generator's configuration as written (`added`, `changed`). It is a draft: the rules
+    /// are checked again on replay.
+    Config(ConfigDraft),
+    /// A token's public facts (`token.added`, `token.removed`): never its secret or hash.
+    Token(TokenFacts),
+}
+
+/// A token as the log records it: what may be shown to any reader of the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenFacts {
+    /// The token's id.
+    pub token_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its permissions' names.
+    pub permissions: Vec<String>,
+    /// When it expires, in microseconds since the Unix epoch; `None` for never.
+    pub expires_at: Option<i64>,
+}
+
+impl TokenFacts {
+    /// The facts of `record`.
+    pub fn of(record: &TokenRecord) -> TokenFacts {
+        TokenFacts {
+            token_id: record.id.clone(),
+            name: record.name.clone(),
+            permissions: record.permissions.clone(),
+            expires_at: record.expires_at.map(to_micros),
+        }
+    }
 }
 
 /// The hash before an instance's first event.
@@ -195,6 +261,31 @@ impl StoredEvent {
         row
     }
 
+    /// The row of a token event about `facts`, numbered `sequence` in `instance`'s log
+    /// after the event whose hash is `previous`. Its generator type is empty.
+    pub(crate) fn encode_token(
+        instance: &InstanceId,
+        sequence: i64,
+        previous: &[u8; 32],
+        event_type: EventType,
+        facts: &TokenFacts,
+        created_at: SystemTime,
+        creator: &str,
+    ) -> StoredEvent {
+        let mut row = StoredEvent {
+            instance_id: instance.as_str().to_owned(),
+            sequence,
+            event_type: event_type.as_str().to_owned(),
+            generator_type: String::new(),
+            payload: serde_json::to_string(facts).expect("token facts are plain JSON"),
+            created_at: to_micros(created_at),
+            creator: creator.to_owned(),
+            hash: [0; 32],
+        };
+        row.hash = chain_hash(previous, &row.as_event_row());
+        row
+    }
+
     /// The fields that [`chain_hash`] covers.
     pub fn as_event_row(&self) -> EventRow<'_> {
         EventRow {
@@ -219,19 +310,29 @@ impl StoredEvent {
                 self.event_type
             ))
         })?;
-        let generator_type: GeneratorType = self
-            .generator_type
-            .parse()
-            .map_err(|e| bad(format!("{at} has a bad generator type: {e}")))?;
-        let payload: Payload = serde_json::from_str(&self.payload)
-            .map_err(|e| bad(format!("{at} has an unreadable configuration: {e}")))?;
+        let change = if event_type.is_token() {
+            if !self.generator_type.is_empty() {
+                return Err(bad(format!("{at} is a token event with a generator type")));
+            }
+            Change::Token(
+                serde_json::from_str(&self.payload)
+                    .map_err(|e| bad(format!("{at} has unreadable token facts: {e}")))?,
+            )
+        } else {
+            let generator_type: GeneratorType = self
+                .generator_type
+                .parse()
+                .map_err(|e| bad(format!("{at} has a bad generator type: {e}")))?;
+            let payload: Payload = serde_json::from_str(&self.payload)
+                .map_err(|e| bad(format!("{at} has an unreadable configuration: {e}")))?;
+            Change::Config(payload.into_draft(generator_type))
+        };
         Ok(Event {
             instance_id,
             sequence: u64::try_from(self.sequence)
                 .map_err(|_| bad(format!("{at} has a negative sequence")))?,
             event_type,
-            generator_type,
-            config: payload.into_draft(generator_type),
+            change,
             created_at: from_micros(self.created_at),
             creator: self.creator,
             hash: self.hash,
@@ -294,6 +395,8 @@ pub(crate) fn rows_to_append(
         let changes = match event.event_type {
             EventType::Added => before.is_none(),
             EventType::Changed => before.as_deref() != Some(row.payload.as_str()),
+            // Token events are written with the token change they record, never here.
+            EventType::TokenAdded | EventType::TokenRemoved => false,
         };
         if !changes {
             continue;
@@ -410,17 +513,19 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// returns; nothing is written on error.
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError>;
 
-    /// Stores a token's record. Refused if its id or hash is already stored.
-    fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Stores a token's record and appends its `token.added` event, made by `creator`, to the
+    /// default instance's log, in one transaction; returns the event. Refused if its id or
+    /// hash is already stored, or when the store holds no instance yet.
+    fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError>;
 
-    /// Stores a token's record only if the store holds no token yet (the first admin
-    /// token of a first start); returns whether it was stored. Replicas starting together
-    /// store one.
-    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
+    /// [`Store::add_token`], only if the store holds no token yet (the first admin token of
+    /// a first start); returns whether it was stored. Replicas starting together store one.
+    fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError>;
 
-    /// Removes the token `id` (revokes it); returns whether there was one. Replicas are
-    /// told, like of any token change.
-    fn remove_token(&self, id: &str) -> Result<bool, StoreError>;
+    /// Removes the token `id` (revokes it) and appends its `token.removed` event, made by
+    /// `creator`, in one transaction; returns the event, or `None` when there was no such
+    /// token (nothing is written then). Replicas are told, as of any token change.
+    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError>;
 
     /// The token whose hash is `hash`, if any.
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;

@@ -32,15 +32,15 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    Event, GENESIS, NewEvent, Notice, SCHEMA, SCHEMA_VERSION, Store, StoreError, StoreErrorKind,
-    StoredEvent, TokenRecord, Watcher, from_micros, hex, rows_to_append, to_micros, unhex,
-    verify_chain,
+    Event, EventType, GENESIS, NewEvent, Notice, SCHEMA, SCHEMA_VERSION, Store, StoreError,
+    StoreErrorKind, StoredEvent, TokenFacts, TokenRecord, Watcher, from_micros, hex,
+    rows_to_append, to_micros, truncate_to_micros, unhex, verify_chain,
 };
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
@@ -366,6 +366,73 @@ impl PostgresStore {
         })
     }
 
+    /// One change of the tokens and its event, in one transaction: `change` alters the
+    /// `tokens` table and says what it did (nothing: `None`, and nothing is written); then,
+    /// under the instance's advisory lock, the event is appended to the default instance's
+    /// log, made by `creator`, and `NOTIFY` tells every replica.
+    fn token_change<F>(
+        &self,
+        what: &'static str,
+        creator: &str,
+        change: F,
+    ) -> Result<Option<Event>, StoreError>
+    where
+        F: for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> TokenChangeFuture<'t>
+            + Send
+            + 'static,
+    {
+        let creator = creator.to_owned();
+        let row = self.run(what, |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(sql)?;
+            let instance = tx
+                .query_opt("SELECT value FROM meta WHERE key = 'default_instance'", &[])
+                .await
+                .map_err(sql)?
+                .map(|row| row.get::<_, String>(0))
+                .ok_or_else(|| {
+                    StoreError::new(
+                        StoreErrorKind::Refused,
+                        "the store holds no instance yet: start `secretgen serve` on it once",
+                    )
+                })?;
+            let instance = InstanceId::new(&instance).map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("its default instance id is invalid: {e}"),
+                )
+            })?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&instance_lock(instance.as_str())],
+            )
+            .await
+            .map_err(sql)?;
+            let Some((event_type, facts, at)) = change(&tx).await? else {
+                return Ok(None);
+            };
+            let (last, previous) = last_event(&tx, &instance).await?;
+            let row = StoredEvent::encode_token(
+                &instance,
+                last + 1,
+                &previous,
+                event_type,
+                &facts,
+                at,
+                &creator,
+            );
+            let insert = tx.prepare_cached(INSERT_EVENT).await.map_err(sql)?;
+            insert_row(&tx, &insert, &row).await?;
+            tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
+                .await
+                .map_err(sql)?;
+            tx.commit().await.map_err(sql)?;
+            Ok(Some(row))
+        })?;
+        let bad = self.corrupt();
+        row.map(|row| row.decode(&bad)).transpose()
+    }
+
     fn corrupt(&self) -> impl Fn(String) -> StoreError + '_ {
         move |why| {
             StoreError::new(
@@ -416,6 +483,41 @@ async fn insert_row(
     .await
     .map_err(sql)?;
     Ok(())
+}
+
+/// What a token change did, for its event: the event type, the token's facts, and when.
+type TokenChangeOutcome = Option<(EventType, TokenFacts, SystemTime)>;
+
+/// The future of a token change inside its transaction.
+type TokenChangeFuture<'t> =
+    std::pin::Pin<Box<dyn Future<Output = Result<TokenChangeOutcome, StoreError>> + Send + 't>>;
+
+/// The sequence and hash of the last event of `instance`; `(0, GENESIS)` for none.
+async fn last_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    instance: &InstanceId,
+) -> Result<(i64, [u8; 32]), StoreError> {
+    let last = tx
+        .query_opt(
+            "SELECT sequence, hash FROM events WHERE instance_id = $1 \
+             ORDER BY sequence DESC LIMIT 1",
+            &[&instance.as_str()],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(match last {
+        None => (0, GENESIS),
+        Some(row) => {
+            let sequence: i64 = row.get(0);
+            let hash = unhex(row.get::<_, &str>(1)).ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("event {sequence} of instance {instance} has no valid hash"),
+                )
+            })?;
+            (sequence, hash)
+        }
+    })
 }
 
 async fn insert_token(
@@ -642,27 +744,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(sql)?;
-            let last = tx
-                .query_opt(
-                    "SELECT sequence, hash FROM events WHERE instance_id = $1 \
-                     ORDER BY sequence DESC LIMIT 1",
-                    &[&instance.as_str()],
-                )
-                .await
-                .map_err(sql)?;
-            let last = match last {
-                None => (0, GENESIS),
-                Some(row) => {
-                    let sequence: i64 = row.get(0);
-                    let hash = unhex(row.get::<_, &str>(1)).ok_or_else(|| {
-                        StoreError::new(
-                            StoreErrorKind::Corrupt,
-                            format!("event {sequence} of instance {instance} has no valid hash"),
-                        )
-                    })?;
-                    (sequence, hash)
-                }
-            };
+            let last = last_event(&tx, &instance).await?;
             let mut latest: HashMap<GeneratorType, Option<String>> = HashMap::new();
             for event in &events {
                 let generator_type = event.config.generator_type();
@@ -694,60 +776,66 @@ impl Store for PostgresStore {
         rows.into_iter().map(|row| row.decode(&bad)).collect()
     }
 
-    fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+    fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
         let token = token.clone();
-        self.run("cannot store the token in", |pool| async move {
-            let mut client = pool.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await.map_err(sql)?;
-            insert_token(&tx, &token).await?;
-            tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
-                .await
-                .map_err(sql)?;
-            tx.commit().await.map_err(sql)?;
-            Ok(())
+        self.token_change("cannot store the token in", creator, move |tx| {
+            Box::pin(async move {
+                insert_token(tx, &token).await?;
+                Ok(Some((
+                    EventType::TokenAdded,
+                    TokenFacts::of(&token),
+                    token.created_at,
+                )))
+            })
         })
+        .map(|event| event.expect("a token added is an event"))
     }
 
-    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+    fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError> {
         let token = token.clone();
-        self.run("cannot store the token in", |pool| async move {
-            let mut client = pool.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await.map_err(sql)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-                .await
-                .map_err(sql)?;
-            let any = tx
-                .query_opt("SELECT 1 FROM tokens LIMIT 1", &[])
-                .await
-                .map_err(sql)?;
-            if any.is_some() {
-                return Ok(false);
-            }
-            insert_token(&tx, &token).await?;
-            tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
-                .await
-                .map_err(sql)?;
-            tx.commit().await.map_err(sql)?;
-            Ok(true)
-        })
-    }
-
-    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.run("cannot revoke the token in", |pool| async move {
-            let mut client = pool.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await.map_err(sql)?;
-            let removed = tx
-                .execute("DELETE FROM tokens WHERE id = $1", &[&id])
-                .await
-                .map_err(sql)?;
-            if removed == 1 {
-                tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
+        self.token_change("cannot store the token in", creator, move |tx| {
+            Box::pin(async move {
+                let any = tx
+                    .query_opt("SELECT 1 FROM tokens LIMIT 1", &[])
                     .await
                     .map_err(sql)?;
-            }
-            tx.commit().await.map_err(sql)?;
-            Ok(removed == 1)
+                if any.is_some() {
+                    return Ok(None);
+                }
+                insert_token(tx, &token).await?;
+                Ok(Some((
+                    EventType::TokenAdded,
+                    TokenFacts::of(&token),
+                    token.created_at,
+                )))
+            })
+        })
+        .map(|event| event.is_some())
+    }
+
+    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError> {
+        let id = id.to_owned();
+        self.token_change("cannot revoke the token in", creator, move |tx| {
+            Box::pin(async move {
+                let found = tx
+                    .query_opt(
+                        "DELETE FROM tokens WHERE id = $1 \
+                         RETURNING id, name, hash, permissions, created_at, expires_at",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(sql)?;
+                let Some(row) = found else {
+                    return Ok(None);
+                };
+                let record =
+                    token_row(&row).map_err(|why| StoreError::new(StoreErrorKind::Corrupt, why))?;
+                Ok(Some((
+                    EventType::TokenRemoved,
+                    TokenFacts::of(&record),
+                    truncate_to_micros(SystemTime::now()),
+                )))
+            })
         })
     }
 

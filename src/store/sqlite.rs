@@ -28,6 +28,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -39,9 +40,9 @@ use super::directory::{
 use std::collections::HashMap;
 
 use super::{
-    Event, GENESIS, NewEvent, Notice, SCHEMA, Store, StoreError, StoreErrorKind, StoredEvent,
-    TokenRecord, Watcher, chain_hash, corrupt, database_path, from_micros, hex, rows_to_append,
-    to_micros, unavailable, unhex, verify_chain, wal,
+    Event, EventType, GENESIS, NewEvent, Notice, SCHEMA, Store, StoreError, StoreErrorKind,
+    StoredEvent, TokenFacts, TokenRecord, Watcher, chain_hash, corrupt, database_path, from_micros,
+    hex, rows_to_append, to_micros, truncate_to_micros, unavailable, unhex, verify_chain, wal,
 };
 use crate::registry::InstanceId;
 
@@ -596,36 +597,90 @@ impl SqliteStore {
         result
     }
 
-    /// Inserts `token`'s row with `values` (a `VALUES` or `SELECT` clause over `?1` to
-    /// `?6`); returns whether a row was inserted.
-    fn insert_token(&self, token: &TokenRecord, values: &str) -> Result<bool, StoreError> {
-        self.require_mode(&[Mode::Writer, Mode::Shared], "add a token")?;
+    /// One change of the tokens and its event, in one transaction: `change` alters the
+    /// `tokens` table and says what it did (nothing: `None`, and nothing is written), then
+    /// the event is appended to the default instance's log, made by `creator`.
+    fn token_change(
+        &self,
+        creator: &str,
+        change: impl FnOnce(
+            &rusqlite::Transaction<'_>,
+        ) -> Result<Option<(EventType, TokenFacts, SystemTime)>, StoreError>,
+    ) -> Result<Option<Event>, StoreError> {
+        self.require_mode(&[Mode::Writer, Mode::Shared], "change tokens")?;
+        let write_error = |e| sql_error(&self.path, "cannot write", e);
+        let bad = |why: String| corrupt(&self.path, &why);
         self.write(|conn| {
-            let result = conn.execute(
-                &format!(
-                    "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at) \
-                     {values}"
-                ),
-                rusqlite::params![
-                    token.id,
-                    token.name,
-                    hex(&token.hash),
-                    token.permissions.join(","),
-                    to_micros(token.created_at),
-                    token.expires_at.map(to_micros),
-                ],
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(write_error)?;
+            let Some((event_type, facts, at)) = change(&tx)? else {
+                return Ok(None);
+            };
+            let instance: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'default_instance'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(write_error)?;
+            let instance = instance.ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::Refused,
+                    "the store holds no instance yet: start `secretgen serve` on it once",
+                )
+            })?;
+            let instance = InstanceId::new(&instance)
+                .map_err(|e| bad(format!("its default instance id is invalid: {e}")))?;
+            let (last, previous) = last_event(&tx, &instance, &bad)?;
+            let row = StoredEvent::encode_token(
+                &instance,
+                last + 1,
+                &previous,
+                event_type,
+                &facts,
+                at,
+                creator,
             );
-            match result {
-                Ok(n) => Ok(n == 1),
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                    Err(StoreError::new(
-                        StoreErrorKind::Refused,
-                        "a token with this id or hash is already stored",
-                    ))
-                }
-                Err(e) => Err(sql_error(&self.path, "cannot write", e)),
-            }
+            insert_event(&tx, &row).map_err(write_error)?;
+            tx.commit().map_err(write_error)?;
+            row.decode(&bad).map(Some)
         })
+    }
+
+    /// Inserts `token`'s row with `values` (a `VALUES` or `SELECT` clause over `?1` to
+    /// `?6`) in `tx`; returns whether a row was inserted.
+    fn insert_token(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        token: &TokenRecord,
+        values: &str,
+    ) -> Result<bool, StoreError> {
+        let result = tx.execute(
+            &format!(
+                "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at) \
+                 {values}"
+            ),
+            rusqlite::params![
+                token.id,
+                token.name,
+                hex(&token.hash),
+                token.permissions.join(","),
+                to_micros(token.created_at),
+                token.expires_at.map(to_micros),
+            ],
+        );
+        match result {
+            Ok(n) => Ok(n == 1),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                Err(StoreError::new(
+                    StoreErrorKind::Refused,
+                    "a token with this id or hash is already stored",
+                ))
+            }
+            Err(e) => Err(sql_error(&self.path, "cannot write", e)),
+        }
     }
 
     /// Every event row of every instance as stored, each instance's chain verified: what
@@ -719,26 +774,7 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(write_error)?;
-            let last: Option<(i64, String)> = tx
-                .query_row(
-                    "SELECT sequence, hash FROM events WHERE instance_id = ?1 \
-                     ORDER BY sequence DESC LIMIT 1",
-                    [instance.as_str()],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(write_error)?;
-            let last = match last {
-                None => (0, GENESIS),
-                Some((sequence, hash)) => (
-                    sequence,
-                    unhex(&hash).ok_or_else(|| {
-                        bad(format!(
-                            "event {sequence} of instance {instance} has no valid hash"
-                        ))
-                    })?,
-                ),
-            };
+            let last = last_event(&tx, instance, &bad)?;
             let mut latest = HashMap::new();
             for event in events {
                 let generator_type = event.config.generator_type();
@@ -754,52 +790,66 @@ impl Store for SqliteStore {
                 latest.insert(generator_type, payload);
             }
             let rows = rows_to_append(instance, last, &latest, events);
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO events (instance_id, sequence, event_type, generator_type, \
-                         payload, created_at, creator, hash) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .map_err(write_error)?;
-                for row in &rows {
-                    insert
-                        .execute(rusqlite::params![
-                            row.instance_id,
-                            row.sequence,
-                            row.event_type,
-                            row.generator_type,
-                            row.payload,
-                            row.created_at,
-                            row.creator,
-                            hex(&row.hash),
-                        ])
-                        .map_err(write_error)?;
-                }
+            for row in &rows {
+                insert_event(&tx, row).map_err(write_error)?;
             }
             tx.commit().map_err(write_error)?;
             rows.into_iter().map(|row| row.decode(&bad)).collect()
         })
     }
 
-    fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.insert_token(token, "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            .map(|_| ())
+    fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
+        self.token_change(creator, |tx| {
+            self.insert_token(tx, token, "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            Ok(Some((
+                EventType::TokenAdded,
+                TokenFacts::of(token),
+                token.created_at,
+            )))
+        })
+        .map(|event| event.expect("a token added is an event"))
     }
 
-    fn add_first_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        self.insert_token(
-            token,
-            "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
-        )
+    fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError> {
+        self.token_change(creator, |tx| {
+            let added = self.insert_token(
+                tx,
+                token,
+                "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+            )?;
+            Ok(added.then(|| {
+                (
+                    EventType::TokenAdded,
+                    TokenFacts::of(token),
+                    token.created_at,
+                )
+            }))
+        })
+        .map(|event| event.is_some())
     }
 
-    fn remove_token(&self, id: &str) -> Result<bool, StoreError> {
-        self.require_mode(&[Mode::Writer, Mode::Shared], "revoke a token")?;
-        self.write(|conn| {
-            conn.execute("DELETE FROM tokens WHERE id = ?1", [id])
-                .map(|n| n == 1)
-                .map_err(|e| sql_error(&self.path, "cannot write", e))
+    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError> {
+        self.token_change(creator, |tx| {
+            let read_error = |e| sql_error(&self.path, "cannot read", e);
+            let found = tx
+                .query_row(
+                    "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
+                     WHERE id = ?1",
+                    [id],
+                    token_row,
+                )
+                .optional()
+                .map_err(read_error)?;
+            let Some((record, _)) = found else {
+                return Ok(None);
+            };
+            tx.execute("DELETE FROM tokens WHERE id = ?1", [id])
+                .map_err(|e| sql_error(&self.path, "cannot write", e))?;
+            Ok(Some((
+                EventType::TokenRemoved,
+                TokenFacts::of(&record),
+                truncate_to_micros(SystemTime::now()),
+            )))
         })
     }
 
@@ -984,6 +1034,53 @@ impl Store for SqliteStore {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(|e| sql_error(&self.path, "cannot set up", e))
     }
+}
+
+/// The sequence and hash of the last event of `instance` in `tx`; `(0, GENESIS)` for none.
+fn last_event(
+    tx: &rusqlite::Transaction<'_>,
+    instance: &InstanceId,
+    bad: &dyn Fn(String) -> StoreError,
+) -> Result<(i64, [u8; 32]), StoreError> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT sequence, hash FROM events WHERE instance_id = ?1 \
+             ORDER BY sequence DESC LIMIT 1",
+            [instance.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| bad(format!("cannot read the log: {e}")))?;
+    Ok(match last {
+        None => (0, GENESIS),
+        Some((sequence, hash)) => (
+            sequence,
+            unhex(&hash).ok_or_else(|| {
+                bad(format!(
+                    "event {sequence} of instance {instance} has no valid hash"
+                ))
+            })?,
+        ),
+    })
+}
+
+/// Inserts an event row.
+fn insert_event(tx: &rusqlite::Transaction<'_>, row: &StoredEvent) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (instance_id, sequence, event_type, generator_type, payload, \
+         created_at, creator, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(rusqlite::params![
+        row.instance_id,
+        row.sequence,
+        row.event_type,
+        row.generator_type,
+        row.payload,
+        row.created_at,
+        row.creator,
+        hex(&row.hash),
+    ])?;
+    Ok(())
 }
 
 /// A row of `SELECT id, name, hash, permissions, created_at, expires_at FROM tokens`: the record (its

@@ -70,7 +70,7 @@ fn metrics_move_when_codes_are_generated_and_configurations_change() {
     );
     assert_eq!(
         sample(&after, &format!("secretgen_config_sequence{sms}")),
-        9.0
+        10.0
     );
     let generate = "route=\"/v1/codes/{generatorType}/_generate\",method=\"POST\",status=\"200\"";
     assert_eq!(
@@ -188,6 +188,9 @@ fn the_openapi_description_is_served_and_names_every_route() {
         [
             "/admin/v1/secretgenerators/_search",
             "/admin/v1/secretgenerators/{generatorType}",
+            "/admin/v1/tokens",
+            "/admin/v1/tokens/_search",
+            "/admin/v1/tokens/{id}",
             "/healthz",
             "/metrics",
             "/openapi.json",
@@ -203,7 +206,16 @@ fn the_openapi_description_is_served_and_names_every_route() {
             .keys()
             .filter(|k| *k != "parameters")
         {
-            let concrete = path.replace("{generatorType}", "OTP_SMS");
+            // A token of its own for the revocation route, which answers 404 for an unknown id.
+            let throwaway = app.request(
+                "POST",
+                "/admin/v1/tokens",
+                Some(&app.token),
+                Some(r#"{"name": "throwaway", "permissions": ["iam.read"]}"#),
+            );
+            let concrete = path
+                .replace("{generatorType}", "OTP_SMS")
+                .replace("{id}", throwaway.body["id"].as_str().unwrap());
             let answer = app.request(&method.to_uppercase(), &concrete, Some(&app.token), None);
             assert!(
                 ![404, 405].contains(&answer.status),

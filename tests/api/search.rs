@@ -84,7 +84,7 @@ fn search_pages_orders_and_filters() {
     );
     assert_eq!(answer.status, 200);
     let all = app.search(&json!({})).body;
-    assert_eq!(all["details"]["processedSequence"], "9");
+    assert_eq!(all["details"]["processedSequence"], "10");
 }
 
 #[test]

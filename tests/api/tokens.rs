@@ -150,6 +150,27 @@ fn a_revoked_token_is_refused_on_the_very_next_request() {
     assert_error_shape(&after, 16);
     let listed = list(&app, &app.token, &json!({}));
     assert!(!listed.body.to_string().contains(id));
+    // Both are events in the log, with their creator and never the token.
+    let store = secretgen::SqliteStore::open_read_only(&app.data_dir).unwrap();
+    let instance = secretgen::Store::default_instance(&store).unwrap().unwrap();
+    let events = secretgen::Store::events(&store, &instance).unwrap();
+    let last: Vec<(&str, &str)> = events[events.len() - 2..]
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.creator.as_str()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("instance.token.added", "bootstrap-admin"),
+            ("instance.token.removed", "bootstrap-admin")
+        ]
+    );
+    let logged = format!("{:?}", events[events.len() - 1].change);
+    assert!(logged.contains(id) && !logged.contains(token), "{logged}");
+    assert_eq!(
+        revoked.body["details"]["sequence"],
+        events.len().to_string()
+    );
     // Unknown, and already revoked: 404 with the error body.
     for unknown in [id, "tok_0000000000000000"] {
         let missing = revoke(&app, &app.token, unknown);
