@@ -61,13 +61,15 @@ pub enum Route {
     TokenSearch,
     /// `DELETE /admin/v1/tokens/{id}`.
     Token,
+    /// `POST /admin/v1/events/_search`.
+    EventSearch,
     /// No route matched the path: `unmatched`.
     Unmatched,
 }
 
 impl Route {
     /// Every value, in label-table order.
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Search,
         Route::Generator,
         Route::Generate,
@@ -78,6 +80,7 @@ impl Route {
         Route::Tokens,
         Route::TokenSearch,
         Route::Token,
+        Route::EventSearch,
         Route::Unmatched,
     ];
 
@@ -94,6 +97,7 @@ impl Route {
             Route::Tokens => "/admin/v1/tokens",
             Route::TokenSearch => "/admin/v1/tokens/_search",
             Route::Token => "/admin/v1/tokens/{id}",
+            Route::EventSearch => "/admin/v1/events/_search",
             Route::Unmatched => "unmatched",
         }
     }
@@ -237,6 +241,7 @@ pub struct Metrics {
     applied_sequence: Gauge,
     tokens_created: Counter,
     tokens_revoked: Counter,
+    events_read: Counter,
     store_up: Gauge,
     reconnects: Counter,
     propagation: Histogram,
@@ -392,6 +397,12 @@ impl Metrics {
             "Tokens revoked through the API",
             tokens_revoked.clone(),
         );
+        let events_read = Counter::default();
+        registry.register(
+            "events_read",
+            "Events of the log returned by the audit search",
+            events_read.clone(),
+        );
         let store_up = Gauge::default();
         store_up.set(1);
         registry.register(
@@ -424,6 +435,7 @@ impl Metrics {
             applied_sequence,
             tokens_created,
             tokens_revoked,
+            events_read,
             store_up,
             reconnects,
             propagation,
@@ -438,6 +450,11 @@ impl Metrics {
     /// A token was revoked through the API.
     pub fn token_revoked(&self) {
         self.tokens_revoked.inc();
+    }
+
+    /// `n` events of the log were returned by the audit search.
+    pub fn events_read(&self, n: usize) {
+        self.events_read.inc_by(n as u64);
     }
 
     /// Whether the store answers.

@@ -25,7 +25,8 @@ pub use error::{ApiError, Violation};
 use crate::generator_type::GeneratorType;
 use crate::metrics::{self, Route};
 use crate::service::{
-    GenerateCodes, ManageTokens, ReadGenerators, ReadTokens, Service, StoreState, UpdateGenerator,
+    GenerateCodes, ManageTokens, ReadEvents, ReadGenerators, ReadTokens, Service, StoreState,
+    UpdateGenerator,
 };
 
 /// The largest request body accepted.
@@ -113,6 +114,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         resource(Route::Token)
             .route(web::delete().to(revoke_token))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "DELETE"))),
+    )
+    .service(
+        resource(Route::EventSearch)
+            .route(web::post().to(search_events))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
     )
     .service(
         resource(Route::Readyz)
@@ -350,6 +356,18 @@ async fn revoke_token(
             service.instance_id(),
         )
     })))
+}
+
+async fn search_events(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<ReadEvents>(bearer(&req)?).await?;
+    let query = wire::event_query(&wire::object(&body(payload, &state).await?)?)?;
+    let page = service.search_events(&grant, query).await?;
+    Ok(json_response(&wire::event_page(&page)))
 }
 
 /// The API described as OpenAPI 3, kept honest by the contract test in `.ci/run`.

@@ -13,8 +13,10 @@ use super::error::{ApiError, Violation};
 use crate::config::{ConfigDraft, Field, FieldViolation, floor_hundredths};
 use crate::generator_type::{GeneratorType, ParseGeneratorTypeError};
 use crate::registry::{InstanceId, Snapshot, Version};
-use crate::service::{Codes, NewToken, SearchQuery, SearchResult, TokenPage, TokenQuery};
-use crate::store::TokenRecord;
+use crate::service::{
+    Codes, EventPage, EventQuery, NewToken, SearchQuery, SearchResult, TokenPage, TokenQuery,
+};
+use crate::store::{Change, EventType, TokenRecord};
 use crate::token::Token;
 
 /// A timestamp as protojson writes it: UTC, with 0, 3, 6 or 9 fractional digits.
@@ -537,6 +539,164 @@ pub fn token_page(page: &TokenPage) -> Value {
             "viewTimestamp": timestamp(SystemTime::now()),
         },
         "result": page.tokens.iter().map(token_facts).collect::<Vec<_>>(),
+    })
+}
+
+/// A `POST /admin/v1/events/_search` body: the filters (`generatorType`, `eventTypes`,
+/// `creator`, `fromSequence`, `since`, `until`) and the paging of `query`.
+pub fn event_query(object: &Map<String, Value>) -> Result<EventQuery, ApiError> {
+    let mut violations = Vec::new();
+    let mut query = EventQuery::default();
+    (query.offset, query.limit, query.ascending) = list_query(object, &mut violations);
+    if let Some(value) = field(object, "generatorType") {
+        match generator_type(value) {
+            Ok(t) => query.generator_type = Some(t),
+            Err(e) => violations.push(Violation::new("generatorType", e)),
+        }
+    }
+    match field(object, "eventTypes") {
+        None => {}
+        Some(Value::Array(items)) => {
+            let mut types = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(EventType::from_name) {
+                    Some(t) => types.push(t),
+                    None => violations.push(Violation::new(
+                        format!("eventTypes[{i}]"),
+                        format!(
+                            "must be one of {}",
+                            EventType::ALL.map(EventType::as_str).join(", ")
+                        ),
+                    )),
+                }
+            }
+            query.event_types = Some(types);
+        }
+        Some(_) => violations.push(Violation::new("eventTypes", "must be an array of names")),
+    }
+    match field(object, "creator") {
+        None => {}
+        Some(Value::String(c)) => query.creator = Some(c.clone()),
+        Some(_) => violations.push(Violation::new("creator", "must be a string")),
+    }
+    match read_integer(object, "fromSequence", "fromSequence", &mut violations) {
+        Some(n) if n < 0 || n > i128::from(i64::MAX) => violations.push(Violation::new(
+            "fromSequence",
+            "must be between 0 and 9223372036854775807",
+        )),
+        Some(n) => query.from_sequence = n as u64,
+        None => {}
+    }
+    for (name, slot) in [("since", &mut query.since), ("until", &mut query.until)] {
+        match field(object, name) {
+            None => {}
+            Some(Value::String(text)) => match rfc3339(text) {
+                Some(t) => *slot = Some(t),
+                None => violations.push(Violation::new(
+                    name,
+                    "must be an RFC 3339 time such as \"2026-12-01T00:00:00Z\"",
+                )),
+            },
+            Some(_) => violations.push(Violation::new(name, "must be an RFC 3339 time string")),
+        }
+    }
+    if violations.is_empty() {
+        Ok(query)
+    } else {
+        Err(ApiError::invalid("invalid event search", violations))
+    }
+}
+
+/// An RFC 3339 time (`2026-12-01T10:00:00Z`, `2026-12-01T12:00:00.5+02:00`), from 1970 on.
+fn rfc3339(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let (base, offset_secs) = if let Some(base) = text.strip_suffix(['Z', 'z']) {
+        (base, 0i64)
+    } else {
+        let split = text.len().checked_sub(6)?;
+        let (base, offset) = text.split_at(split);
+        let sign = match offset.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let (h, m) = offset[1..].split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        (base, sign * (h * 3600 + m * 60))
+    };
+    let utc = humantime::parse_rfc3339(&format!("{}Z", base.replace('t', "T"))).ok()?;
+    let shifted = if offset_secs >= 0 {
+        utc.checked_sub(std::time::Duration::from_secs(offset_secs as u64))?
+    } else {
+        utc.checked_add(std::time::Duration::from_secs((-offset_secs) as u64))?
+    };
+    Some(shifted)
+}
+
+/// A configuration as the audit log shows it: the API's field names.
+fn config_json(draft: &ConfigDraft) -> Value {
+    serde_json::json!({
+        "length": draft.length,
+        "expiry": draft.expiry,
+        "includeLowerLetters": draft.include_lower_letters,
+        "includeUpperLetters": draft.include_upper_letters,
+        "includeDigits": draft.include_digits,
+        "includeSymbols": draft.include_symbols,
+        "excludeAmbiguous": draft.exclude_ambiguous,
+        "requireEachClass": draft.require_each_class,
+    })
+}
+
+/// The answer to an event search: each event with its sequence, type, what it is about, what
+/// it wrote (a configuration, or a token's public facts), what it replaced, when and by whom.
+pub fn event_page(page: &EventPage) -> Value {
+    let result: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|entry| {
+            let e = &entry.event;
+            let mut item = serde_json::json!({
+                "sequence": e.sequence.to_string(),
+                "eventType": e.event_type.as_str(),
+                "creationDate": timestamp(e.created_at),
+                "creator": e.creator,
+            });
+            match &e.change {
+                Change::Config(config) => {
+                    item["generatorType"] = config.generator_type.full_name().into();
+                    item["config"] = config_json(config);
+                    if let Some(previous) = &entry.previous {
+                        item["previous"] = config_json(previous);
+                    }
+                }
+                Change::Token(facts) => {
+                    item["tokenId"] = facts.token_id.clone().into();
+                    let mut token = serde_json::json!({
+                        "name": facts.name,
+                        "permissions": facts.permissions,
+                    });
+                    if let Some(at) = facts.expires_at {
+                        token["expiresAt"] = timestamp(crate::store::from_micros(at)).into();
+                    }
+                    item["token"] = token;
+                }
+            }
+            item
+        })
+        .collect();
+    serde_json::json!({
+        "details": {
+            "totalResult": page.total.to_string(),
+            "processedSequence": page.processed_sequence.to_string(),
+            "viewTimestamp": timestamp(SystemTime::now()),
+        },
+        "result": result,
     })
 }
 

@@ -14,6 +14,7 @@
 //! it reads the request, so that a caller without the right gets 401 or 403 whatever else is
 //! wrong with its request, and learns nothing about the input's rules.
 
+pub mod audit;
 pub mod error;
 pub mod follow;
 pub mod token_admin;
@@ -24,6 +25,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use audit::{AuditEntry, EventPage, EventQuery, ReadEvents};
 pub use error::{Error, Subject, Violation};
 pub use token_admin::{ManageTokens, NewToken, ReadTokens, TokenPage, TokenQuery};
 pub use tokens::{Principal, Tokens};

@@ -3,6 +3,7 @@
 //! the real `secretgen serve` process for its command line, logs, signals and restarts
 //! (helpers.rs says which is which).
 
+mod audit;
 mod codes;
 mod errors;
 mod generators;

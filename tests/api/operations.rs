@@ -186,6 +186,7 @@ fn the_openapi_description_is_served_and_names_every_route() {
     assert_eq!(
         paths,
         [
+            "/admin/v1/events/_search",
             "/admin/v1/secretgenerators/_search",
             "/admin/v1/secretgenerators/{generatorType}",
             "/admin/v1/tokens",
