@@ -426,6 +426,17 @@ impl TestApp {
         )
     }
 
+    /// The status of a `_generate` of one OTP_SMS code with `token`.
+    pub fn generate_with(&self, token: &str) -> u16 {
+        self.request(
+            "POST",
+            "/v1/codes/OTP_SMS/_generate",
+            Some(token),
+            Some("{}"),
+        )
+        .status
+    }
+
     /// A new token with `permissions`, made by `secretgen token create` beside the server.
     pub fn create_token(&self, name: &str, permissions: &str) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))

@@ -221,6 +221,41 @@ fn logs_at_every_level_and_in_json_hold_no_code_and_no_token() {
             secrets.push(c["code"].as_str().unwrap().to_owned());
         }
     }
+    // A token's whole life through the API: neither it nor its hash reaches a log line.
+    let made = app.request(
+        "POST",
+        "/admin/v1/tokens",
+        Some(&app.token),
+        Some(r#"{"name": "short", "permissions": ["codes.generate"], "expiry": "3600s"}"#),
+    );
+    let token = made.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(app.generate_with(&token), 200);
+    let listed = app.request(
+        "POST",
+        "/admin/v1/tokens/_search",
+        Some(&app.token),
+        Some("{}"),
+    );
+    assert_eq!(listed.status, 200);
+    let id = made.body["id"].as_str().unwrap();
+    let path = format!("/admin/v1/tokens/{id}");
+    assert_eq!(
+        app.request("DELETE", &path, Some(&app.token), None).status,
+        200
+    );
+    let read = app.request(
+        "POST",
+        "/admin/v1/events/_search",
+        Some(&app.token),
+        Some("{}"),
+    );
+    assert_eq!(read.status, 200);
+    let hash: String = secretgen::token::hash(&token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    secrets.push(token);
+    secrets.push(hash);
     assert!(app.stop().success());
     let logs = app.logs();
     for line in logs.lines() {
