@@ -9,9 +9,10 @@
 //!   instance and eight `added` events.
 //! - **Gap-free sequences.** An append takes a transaction-scoped advisory lock on its
 //!   instance before it reads the last event, so writers on different replicas queue for it
-//!   and each commit numbers its events after the last committed one. The chain hash needs
-//!   the previous event anyway, so writers are serialised by construction; a unique-key
-//!   retry would serialise them too, with a wasted round trip per conflict.
+//!   and each commit numbers its events after the last committed one. ZITADEL's way, inserting
+//!   without a lock and retrying on a unique violation, was measured against it
+//!   (`examples/sequencing.rs`): 1.3x faster with one writer, but 0.64x with three and 0.42x
+//!   with eight, its p99 from 6 to 69 ms and from 13 to 90 ms, as losers redo their reads.
 //! - **Pushed changes.** An append or a token change sends `NOTIFY secretgen` in its own
 //!   transaction, so the notification is delivered exactly when the change is visible. Each
 //!   replica listens on a dedicated connection (never a pooled one) and tells its watcher;
