@@ -44,6 +44,14 @@ impl Store for Gated {
     fn events(&self, instance: &InstanceId) -> Result<Vec<Event>, StoreError> {
         self.inner.events(instance)
     }
+    fn events_after(
+        &self,
+        instance: &InstanceId,
+        sequence: u64,
+        hash: &[u8; 32],
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.events_after(instance, sequence, hash)
+    }
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
         self.inner.append(instance, events)
     }

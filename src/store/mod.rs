@@ -372,6 +372,33 @@ pub(crate) fn verify_chain(
     Ok(())
 }
 
+/// The events of `rows` (an instance's rows from sequence `after.0` on, in order; from the
+/// first when `after.0` is 0) that follow the event `after` (its sequence and hash): the row
+/// at `after.0` must still be that event, and the rest must chain from it. `bad` words a
+/// refusal.
+pub(crate) fn events_following(
+    instance: &InstanceId,
+    after: (i64, [u8; 32]),
+    mut rows: Vec<StoredEvent>,
+    bad: &dyn Fn(String) -> StoreError,
+) -> Result<Vec<Event>, StoreError> {
+    let (sequence, hash) = after;
+    if sequence > 0 {
+        if rows
+            .first()
+            .is_none_or(|r| r.sequence != sequence || r.hash != hash)
+        {
+            return Err(bad(format!(
+                "event {sequence} of instance {instance} is no longer the event this process \
+                 applied: the log was rewritten"
+            )));
+        }
+        rows.remove(0);
+    }
+    verify_chain(&rows, after, bad)?;
+    rows.into_iter().map(|row| row.decode(bad)).collect()
+}
+
 /// The rows to append for `events` to a log whose last event is `last` (its sequence and
 /// hash, `(0, GENESIS)` when empty), where `latest` gives the payload of each generator
 /// type's last event (for the types of `events`; `None` for a type without one).
@@ -485,26 +512,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         instance: &InstanceId,
         sequence: u64,
         hash: &[u8; 32],
-    ) -> Result<Vec<Event>, StoreError> {
-        let events = self.events(instance)?;
-        let known = sequence == 0 && hash == &GENESIS
-            || events
-                .iter()
-                .any(|e| e.sequence == sequence && &e.hash == hash);
-        if !known {
-            return Err(StoreError::new(
-                StoreErrorKind::Corrupt,
-                format!(
-                    "event {sequence} of instance {instance} is no longer the event this \
-                     process applied: the log was rewritten"
-                ),
-            ));
-        }
-        Ok(events
-            .into_iter()
-            .filter(|e| e.sequence > sequence)
-            .collect())
-    }
+    ) -> Result<Vec<Event>, StoreError>;
 
     /// Appends to the log of `instance`, in one transaction numbered after the last event,
     /// those of `events` that change something: an `added` event only for a type with no

@@ -40,8 +40,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
     Event, EventType, GENESIS, NewEvent, Notice, SCHEMA, SCHEMA_VERSION, Store, StoreError,
-    StoreErrorKind, StoredEvent, TokenFacts, TokenRecord, Watcher, from_micros, hex,
-    rows_to_append, to_micros, truncate_to_micros, unhex, verify_chain,
+    StoreErrorKind, StoredEvent, TokenFacts, TokenRecord, Watcher, events_following, from_micros,
+    hex, rows_to_append, to_micros, truncate_to_micros, unhex,
 };
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
@@ -706,7 +706,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<Event>, StoreError> {
         let id = instance.as_str().to_owned();
         let from = i64::try_from(sequence).unwrap_or(i64::MAX);
-        let mut rows = self.run("cannot read", |pool| async move {
+        let rows = self.run("cannot read", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             let statement = client.prepare_cached(SELECT_EVENTS).await.map_err(sql)?;
             Ok(client
@@ -717,19 +717,7 @@ impl Store for PostgresStore {
                 .map(event_row)
                 .collect::<Vec<_>>())
         })?;
-        let bad = self.corrupt();
-        if sequence > 0 {
-            let known = rows.first().filter(|r| r.sequence == from);
-            if known.is_none_or(|r| &r.hash != hash) {
-                return Err(bad(format!(
-                    "event {sequence} of instance {instance} is no longer the event this \
-                     process applied: the log was rewritten"
-                )));
-            }
-            rows.remove(0);
-        }
-        verify_chain(&rows, (from, *hash), &bad)?;
-        rows.into_iter().map(|row| row.decode(&bad)).collect()
+        events_following(instance, (from, *hash), rows, &self.corrupt())
     }
 
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {

@@ -41,8 +41,9 @@ use std::collections::HashMap;
 
 use super::{
     Event, EventType, GENESIS, NewEvent, Notice, SCHEMA, Store, StoreError, StoreErrorKind,
-    StoredEvent, TokenFacts, TokenRecord, Watcher, chain_hash, corrupt, database_path, from_micros,
-    hex, rows_to_append, to_micros, truncate_to_micros, unavailable, unhex, verify_chain, wal,
+    StoredEvent, TokenFacts, TokenRecord, Watcher, chain_hash, corrupt, database_path,
+    events_following, from_micros, hex, rows_to_append, to_micros, truncate_to_micros, unavailable,
+    unhex, verify_chain, wal,
 };
 use crate::registry::InstanceId;
 
@@ -927,26 +928,14 @@ impl Store for SqliteStore {
         hash: &[u8; 32],
     ) -> Result<Vec<Event>, StoreError> {
         let from = i64::try_from(sequence).unwrap_or(i64::MAX);
-        let mut rows = {
+        let rows = {
             let inner = self.inner();
             read_rows_from(&inner.conn, instance.as_str(), from)
                 .map_err(|e| sql_error(&self.path, "cannot read", e))?
         };
-        let bad = |why: String| corrupt(&self.path, &why);
-        if sequence > 0 {
-            if rows
-                .first()
-                .is_none_or(|r| r.sequence != from || &r.hash != hash)
-            {
-                return Err(bad(format!(
-                    "event {sequence} of instance {instance} is no longer the event this \
-                     process applied: the log was rewritten"
-                )));
-            }
-            rows.remove(0);
-        }
-        verify_chain(&rows, (from, *hash), &bad)?;
-        rows.into_iter().map(|row| row.decode(&bad)).collect()
+        events_following(instance, (from, *hash), rows, &|why| {
+            corrupt(&self.path, &why)
+        })
     }
 
     /// Other processes change the embedded store too: `token create` and `token revoke`
