@@ -384,72 +384,68 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Version 1 kept events without hashes: the writer chains them, once, in one
-    /// transaction.
-    fn upgrade_from_version_1(&self) -> Result<(), StoreError> {
+    /// Brings the store to schema version `to` with `change`, in one transaction, then
+    /// checkpoints; `what` says what the version adds, for the log line.
+    fn upgrade(
+        &self,
+        to: &str,
+        what: &str,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.inner();
         let write_error = |e| sql_error(&self.path, "cannot upgrade", e);
         let tx = inner
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(write_error)?;
-        tx.execute_batch("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
-            .map_err(write_error)?;
-        let rows = read_rows(&tx, None).map_err(write_error)?;
-        let mut previous: Option<(&str, [u8; 32])> = None;
-        for row in &rows {
-            let before = match previous {
-                Some((instance, hash)) if instance == row.instance_id => hash,
-                _ => GENESIS,
-            };
-            let hash = chain_hash(&before, &row.as_event_row());
-            tx.execute(
-                "UPDATE events SET hash = ?1 WHERE instance_id = ?2 AND sequence = ?3",
-                rusqlite::params![hex(&hash), row.instance_id, row.sequence],
-            )
-            .map_err(write_error)?;
-            previous = Some((&row.instance_id, hash));
-        }
+        change(&tx).map_err(write_error)?;
         tx.execute(
-            "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
-            [],
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [to],
         )
         .map_err(write_error)?;
         tx.commit().map_err(write_error)?;
         checkpoint(&inner.conn, &self.path);
-        tracing::info!(path = %self.path.display(), "store upgraded to schema version 2 (events chained by hash)");
+        tracing::info!(path = %self.path.display(), "store upgraded to schema version {to} ({what})");
         Ok(())
+    }
+
+    /// Version 1 kept events without hashes: the writer chains them, once.
+    fn upgrade_from_version_1(&self) -> Result<(), StoreError> {
+        self.upgrade("2", "events chained by hash", |tx| {
+            tx.execute_batch("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")?;
+            let rows = read_rows(tx, None)?;
+            let mut previous: Option<(&str, [u8; 32])> = None;
+            for row in &rows {
+                let before = match previous {
+                    Some((instance, hash)) if instance == row.instance_id => hash,
+                    _ => GENESIS,
+                };
+                let hash = chain_hash(&before, &row.as_event_row());
+                tx.execute(
+                    "UPDATE events SET hash = ?1 WHERE instance_id = ?2 AND sequence = ?3",
+                    rusqlite::params![hex(&hash), row.instance_id, row.sequence],
+                )?;
+                previous = Some((&row.instance_id, hash));
+            }
+            Ok(())
+        })
     }
 
     /// Version 2 had no token expiry: the writer adds the column (tokens without one never
     /// expire).
     fn upgrade_from_version_2(&self) -> Result<(), StoreError> {
-        let mut inner = self.inner();
-        let write_error = |e| sql_error(&self.path, "cannot upgrade", e);
-        let tx = inner
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_error)?;
-        let has_column: bool = tx
-            .query_row(
+        self.upgrade(SCHEMA_VERSION, "token expiry", |tx| {
+            let has_column: bool = tx.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('tokens') WHERE name = 'expires_at'",
                 [],
                 |row| row.get(0),
-            )
-            .map_err(write_error)?;
-        if !has_column {
-            tx.execute_batch("ALTER TABLE tokens ADD COLUMN expires_at BIGINT")
-                .map_err(write_error)?;
-        }
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-            [SCHEMA_VERSION],
-        )
-        .map_err(write_error)?;
-        tx.commit().map_err(write_error)?;
-        checkpoint(&inner.conn, &self.path);
-        tracing::info!(path = %self.path.display(), "store upgraded to schema version 3 (token expiry)");
-        Ok(())
+            )?;
+            if !has_column {
+                tx.execute_batch("ALTER TABLE tokens ADD COLUMN expires_at BIGINT")?;
+            }
+            Ok(())
+        })
     }
 
     /// Switches to WAL with full synchronous commits.

@@ -37,16 +37,6 @@ fn revoke(app: &TestApp, token: &str, id: &str) -> Answer {
     )
 }
 
-fn generate_with(app: &TestApp, token: &str) -> u16 {
-    app.request(
-        "POST",
-        "/v1/codes/OTP_SMS/_generate",
-        Some(token),
-        Some("{}"),
-    )
-    .status
-}
-
 #[test]
 fn a_created_token_works_at_once_and_is_shown_only_in_its_answer() {
     let app = spawn_app();
@@ -61,7 +51,7 @@ fn a_created_token_works_at_once_and_is_shown_only_in_its_answer() {
     assert!(token.starts_with("sg_") && token.len() == 46);
     assert!(made.body.get("expiresAt").is_none(), "no expiry asked");
     assert!(made.body["details"]["resourceOwner"].is_string());
-    assert_eq!(generate_with(&app, &token), 200);
+    assert_eq!(app.generate_with(&token), 200);
     let read = app.request(
         "GET",
         "/admin/v1/secretgenerators/OTP_SMS",
@@ -141,7 +131,7 @@ fn a_revoked_token_is_refused_on_the_very_next_request() {
     );
     let token = made.body["token"].as_str().unwrap();
     let id = made.body["id"].as_str().unwrap();
-    assert_eq!(generate_with(&app, token), 200);
+    assert_eq!(app.generate_with(token), 200);
     let revoked = revoke(&app, &app.token, id);
     assert_eq!(revoked.status, 200, "{:?}", revoked.body);
     assert!(revoked.body["details"]["changeDate"].is_string());
@@ -196,9 +186,9 @@ fn an_expired_token_is_refused() {
         listed.body.to_string().contains(expires),
         "listed with its expiry"
     );
-    assert_eq!(generate_with(&app, token), 200);
+    assert_eq!(app.generate_with(token), 200);
     let start = Instant::now();
-    while generate_with(&app, token) == 200 {
+    while app.generate_with(token) == 200 {
         assert!(start.elapsed() < Duration::from_secs(5), "never expired");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -292,7 +282,7 @@ fn bad_token_requests_name_every_field_and_change_nothing() {
 fn revoking_from_the_command_line_beside_a_running_server_takes_effect_at_once() {
     let app = spawn_app_process();
     let token = app.create_token("cli-made", "codes.generate");
-    assert_eq!(generate_with(&app, &token), 200);
+    assert_eq!(app.generate_with(&token), 200);
     let id = {
         let listed = list(&app, &app.token, &json!({}));
         listed.body["result"]
@@ -317,7 +307,7 @@ fn revoking_from_the_command_line_beside_a_running_server_takes_effect_at_once()
     );
     // The server notices another process's commit within its watch interval (20 ms).
     let start = Instant::now();
-    while generate_with(&app, &token) == 200 {
+    while app.generate_with(&token) == 200 {
         assert!(
             start.elapsed() < Duration::from_secs(1),
             "the revocation did not reach the server within 1 s"
