@@ -613,8 +613,10 @@ fn rfc3339(text: &str) -> Option<SystemTime> {
     let (base, offset_secs) = if let Some(base) = text.strip_suffix(['Z', 'z']) {
         (base, 0i64)
     } else {
+        // Not `split_at`: the text is a client's, and byte 6 from the end may fall inside a
+        // character.
         let split = text.len().checked_sub(6)?;
-        let (base, offset) = text.split_at(split);
+        let (base, offset) = (text.get(..split)?, text.get(split..)?);
         let sign = match offset.as_bytes().first()? {
             b'+' => 1,
             b'-' => -1,
