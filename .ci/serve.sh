@@ -23,7 +23,7 @@ start_server() {
     WORK="$(mktemp -d)"
     SERVE_DIRS+=("$WORK")
     TOKEN="$prefix-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-    SECRETGEN_LOG=warn "$binary" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" \
+    SECRETGEN_LOG=warn "$binary" serve --listen 127.0.0.1:0 --grpc-listen off --data-dir "$WORK/data" \
         --bootstrap-token "$TOKEN" "$@" >"$WORK/stdout" 2>"$WORK/stderr" &
     SERVER=$!
     SERVE_PIDS+=("$SERVER")

@@ -101,6 +101,9 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, env = "SECRETGEN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Address to serve gRPC on (port 0 picks a free one), or `off`.
+    #[arg(long, env = "SECRETGEN_GRPC_LISTEN", default_value = "127.0.0.1:8081")]
+    grpc_listen: String,
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
@@ -394,6 +397,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     };
     Ok(server::serve(server::Settings {
         listen: args.listen,
+        grpc_listen: (!args.grpc_listen.eq_ignore_ascii_case("off")).then_some(args.grpc_listen),
         store: args.store.settings(args.database.options()),
         instance_id,
         bootstrap_token,

@@ -30,6 +30,7 @@
 
 pub mod api;
 pub mod control;
+pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod server;

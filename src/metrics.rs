@@ -216,6 +216,104 @@ impl RequestLabels {
     }
 }
 
+/// A gRPC method secretgen serves, for the `method` label of the gRPC metrics.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum GrpcMethod {
+    /// `zitadel.admin.v1.AdminService/ListSecretGenerators`.
+    ListSecretGenerators,
+    /// `zitadel.admin.v1.AdminService/GetSecretGenerator`.
+    GetSecretGenerator,
+    /// `zitadel.admin.v1.AdminService/UpdateSecretGenerator`.
+    UpdateSecretGenerator,
+    /// `secretgen.v1.CodeService/Generate`.
+    Generate,
+    /// `secretgen.v1.CodeService/GenerateStream`.
+    GenerateStream,
+}
+
+impl GrpcMethod {
+    /// Every value, in label-table order.
+    pub const ALL: [GrpcMethod; 5] = [
+        GrpcMethod::ListSecretGenerators,
+        GrpcMethod::GetSecretGenerator,
+        GrpcMethod::UpdateSecretGenerator,
+        GrpcMethod::Generate,
+        GrpcMethod::GenerateStream,
+    ];
+
+    /// The method's full name, as in its path: `/package.Service/Method`.
+    pub const fn path(self) -> &'static str {
+        match self {
+            GrpcMethod::ListSecretGenerators => {
+                "/zitadel.admin.v1.AdminService/ListSecretGenerators"
+            }
+            GrpcMethod::GetSecretGenerator => "/zitadel.admin.v1.AdminService/GetSecretGenerator",
+            GrpcMethod::UpdateSecretGenerator => {
+                "/zitadel.admin.v1.AdminService/UpdateSecretGenerator"
+            }
+            GrpcMethod::Generate => "/secretgen.v1.CodeService/Generate",
+            GrpcMethod::GenerateStream => "/secretgen.v1.CodeService/GenerateStream",
+        }
+    }
+}
+
+impl EncodeLabelValue for GrpcMethod {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.path())
+    }
+}
+
+/// The `code` label of the gRPC metrics: a status code's canonical name, `OK` to
+/// `UNAUTHENTICATED`; a number outside 0 to 16 is `UNKNOWN`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct GrpcCode(u8);
+
+/// The canonical names of the gRPC status codes, by number.
+const GRPC_CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+impl GrpcCode {
+    /// The label of status code `code`.
+    pub fn of(code: i32) -> GrpcCode {
+        GrpcCode(u8::try_from(code).ok().filter(|&c| c <= 16).unwrap_or(2))
+    }
+}
+
+impl EncodeLabelValue for GrpcCode {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(GRPC_CODE_NAMES[self.0 as usize])
+    }
+}
+
+/// The labels of gRPC call metrics.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    method: GrpcMethod,
+    code: GrpcCode,
+}
+
+/// Room for every gRPC series: each method with each code.
+const GRPC_KEPT: usize = GrpcMethod::ALL.len() * GRPC_CODE_NAMES.len();
+
+type GrpcLatencyFamily = Family<GrpcLabels, Histogram, fn() -> Histogram>;
+
 /// A request series' counter and histogram, resolved from the families once.
 type Series = (Counter, Histogram);
 
@@ -237,6 +335,10 @@ pub struct Metrics {
     /// The series of each label set with a kept status, filled on first use: a series
     /// appears in the exposition only once a request had its labels.
     kept: Box<[OnceLock<Series>]>,
+    grpc_calls: Family<GrpcLabels, Counter>,
+    grpc_latency: GrpcLatencyFamily,
+    /// The series of each gRPC method and code, filled on first use.
+    grpc_kept: Box<[OnceLock<Series>]>,
     log_lines_dropped: Counter,
     applied_sequence: Gauge,
     tokens_created: Counter,
@@ -373,6 +475,18 @@ impl Metrics {
             "Time to answer HTTP requests, by route, method and status",
             latency.clone(),
         );
+        let grpc_calls = Family::<GrpcLabels, Counter>::default();
+        let grpc_latency: GrpcLatencyFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "grpc_requests",
+            "gRPC calls answered, by method and status code",
+            grpc_calls.clone(),
+        );
+        registry.register(
+            "grpc_request_duration_seconds",
+            "Time to answer gRPC calls (to the first message of a stream), by method and code",
+            grpc_latency.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -431,6 +545,9 @@ impl Metrics {
             requests,
             latency,
             kept: (0..KEPT).map(|_| OnceLock::new()).collect(),
+            grpc_calls,
+            grpc_latency,
+            grpc_kept: (0..GRPC_KEPT).map(|_| OnceLock::new()).collect(),
             log_lines_dropped,
             applied_sequence,
             tokens_created,
@@ -516,6 +633,26 @@ impl Metrics {
                 latency.observe(seconds);
             }
         }
+    }
+
+    /// A gRPC call of `method` was answered with status `code` in `seconds`.
+    pub fn grpc_call(&self, method: GrpcMethod, code: i32, seconds: f64) {
+        if !self.enabled {
+            return;
+        }
+        let labels = GrpcLabels {
+            method,
+            code: GrpcCode::of(code),
+        };
+        let slot = method as usize * GRPC_CODE_NAMES.len() + labels.code.0 as usize;
+        let (count, latency) = self.grpc_kept[slot].get_or_init(|| {
+            (
+                self.grpc_calls.get_or_create(&labels).clone(),
+                self.grpc_latency.get_or_create(&labels).clone(),
+            )
+        });
+        count.inc();
+        latency.observe(seconds);
     }
 
     /// The text exposition, with the live sequences of `instance` read now and `applied`,

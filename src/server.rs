@@ -13,6 +13,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::api::{self, AppState};
 use crate::control::ControlPlane;
+use crate::grpc::{GrpcServer, TlsPem};
 use crate::metrics::Metrics;
 use crate::registry::InstanceId;
 use crate::service::Service;
@@ -37,6 +38,8 @@ pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port.
     pub listen: String,
+    /// Address to serve gRPC on (port 0 picks a free port); `None` serves no gRPC.
+    pub grpc_listen: Option<String>,
     /// Where the configuration and the tokens are kept.
     pub store: StoreSettings,
     /// The instance id for a first start (must match the stored one later).
@@ -132,6 +135,9 @@ pub enum StartError {
     /// The first admin token could not be made.
     #[error("cannot make the first admin token: {0}")]
     Token(#[from] token::TokenError),
+    /// The gRPC server could not start.
+    #[error(transparent)]
+    Grpc(#[from] crate::grpc::GrpcError),
     /// The server failed while serving.
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
@@ -164,11 +170,27 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, StartError> {
     .with_single_cert(certs, key)?)
 }
 
+/// The PEM files of `files` for the gRPC server (already read and checked for HTTP).
+fn grpc_tls(files: &TlsFiles) -> Result<TlsPem, StartError> {
+    let read = |what, path: &PathBuf| {
+        std::fs::read(path).map_err(|e| StartError::TlsFile {
+            what,
+            path: path.clone(),
+            source: rustls_pki_types::pem::Error::Io(e),
+        })
+    };
+    Ok(TlsPem {
+        cert: read("certificate", &files.cert)?,
+        key: read("key", &files.key)?,
+    })
+}
+
 /// A server, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
     https: bool,
     server: Server,
+    grpc: Option<GrpcServer>,
     new_admin_token: Option<Token>,
 }
 
@@ -190,6 +212,19 @@ impl Application {
         };
         let listener = TcpListener::bind(&settings.listen).map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
+        let grpc_listener = match &settings.grpc_listen {
+            Some(grpc) => Some(
+                TcpListener::bind(grpc).map_err(|source| StartError::Listen {
+                    addr: grpc.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let grpc_tls = match &settings.tls {
+            Some(files) if grpc_listener.is_some() => Some(grpc_tls(files)?),
+            _ => None,
+        };
         let store = settings.store.open()?;
         let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)?;
         let metrics = Arc::new(if settings.metrics {
@@ -205,6 +240,7 @@ impl Application {
         // Changes other processes make to the store (replicas on one PostgreSQL database)
         // are applied as they come; the embedded store has no other writer to follow.
         crate::service::follow::follow(&service);
+        let grpc_service = Arc::clone(&service);
         let state = web::Data::new(AppState::new(service, settings.body_timeout));
         let mut server = HttpServer::new(move || {
             App::new()
@@ -234,11 +270,26 @@ impl Application {
             addr: addr.to_string(),
             source,
         })?;
+        let grpc = match grpc_listener {
+            Some(listener) => {
+                let threads = settings.workers.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+                });
+                Some(GrpcServer::start(
+                    listener,
+                    grpc_service,
+                    threads,
+                    grpc_tls,
+                )?)
+            }
+            None => None,
+        };
         let new_admin_token = bootstrap(store.as_ref(), settings.bootstrap_token)?;
         Ok(Application {
             addr,
             https,
             server: server.run(),
+            grpc,
             new_admin_token,
         })
     }
@@ -254,6 +305,16 @@ impl Application {
         format!("{scheme}://{}", self.addr)
     }
 
+    /// The address gRPC is served on, when it is.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(GrpcServer::addr)
+    }
+
+    /// The gRPC address as SPEC section 9 prints it, `grpc://ADDR`, when gRPC is served.
+    pub fn grpc_url(&self) -> Option<String> {
+        self.grpc_addr().map(|addr| format!("grpc://{addr}"))
+    }
+
     /// The admin token made on this first start, once.
     pub fn take_new_admin_token(&mut self) -> Option<Token> {
         self.new_admin_token.take()
@@ -265,9 +326,14 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or SIGINT; requests in flight are finished first.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serves until SIGTERM or SIGINT (or the handle stops it); requests in flight are
+    /// finished first, then gRPC stops the same way.
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        let served = (&mut self.server).await;
+        if let Some(grpc) = self.grpc.take() {
+            grpc.stop(SHUTDOWN_GRACE).await;
+        }
+        served
     }
 }
 
@@ -341,9 +407,12 @@ pub fn serve(settings: Settings) -> Result<(), StartError> {
                 );
             }
             let _ = writeln!(out, "listening on {}", app.url());
+            if let Some(grpc) = app.grpc_url() {
+                let _ = writeln!(out, "listening on {grpc}");
+            }
             let _ = out.flush();
         }
-        tracing::info!(url = %app.url(), "secretgen serving");
+        tracing::info!(url = %app.url(), grpc = app.grpc_url().as_deref().unwrap_or("off"), "secretgen serving");
         app.run_until_stopped().await.map_err(StartError::Serve)?;
         tracing::info!("secretgen stopped");
         Ok(())

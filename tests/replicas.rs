@@ -42,6 +42,7 @@ impl Replica {
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(["--grpc-listen", "off"])
             .args(["--database-url", url, "--bootstrap-token", &admin_token()])
             .args(extra)
             .env("SECRETGEN_LOG", "info")
@@ -608,6 +609,8 @@ fn migrate_copies_an_embedded_store_and_refuses_a_database_that_holds_one() {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--grpc-listen",
+                "off",
                 "--workers",
                 "1",
                 "--data-dir",

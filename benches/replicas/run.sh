@@ -73,7 +73,7 @@ DB_CREATED=1
 start() {
     local name="$1" i
     shift
-    SECRETGEN_LOG=warn "$BIN" serve --listen 127.0.0.1:0 --bootstrap-token "$TOKEN" --workers 1 \
+    SECRETGEN_LOG=warn "$BIN" serve --listen 127.0.0.1:0 --grpc-listen off --bootstrap-token "$TOKEN" --workers 1 \
         "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     PIDS+=("$!")
     for i in $(seq 200); do

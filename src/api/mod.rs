@@ -154,12 +154,7 @@ pub async fn observe_requests(
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|id| {
-            (1..=64).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .filter(|id| plain_request_id(id))
         .map_or_else(new_request_id, str::to_owned);
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.call(req).instrument(span.clone()).await?;
@@ -199,10 +194,18 @@ pub async fn observe_requests(
     Ok(response)
 }
 
+/// Whether a caller's request id is kept: 1 to 64 letters, digits, `-` and `_`.
+pub fn plain_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// 16 hex digits: a random start drawn once per process, then counting up. Unique within a
 /// process and unlikely to repeat across restarts, without a system call per request; drawn
 /// apart from the codes' random stream, which feeds nothing but codes.
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static START: OnceLock<u64> = OnceLock::new();

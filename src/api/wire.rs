@@ -393,12 +393,7 @@ pub fn search(object: &Map<String, Value>) -> Result<SearchQuery, ApiError> {
                     .and_then(|tq| tq.get("generatorType"))
                     .filter(|t| !t.is_null());
                 match t.map(generator_type) {
-                    Some(Ok(t)) => {
-                        let types = search
-                            .types
-                            .get_or_insert_with(|| GeneratorType::ALL.to_vec());
-                        types.retain(|&kept| kept == t);
-                    }
+                    Some(Ok(t)) => search.narrow(t),
                     Some(Err(e)) => violations.push(Violation::new(path, e)),
                     None => violations.push(Violation::new(
                         format!("queries[{i}]"),
@@ -763,22 +758,7 @@ pub fn generate_response(codes: &Codes) -> actix_web::web::Bytes {
     }
     out.extend_from_slice(b"]}");
     debug_assert_eq!(out.len(), size, "the answer's size is computed exactly");
-    actix_web::web::Bytes::from_owner(Secret(out))
-}
-
-/// Bytes that hold secrets: zeroed when dropped.
-struct Secret(Vec<u8>);
-
-impl AsRef<[u8]> for Secret {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        crate::service::wipe(&mut self.0);
-    }
+    actix_web::web::Bytes::from_owner(crate::service::SecretBytes(out))
 }
 
 /// Seconds and nanoseconds of a duration, for tests.

@@ -41,6 +41,12 @@ use crate::token::Permission;
 /// The most codes one generate call returns.
 pub const MAX_COUNT: i128 = 1000;
 
+/// The most codes one streamed generate call returns.
+pub const MAX_STREAM_COUNT: u64 = 10_000_000;
+
+/// About how many bytes of codes a chunk of a stream holds (at least one code).
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
 /// Calls per second per token on the data plane.
 type Limiter = governor::DefaultKeyedRateLimiter<String>;
 
@@ -106,6 +112,16 @@ pub struct SearchQuery {
     pub types: Option<Vec<GeneratorType>>,
 }
 
+impl SearchQuery {
+    /// Keeps only `t` among the types asked for (every type, when none were named yet):
+    /// several type queries narrow the search to the types they all name.
+    pub fn narrow(&mut self, t: GeneratorType) {
+        self.types
+            .get_or_insert_with(|| GeneratorType::ALL.to_vec())
+            .retain(|&kept| kept == t);
+    }
+}
+
 impl Default for SearchQuery {
     fn default() -> SearchQuery {
         SearchQuery {
@@ -159,7 +175,29 @@ pub fn wipe(bytes: &mut [u8]) {
     std::hint::black_box(bytes);
 }
 
+/// Bytes that hold secrets (codes, or an answer that carries them): zeroed when dropped. A
+/// transport hands them to its writer as [`bytes::Bytes`] with [`bytes::Bytes::from_owner`].
+pub struct SecretBytes(pub Vec<u8>);
+
+impl AsRef<[u8]> for SecretBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
 impl Codes {
+    /// The codes laid end to end, handed over without a copy; zeroed when the last clone
+    /// of the bytes is dropped.
+    pub fn into_bytes(mut self) -> bytes::Bytes {
+        bytes::Bytes::from_owner(SecretBytes(std::mem::take(&mut self.bytes)))
+    }
+
     /// Codes laid end to end in `bytes` (copied), as made for `generator_type`: for tests of
     /// what a transport renders, and the fuzz targets.
     pub fn from_parts(
@@ -370,24 +408,31 @@ impl Service {
                 format!("must be between 1 and {MAX_COUNT}, got {count}"),
             ));
         }
-        let snapshot = self.control.instance().load(generator_type);
-        let generator = snapshot.generator();
-        let length = generator.length();
-        let mut codes = Codes {
+        make_codes(&self.control, &self.metrics, generator_type, count as usize)
+    }
+
+    /// `count` codes (1 to [`MAX_STREAM_COUNT`]) of `generator_type`, made a chunk at a time
+    /// as the caller takes them, each chunk with the configuration live when it is made.
+    /// The call is admitted (and rate limited) once, for the whole stream.
+    pub fn generate_stream(
+        &self,
+        _: &Grant<GenerateCodes>,
+        generator_type: GeneratorType,
+        count: u64,
+    ) -> Result<CodeStream, Error> {
+        if !(1..=MAX_STREAM_COUNT).contains(&count) {
+            return Err(Error::invalid(
+                "invalid generate request",
+                Subject::Count,
+                format!("must be between 1 and {MAX_STREAM_COUNT}, got {count}"),
+            ));
+        }
+        Ok(CodeStream {
+            control: Arc::clone(&self.control),
+            metrics: Arc::clone(&self.metrics),
             generator_type,
-            sequence: snapshot.version().sequence,
-            length,
-            expires_at: None,
-            bytes: vec![0u8; count as usize * length],
-        };
-        let made_at = SystemTime::now();
-        generator.fill_codes(&mut codes.bytes).map_err(|e| {
-            tracing::error!(error = %e, "code generation failed");
-            Error::Internal("the random source failed; no code was made")
-        })?;
-        codes.expires_at = generator.expires_at(made_at);
-        self.metrics.codes_generated(generator_type, count as usize);
-        Ok(codes)
+            left: count,
+        })
     }
 
     /// Whether the store answers now. Asked on a blocking thread: the store may be slow.
@@ -401,5 +446,82 @@ impl Service {
             }
             Err(_) => StoreState::Down,
         }
+    }
+}
+
+/// `count` codes of `generator_type`'s live configuration, loaded now, counted in `metrics`.
+fn make_codes(
+    control: &ControlPlane,
+    metrics: &Metrics,
+    generator_type: GeneratorType,
+    count: usize,
+) -> Result<Codes, Error> {
+    let snapshot = control.instance().load(generator_type);
+    let generator = snapshot.generator();
+    let length = generator.length();
+    let mut codes = Codes {
+        generator_type,
+        sequence: snapshot.version().sequence,
+        length,
+        expires_at: None,
+        bytes: vec![0u8; count * length],
+    };
+    let made_at = SystemTime::now();
+    generator.fill_codes(&mut codes.bytes).map_err(|e| {
+        tracing::error!(error = %e, "code generation failed");
+        Error::Internal("the random source failed; no code was made")
+    })?;
+    codes.expires_at = generator.expires_at(made_at);
+    metrics.codes_generated(generator_type, count);
+    Ok(codes)
+}
+
+/// The codes of [`Service::generate_stream`], made a chunk of about [`CHUNK_BYTES`] at a
+/// time, only when the next is asked for: a caller that takes them slowly holds nothing
+/// back on the server.
+#[derive(Debug)]
+pub struct CodeStream {
+    control: Arc<ControlPlane>,
+    metrics: Arc<Metrics>,
+    generator_type: GeneratorType,
+    left: u64,
+}
+
+impl CodeStream {
+    /// Codes still to be made.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+}
+
+impl Iterator for CodeStream {
+    type Item = Result<Codes, Error>;
+
+    fn next(&mut self) -> Option<Result<Codes, Error>> {
+        if self.left == 0 {
+            return None;
+        }
+        // The length of the configuration this chunk will be made with, read again: a
+        // change may make codes longer mid-stream.
+        let length = self
+            .control
+            .instance()
+            .load(self.generator_type)
+            .generator()
+            .length();
+        let per_chunk = (CHUNK_BYTES / length.max(1)).max(1) as u64;
+        let count = per_chunk.min(self.left);
+        let chunk = make_codes(
+            &self.control,
+            &self.metrics,
+            self.generator_type,
+            count as usize,
+        );
+        match &chunk {
+            Ok(_) => self.left -= count,
+            // A failed chunk ends the stream.
+            Err(_) => self.left = 0,
+        }
+        Some(chunk)
     }
 }

@@ -187,3 +187,25 @@ fn read(store: &dyn Store) -> Result<Table, StoreError> {
         .map(|record| (record.hash, Arc::new(Principal::of(record))))
         .collect())
 }
+
+/// The token of an `authorization: Bearer <token>` value (an HTTP header, gRPC metadata);
+/// the scheme is matched without regard to case. 401 without one.
+pub fn bearer(value: Option<&[u8]>) -> Result<&str, Error> {
+    let value = value.ok_or(Error::Unauthenticated(
+        "no token: send Authorization: Bearer <token>",
+    ))?;
+    let value = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.is_ascii())
+        .ok_or(Error::Unauthenticated(
+            "the Authorization header is not ASCII",
+        ))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(Error::Unauthenticated("use Authorization: Bearer <token>"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(Error::Unauthenticated("use Authorization: Bearer <token>"));
+    }
+    Ok(token)
+}

@@ -28,6 +28,8 @@ use serde_json::Value;
 /// A running server.
 pub struct TestApp {
     pub base: String,
+    /// The gRPC endpoint, `http://ADDR` (tonic's form), when gRPC is served.
+    pub grpc: Option<String>,
     /// The admin token printed on the first start (or given).
     pub token: String,
     pub data_dir: PathBuf,
@@ -76,6 +78,7 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = temp.path().join("data");
     let mut settings = Settings {
         listen: "127.0.0.1:0".to_owned(),
+        grpc_listen: Some("127.0.0.1:0".to_owned()),
         store: StoreSettings::Embedded(data_dir.clone()),
         instance_id: None,
         bootstrap_token: None,
@@ -106,12 +109,13 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
                     .take_new_admin_token()
                     .map(|t| t.expose().to_owned())
                     .unwrap_or_default();
-                let _ = started.send(Ok((app.url(), token, app.handle())));
+                let grpc = app.grpc_addr().map(|addr| format!("http://{addr}"));
+                let _ = started.send(Ok((app.url(), grpc, token, app.handle())));
                 app.run_until_stopped().await
             })
         })
         .expect("a thread for the server");
-    let (base, token, handle) = match start.recv() {
+    let (base, grpc, token, handle) = match start.recv() {
         Ok(Ok(started)) => started,
         Ok(Err(e)) => panic!("the server did not start: {e}"),
         Err(_) => {
@@ -123,6 +127,7 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
     };
     TestApp {
         base,
+        grpc,
         token,
         data_dir,
         server: Server::InProcess {
@@ -247,12 +252,27 @@ pub fn spawn_app_with(
             break addr.to_owned();
         }
     };
+    // gRPC's line follows the HTTP one, unless gRPC is off.
+    let grpc_off = args
+        .iter()
+        .chain(env.iter().map(|(_, v)| v))
+        .any(|a| *a == "off");
+    let grpc = if grpc_off {
+        None
+    } else {
+        lines
+            .next()
+            .and_then(Result::ok)
+            .and_then(|line| line.strip_prefix("listening on grpc://").map(str::to_owned))
+            .map(|addr| format!("http://{addr}"))
+    };
     // The only reading end: from here on, the server's writes to standard error fail.
     drop(unread_stderr);
     // Keep reading standard output so that the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
     TestApp {
         base,
+        grpc,
         token,
         data_dir: data_dir.to_owned(),
         server: Server::Process {
@@ -284,6 +304,7 @@ fn serve_command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comman
         .env("SECRETGEN_DATA_DIR", data_dir)
         .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
         .env_remove("SECRETGEN_LOG")
+        .env("SECRETGEN_GRPC_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped());
     if !args.contains(&"--workers") {
         command.args(["--workers", "2"]);

@@ -273,7 +273,8 @@ fn failed_start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String 
         .arg(data_dir)
         .args(args)
         .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
-        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN_FILE");
+        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN_FILE")
+        .env("SECRETGEN_GRPC_LISTEN", "off");
     for (k, v) in env {
         command.env(k, v);
     }

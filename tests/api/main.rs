@@ -7,6 +7,7 @@ mod audit;
 mod codes;
 mod errors;
 mod generators;
+mod grpc;
 mod helpers;
 mod lifecycle;
 mod limits;

@@ -1,0 +1,101 @@
+//! `secretgen.v1.CodeService`: the data plane over gRPC. `Generate` is `_generate`;
+//! `GenerateStream` sends up to [`MAX_STREAM_COUNT`] codes in chunks made only as the client
+//! takes them (HTTP/2 flow control holds the stream back, and the next chunk is made when the
+//! last one has gone), so a slow reader costs the server a chunk or two, not the stream.
+//!
+//! [`MAX_STREAM_COUNT`]: crate::service::MAX_STREAM_COUNT
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::admin::timestamp;
+use super::proto::secretgen::v1::code_service_server::CodeService;
+use super::proto::secretgen::v1::{
+    Code, CodeChunk, GenerateRequest, GenerateResponse, GenerateStreamRequest,
+};
+use super::{admit, generator_type, observe, status};
+use crate::metrics::GrpcMethod;
+use crate::service::{Codes, GenerateCodes, Service};
+
+/// The CodeService over the use cases.
+#[derive(Debug, Clone)]
+pub struct CodeServer {
+    service: Arc<Service>,
+}
+
+impl CodeServer {
+    /// The CodeService of `service`.
+    pub fn new(service: Arc<Service>) -> CodeServer {
+        CodeServer { service }
+    }
+}
+
+/// A chunk of a stream: the codes handed over without a copy (zeroed when dropped).
+fn chunk(codes: Codes) -> CodeChunk {
+    CodeChunk {
+        generator_type: i32::from(codes.generator_type.number()),
+        sequence: codes.sequence,
+        length: codes.length as u32,
+        expires_at: codes.expires_at.map(timestamp),
+        codes: codes.into_bytes(),
+    }
+}
+
+/// The chunks of a stream, as tonic sends them.
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<CodeChunk, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl CodeService for CodeServer {
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<GenerateResponse>, Status> {
+        let service = &self.service;
+        observe(service, GrpcMethod::Generate, &request, async {
+            let grant = admit::<GenerateCodes, _>(service, &request).await?;
+            let r = request.get_ref();
+            let t = generator_type(r.generator_type).map_err(status::status)?;
+            let count = r.count.map_or(1, i128::from);
+            let codes = service.generate(&grant, t, count).map_err(status::status)?;
+            let expires_at = codes.expires_at.map(timestamp);
+            Ok(Response::new(GenerateResponse {
+                generator_type: i32::from(t.number()),
+                sequence: codes.sequence,
+                codes: codes
+                    .iter()
+                    .map(|code| Code {
+                        // Codes are ASCII (every alphabet is).
+                        code: String::from_utf8_lossy(code).into_owned(),
+                        expires_at,
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+
+    type GenerateStreamStream = ChunkStream;
+
+    async fn generate_stream(
+        &self,
+        request: Request<GenerateStreamRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let service = &self.service;
+        observe(service, GrpcMethod::GenerateStream, &request, async {
+            let grant = admit::<GenerateCodes, _>(service, &request).await?;
+            let r = request.get_ref();
+            let t = generator_type(r.generator_type).map_err(status::status)?;
+            let codes = service
+                .generate_stream(&grant, t, r.count)
+                .map_err(status::status)?;
+            // tokio_stream::iter makes each chunk when tonic asks for the next message,
+            // which it does only once the last has been written out.
+            let chunks = tokio_stream::iter(codes.map(|c| c.map(chunk).map_err(status::status)));
+            Ok(Response::new(Box::pin(chunks) as ChunkStream))
+        })
+        .await
+    }
+}

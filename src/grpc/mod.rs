@@ -1,0 +1,279 @@
+//! gRPC (SPEC section 9): ZITADEL's `AdminService` for secret generators and secretgen's
+//! `CodeService`, with health, reflection and grpc-web, on a port of its own beside the HTTP
+//! API. A second adapter over the same use cases ([`Service`]) as [`crate::api`]: each method
+//! admits its caller from the `authorization` metadata before it reads the request, reads the
+//! message into the use case's typed input, calls the use case, and renders its result or the
+//! one error ([`status::status`]).
+//!
+//! tonic runs on a tokio runtime of its own ([`GrpcServer`]), started with the HTTP server and
+//! stopped with it; actix-web keeps its own workers.
+
+pub mod admin;
+pub mod code;
+pub mod proto;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::{Request, Response, Status};
+
+use crate::generator_type::GeneratorType;
+use crate::metrics::GrpcMethod;
+use crate::service::{self, Grant, Operation, Service};
+use proto::secretgen::v1::code_service_server::CodeServiceServer;
+use proto::zitadel::admin::v1::admin_service_server::AdminServiceServer;
+
+/// The largest request message accepted, as the HTTP API's body limit.
+pub const MESSAGE_LIMIT: usize = crate::api::BODY_LIMIT;
+
+/// Streams one connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// Admits the caller of `request` to operation `O` by its `authorization: Bearer` metadata.
+pub(crate) async fn admit<O: Operation, T>(
+    service: &Service,
+    request: &Request<T>,
+) -> Result<Grant<O>, Status> {
+    let value = request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes());
+    let token = service::tokens::bearer(value).map_err(status::status)?;
+    service.admit::<O>(token).await.map_err(status::status)
+}
+
+/// The generator type of a protobuf enum value; 0 (`UNSPECIFIED`), negative and unknown
+/// numbers are refused, in the words the HTTP API uses.
+pub(crate) fn generator_type(number: i32) -> Result<GeneratorType, service::Error> {
+    Ok(number.to_string().parse::<GeneratorType>()?)
+}
+
+/// Runs one call of `method` inside a span with its request id (the caller's `x-request-id`
+/// when it is short and plain, a new one otherwise), answers the id in `x-request-id`, logs
+/// the call (method, code, time; never metadata or messages, which carry tokens and codes)
+/// and counts it in the metrics.
+pub(crate) async fn observe<R, T>(
+    service: &Service,
+    method: GrpcMethod,
+    request: &Request<R>,
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    use tracing::Instrument;
+    let start = Instant::now();
+    let request_id = request
+        .metadata()
+        .get(crate::api::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| crate::api::plain_request_id(id))
+        .map_or_else(crate::api::new_request_id, str::to_owned);
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut answer = call.instrument(span.clone()).await;
+    let elapsed = start.elapsed();
+    let code = match &answer {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    };
+    if let Ok(value) = request_id.parse::<tonic::metadata::MetadataValue<_>>() {
+        match &mut answer {
+            Ok(response) => response
+                .metadata_mut()
+                .insert(crate::api::REQUEST_ID, value),
+            Err(status) => status.metadata_mut().insert(crate::api::REQUEST_ID, value),
+        };
+    }
+    service
+        .metrics()
+        .grpc_call(method, code as i32, elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            method = method.path(),
+            code = ?code,
+            micros = elapsed.as_micros() as u64,
+            "grpc call"
+        )
+    });
+    answer
+}
+
+/// Why the gRPC server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// Its runtime could not be made.
+    #[error("cannot start the gRPC runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The listener could not be handed to tokio.
+    #[error("cannot listen for gRPC: {0}")]
+    Listen(std::io::Error),
+    /// tonic refused the TLS files or the reflection descriptors.
+    #[error("cannot configure the gRPC server: {0}")]
+    Configure(String),
+}
+
+/// The PEM text of a TLS certificate chain and its key.
+#[derive(Clone)]
+pub struct TlsPem {
+    /// The chain, leaf first.
+    pub cert: Vec<u8>,
+    /// The private key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsPem { .. }")
+    }
+}
+
+/// A running gRPC server, on its own runtime.
+pub struct GrpcServer {
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    health: tonic_health::server::HealthReporter,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The names of the services the health service reports on, besides the server as a whole
+/// (`""`).
+pub const SERVICE_NAMES: [&str; 2] = ["zitadel.admin.v1.AdminService", "secretgen.v1.CodeService"];
+
+impl GrpcServer {
+    /// Serves `service` on `listener` (already bound), with `threads` worker threads, plain
+    /// HTTP/2 (and HTTP/1.1 for grpc-web) or TLS with `tls`.
+    pub fn start(
+        listener: std::net::TcpListener,
+        service: Arc<Service>,
+        threads: usize,
+        tls: Option<TlsPem>,
+    ) -> Result<GrpcServer, GrpcError> {
+        let addr = listener.local_addr().map_err(GrpcError::Listen)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("secretgen-grpc")
+            .enable_all()
+            .build()
+            .map_err(GrpcError::Runtime)?;
+        listener.set_nonblocking(true).map_err(GrpcError::Listen)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(GrpcError::Listen)?
+        };
+        let configure = |e: &dyn std::fmt::Display| GrpcError::Configure(e.to_string());
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| configure(&e))?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| configure(&e))?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let mut builder = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            .http2_max_header_list_size(Some(16 * 1024))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            let identity = tonic::transport::Identity::from_pem(tls.cert, tls.key);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| configure(&e))?;
+        }
+        let router = builder
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(
+                AdminServiceServer::new(admin::Admin::new(Arc::clone(&service)))
+                    .max_decoding_message_size(MESSAGE_LIMIT),
+            )
+            .add_service(
+                CodeServiceServer::new(code::CodeServer::new(service))
+                    .max_decoding_message_size(MESSAGE_LIMIT),
+            )
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha);
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let reporter = health.clone();
+        // Not `block_on`: the HTTP server's runtime is running on this thread.
+        let done = runtime.spawn(async move {
+            // Configurations are loaded before the server binds: codes can be served.
+            for name in std::iter::once("").chain(SERVICE_NAMES) {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+            router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(GrpcServer {
+            addr,
+            runtime: Some(runtime),
+            shutdown: Some(shutdown),
+            done: Some(done),
+            health,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking calls, reports NOT_SERVING, lets the calls in flight finish for up to
+    /// `grace`, then stops.
+    pub async fn stop(mut self, grace: Duration) {
+        let health = self.health.clone();
+        if let Some(runtime) = &self.runtime {
+            let _ = runtime
+                .spawn(async move {
+                    for name in std::iter::once("").chain(SERVICE_NAMES) {
+                        health
+                            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                            .await;
+                    }
+                })
+                .await;
+        }
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(done) = self.done.take() {
+            match tokio::time::timeout(grace, done).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the gRPC server failed"),
+                Err(_) => tracing::warn!("gRPC calls still running after the grace period"),
+                _ => {}
+            }
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
