@@ -5,7 +5,8 @@
 #   start_server BINARY TOKEN_PREFIX [SERVE_FLAGS...]
 #
 # Sets, for the server just started: SERVER (pid), WORK (scratch folder), TOKEN (bootstrap
-# token) and BASE (http://ADDR).
+# token), BASE (http://ADDR) and, when GRPC_LISTEN names an address (gRPC is off otherwise),
+# GRPC (ADDR).
 
 SERVE_PIDS=()
 SERVE_DIRS=()
@@ -23,7 +24,7 @@ start_server() {
     WORK="$(mktemp -d)"
     SERVE_DIRS+=("$WORK")
     TOKEN="$prefix-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-    SECRETGEN_LOG=warn "$binary" serve --listen 127.0.0.1:0 --grpc-listen off --data-dir "$WORK/data" \
+    SECRETGEN_LOG=warn "$binary" serve --listen 127.0.0.1:0 --grpc-listen "${GRPC_LISTEN:-off}" --data-dir "$WORK/data" \
         --bootstrap-token "$TOKEN" "$@" >"$WORK/stdout" 2>"$WORK/stderr" &
     SERVER=$!
     SERVE_PIDS+=("$SERVER")
@@ -31,6 +32,14 @@ start_server() {
         grep -q '^listening on ' "$WORK/stdout" 2>/dev/null && break
         sleep 0.1
     done
-    BASE="$(sed -n 's/^listening on //p' "$WORK/stdout")"
+    BASE="$(sed -n 's/^listening on \(http\)/\1/p' "$WORK/stdout")"
+    GRPC=""
+    if [ "${GRPC_LISTEN:-off}" != off ]; then
+        for _ in $(seq 50); do
+            grep -q '^listening on grpc://' "$WORK/stdout" && break
+            sleep 0.1
+        done
+        GRPC="$(sed -n 's|^listening on grpc://||p' "$WORK/stdout")"
+    fi
     [ -n "$BASE" ] || { cat "$WORK/stderr" >&2; exit 1; }
 }

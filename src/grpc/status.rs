@@ -31,13 +31,20 @@ pub fn field_name(subject: Subject) -> &'static str {
     }
 }
 
-/// An INVALID_ARGUMENT status with every violation, each a field path and what is wrong.
+/// An INVALID_ARGUMENT status with every violation, each a field path and what is wrong: in
+/// a `google.rpc.BadRequest`, and in the message too (`message: field: what; ...`), for the
+/// clients that show a status's message and not its details.
 pub fn invalid(message: &str, violations: Vec<(String, String)>) -> Status {
+    let mut text = message.to_owned();
     let mut details = ErrorDetails::new();
-    for (field, description) in violations {
+    for (i, (field, description)) in violations.into_iter().enumerate() {
+        text.push_str(if i == 0 { ": " } else { "; " });
+        text.push_str(&field);
+        text.push_str(": ");
+        text.push_str(&description);
         details.add_bad_request_violation(field, description);
     }
-    Status::with_error_details(Code::InvalidArgument, message, details)
+    Status::with_error_details(Code::InvalidArgument, text, details)
 }
 
 /// The status of a use case's error.
@@ -123,6 +130,10 @@ mod tests {
             .map(|v| (v.field.as_str(), v.description.as_str()))
             .collect();
         assert_eq!(fields, [("include_digits", "one"), ("length", "two")]);
+        assert_eq!(
+            status.message(),
+            "invalid secret generator configuration: include_digits: one; length: two"
+        );
 
         let limited = super::status(service::Error::RateLimited {
             retry_after: std::time::Duration::from_millis(250),

@@ -118,3 +118,58 @@ fn bad_tls_files_stop_the_server_with_a_clear_message() {
         "nothing was created before TLS was checked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_is_served_with_the_same_certificate() {
+    use secretgen::grpc::proto::secretgen::v1::GenerateRequest;
+    use secretgen::grpc::proto::secretgen::v1::code_service_client::CodeServiceClient;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+    let temp = tempfile::tempdir().unwrap();
+    let (app, _) = tls_app(temp.path());
+    let addr = app
+        .grpc
+        .as_ref()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let request = || {
+        let mut request = tonic::Request::new(GenerateRequest {
+            generator_type: 7,
+            count: Some(2),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", app.token).parse().unwrap(),
+        );
+        request
+    };
+    let pem = fs::read(temp.path().join("cert.pem")).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let answer = CodeServiceClient::new(channel)
+        .generate(request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.codes.len(), 2);
+
+    // A client that speaks plain HTTP/2 to the TLS port gets no answer.
+    let plain = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        let refused = CodeServiceClient::new(plain).generate(request()).await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+}
