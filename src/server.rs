@@ -279,6 +279,7 @@ impl Application {
                     listener,
                     grpc_service,
                     threads,
+                    settings.max_connections.get(),
                     grpc_tls,
                 )?)
             }
@@ -396,24 +397,35 @@ fn warn_if_not_stored(store: &dyn Store, given: Option<&Token>) -> Result<(), St
 pub fn serve(settings: Settings) -> Result<(), StartError> {
     actix_web::rt::System::new().block_on(async move {
         let mut app = Application::build(settings)?;
+        let (url, grpc_url) = (app.url(), app.grpc_url());
+        let token = app.take_new_admin_token();
+        // The server's first poll sets up its SIGTERM and SIGINT handling: it runs before
+        // the addresses are printed, so that a signal sent once they are is always handled
+        // (gRPC answers before then; a client that only used gRPC could otherwise stop a
+        // server that had not yet listened for signals).
+        let running = actix_web::rt::spawn(app.run_until_stopped());
+        actix_web::rt::task::yield_now().await;
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            if let Some(token) = app.take_new_admin_token() {
+            if let Some(token) = token {
                 let _ = writeln!(
                     out,
                     "first start: an admin token with every permission, shown this once:\n{}",
                     token.expose()
                 );
             }
-            let _ = writeln!(out, "listening on {}", app.url());
-            if let Some(grpc) = app.grpc_url() {
+            let _ = writeln!(out, "listening on {url}");
+            if let Some(grpc) = &grpc_url {
                 let _ = writeln!(out, "listening on {grpc}");
             }
             let _ = out.flush();
         }
-        tracing::info!(url = %app.url(), grpc = app.grpc_url().as_deref().unwrap_or("off"), "secretgen serving");
-        app.run_until_stopped().await.map_err(StartError::Serve)?;
+        tracing::info!(url = %url, grpc = grpc_url.as_deref().unwrap_or("off"), "secretgen serving");
+        running
+            .await
+            .map_err(|_| StartError::Serve(std::io::Error::other("the server task failed")))?
+            .map_err(StartError::Serve)?;
         tracing::info!("secretgen stopped");
         Ok(())
     })

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod code;
+pub mod incoming;
 pub mod proto;
 pub mod status;
 
@@ -149,12 +150,14 @@ impl std::fmt::Debug for GrpcServer {
 pub const SERVICE_NAMES: [&str; 2] = ["zitadel.admin.v1.AdminService", "secretgen.v1.CodeService"];
 
 impl GrpcServer {
-    /// Serves `service` on `listener` (already bound), with `threads` worker threads, plain
-    /// HTTP/2 (and HTTP/1.1 for grpc-web) or TLS with `tls`.
+    /// Serves `service` on `listener` (already bound), with `threads` worker threads, at
+    /// most `max_connections` connections at once, plain HTTP/2 (and HTTP/1.1 for grpc-web)
+    /// or TLS with `tls`.
     pub fn start(
         listener: std::net::TcpListener,
         service: Arc<Service>,
         threads: usize,
+        max_connections: usize,
         tls: Option<TlsPem>,
     ) -> Result<GrpcServer, GrpcError> {
         let addr = listener.local_addr().map_err(GrpcError::Listen)?;
@@ -208,8 +211,10 @@ impl GrpcServer {
             .add_service(reflection)
             .add_service(reflection_alpha);
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = {
+            let _entered = runtime.enter();
+            incoming::limited(listener, max_connections)
+        };
         let reporter = health.clone();
         // Not `block_on`: the HTTP server's runtime is running on this thread.
         let done = runtime.spawn(async move {
@@ -274,6 +279,95 @@ impl Drop for GrpcServer {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    /// lowerCamelCase, as protobuf's JSON mapping names a field.
+    fn json_name(field: &str) -> String {
+        let mut out = String::new();
+        let mut upper = false;
+        for c in field.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                out.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The protos and the OpenAPI description agree on names: each message and the schema
+    /// that the HTTP API writes for it have the same fields, by JSON name, but for what the
+    /// HTTP API carries in the path (the generator type of a request).
+    #[test]
+    fn the_protos_and_the_openapi_description_name_the_same_fields() {
+        let files = prost_types::FileDescriptorSet::decode(super::proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let openapi: serde_json::Value =
+            serde_json::from_str(crate::api::OPENAPI).expect("openapi.json parses");
+        let pairs = [
+            (
+                "zitadel.settings.v1",
+                "SecretGenerator",
+                "SecretGenerator",
+                &[][..],
+            ),
+            ("zitadel.v1", "ObjectDetails", "Details", &[]),
+            (
+                "zitadel.admin.v1",
+                "UpdateSecretGeneratorRequest",
+                "SecretGeneratorConfig",
+                &["generatorType"],
+            ),
+            (
+                "zitadel.admin.v1",
+                "ListSecretGeneratorsRequest",
+                "SearchRequest",
+                &[],
+            ),
+            (
+                "zitadel.admin.v1",
+                "ListSecretGeneratorsResponse",
+                "SearchResponse",
+                &[],
+            ),
+            (
+                "secretgen.v1",
+                "GenerateRequest",
+                "GenerateRequest",
+                &["generatorType"],
+            ),
+            ("secretgen.v1", "GenerateResponse", "GenerateResponse", &[]),
+        ];
+        for (package, message, schema, in_path) in pairs {
+            let descriptor = files
+                .file
+                .iter()
+                .filter(|f| f.package() == package)
+                .flat_map(|f| &f.message_type)
+                .find(|m| m.name() == message)
+                .unwrap_or_else(|| panic!("{package}.{message} in proto/"));
+            let mut proto: Vec<String> = descriptor
+                .field
+                .iter()
+                .map(|f| json_name(f.name()))
+                .filter(|name| !in_path.contains(&name.as_str()))
+                .collect();
+            let properties = openapi["components"]["schemas"][schema]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("schema {schema} in openapi.json"));
+            let mut http: Vec<String> = properties.keys().cloned().collect();
+            proto.sort();
+            http.sort();
+            assert_eq!(proto, http, "{package}.{message} and schema {schema}");
         }
     }
 }

@@ -862,3 +862,47 @@ fn the_process_prints_its_grpc_address_logs_calls_without_secrets_and_stops_on_s
         "gRPC still listens"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_max_connections_wait_for_a_place() {
+    let app = spawn_app_configured(|s| s.max_connections = std::num::NonZeroUsize::new(2).unwrap());
+    let call = |mut client: CodeServiceClient<Channel>, token: String| async move {
+        client
+            .generate(authed(
+                GenerateRequest {
+                    generator_type: OTP_SMS,
+                    count: None,
+                },
+                &token,
+            ))
+            .await
+            .map(|_| client)
+    };
+    // Two connections, each served.
+    let first = call(codes(&app).await, app.token.clone()).await.unwrap();
+    let second = call(codes(&app).await, app.token.clone()).await.unwrap();
+    // A third is left in the backlog: its call gets no answer while both stay open.
+    let endpoint = app.grpc.clone().unwrap();
+    let third = tokio::spawn({
+        let token = app.token.clone();
+        async move {
+            let channel = Channel::from_shared(endpoint).unwrap().connect_lazy();
+            call(CodeServiceClient::new(channel), token)
+                .await
+                .map(|_| ())
+                .map_err(|status| status.to_string())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if third.is_finished() {
+        panic!(
+            "a third connection was answered beside two: {:?}",
+            third.await
+        );
+    }
+    // One closes: the third takes its place and is answered.
+    drop(first);
+    let answered = tokio::time::timeout(Duration::from_secs(10), third).await;
+    assert!(matches!(answered, Ok(Ok(Ok(())))), "{answered:?}");
+    drop(second);
+}
