@@ -63,13 +63,15 @@ pub enum Route {
     Token,
     /// `POST /admin/v1/events/_search`.
     EventSearch,
+    /// `POST /admin/v1/secretgenerators/{generatorType}/_preview`.
+    Preview,
     /// No route matched the path: `unmatched`.
     Unmatched,
 }
 
 impl Route {
     /// Every value, in label-table order.
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::Search,
         Route::Generator,
         Route::Generate,
@@ -81,6 +83,7 @@ impl Route {
         Route::TokenSearch,
         Route::Token,
         Route::EventSearch,
+        Route::Preview,
         Route::Unmatched,
     ];
 
@@ -98,6 +101,7 @@ impl Route {
             Route::TokenSearch => "/admin/v1/tokens/_search",
             Route::Token => "/admin/v1/tokens/{id}",
             Route::EventSearch => "/admin/v1/events/_search",
+            Route::Preview => "/admin/v1/secretgenerators/{generatorType}/_preview",
             Route::Unmatched => "unmatched",
         }
     }

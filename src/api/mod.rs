@@ -78,6 +78,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD, PUT"))),
     )
     .service(
+        resource(Route::Preview)
+            .route(web::post().to(preview))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
         resource(Route::Generate)
             .route(web::post().to(generate))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
@@ -278,6 +283,20 @@ async fn put(
     Ok(json_response(&json!({
         "details": wire::Details::of(snapshot.version(), service.instance_id())
     })))
+}
+
+async fn preview(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<ReadGenerators>(bearer(&req)?).await?;
+    let t = generator_type(&path)?;
+    let draft = wire::config_draft(&wire::object(&body(payload, &state).await?)?, t);
+    let preview = service.preview(&grant, &draft)?;
+    Ok(json_response(&wire::preview(&preview)))
 }
 
 async fn search(

@@ -14,7 +14,8 @@ use crate::config::{ConfigDraft, Field, FieldViolation, floor_hundredths};
 use crate::generator_type::{GeneratorType, ParseGeneratorTypeError};
 use crate::registry::{InstanceId, Snapshot, Version};
 use crate::service::{
-    Codes, EventPage, EventQuery, NewToken, SearchQuery, SearchResult, TokenPage, TokenQuery,
+    Codes, EventPage, EventQuery, NewToken, Preview, SearchQuery, SearchResult, TokenPage,
+    TokenQuery,
 };
 use crate::store::{Change, EventType, TokenRecord};
 use crate::token::Token;
@@ -705,6 +706,34 @@ pub fn count(object: &Map<String, Value>) -> Result<i128, ApiError> {
         Some(n) => Ok(n),
         None => Err(ApiError::invalid("invalid generate request", violations)),
     }
+}
+
+/// The `_preview` answer: `valid`, every violation (by JSON name, as a PUT's 400 names
+/// them), `entropyBits` (null when the length or the alphabet is not valid) and the sample
+/// codes (empty unless valid).
+pub fn preview(preview: &Preview) -> Value {
+    let violations: Vec<Value> = preview
+        .violations
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "field": super::error::json_name(v.subject),
+                "description": v.description,
+            })
+        })
+        .collect();
+    let samples: Vec<Value> = preview
+        .samples
+        .iter()
+        .flat_map(Codes::iter)
+        .map(|code| Value::String(String::from_utf8_lossy(code).into_owned()))
+        .collect();
+    serde_json::json!({
+        "valid": preview.violations.is_empty(),
+        "violations": violations,
+        "entropyBits": preview.entropy_bits.map(floor_hundredths),
+        "samples": samples,
+    })
 }
 
 /// The `_search` answer.

@@ -146,6 +146,21 @@ pub struct SearchResult {
     pub generators: Vec<Arc<Snapshot>>,
 }
 
+/// What a draft configuration would be, without saving it: every violated rule, its entropy
+/// when it can be computed, and sample codes when it is valid.
+#[derive(Debug)]
+pub struct Preview {
+    /// Every violated rule; empty when the draft is valid.
+    pub violations: Vec<Violation>,
+    /// The entropy of one code, in bits, when the length and the alphabet are valid.
+    pub entropy_bits: Option<f64>,
+    /// [`PREVIEW_SAMPLES`] codes made with the draft, when it is valid.
+    pub samples: Option<Codes>,
+}
+
+/// Sample codes in a preview.
+pub const PREVIEW_SAMPLES: usize = 5;
+
 /// Codes made by one generate call: `count` codes of `length` characters laid end to end,
 /// zeroed when dropped.
 pub struct Codes {
@@ -391,6 +406,62 @@ impl Service {
             );
         }
         Ok(snapshot)
+    }
+
+    /// Checks `draft` against every rule, as [`Service::update`] does, and saves nothing:
+    /// its violations, its entropy and, when it is valid, [`PREVIEW_SAMPLES`] codes made with
+    /// it (not counted as generated: no one is sent them). A draft with a field its
+    /// transport could not read (a string where a flag must be true or false) is refused
+    /// as invalid: a preview judges values, not shapes.
+    pub fn preview(
+        &self,
+        _: &Grant<ReadGenerators>,
+        draft: &ConfigDraft,
+    ) -> Result<Preview, Error> {
+        if !draft.unreadable.is_empty() {
+            return Err(Error::Invalid {
+                message: "invalid preview request",
+                violations: draft
+                    .unreadable
+                    .iter()
+                    .map(|v| Violation {
+                        subject: Subject::Config(v.field),
+                        description: v.description.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        match GeneratorConfig::new(draft) {
+            Ok(config) => {
+                let generator = crate::Generator::new(&config);
+                let length = generator.length();
+                let mut samples = Codes {
+                    generator_type: config.generator_type(),
+                    sequence: 0,
+                    length,
+                    expires_at: None,
+                    bytes: vec![0u8; PREVIEW_SAMPLES * length],
+                };
+                generator.fill_codes(&mut samples.bytes).map_err(|e| {
+                    tracing::error!(error = %e, "code generation failed");
+                    Error::Internal("the random source failed; no code was made")
+                })?;
+                samples.expires_at = generator.expires_at(SystemTime::now());
+                Ok(Preview {
+                    violations: Vec::new(),
+                    entropy_bits: Some(config.entropy_bits()),
+                    samples: Some(samples),
+                })
+            }
+            Err(e) => Ok(Preview {
+                entropy_bits: e.entropy_bits(),
+                violations: match Error::from(e) {
+                    Error::Invalid { violations, .. } => violations,
+                    _ => Vec::new(),
+                },
+                samples: None,
+            }),
+        }
     }
 
     /// `count` codes (1 to [`MAX_COUNT`]) of `generator_type`'s live configuration, loaded

@@ -906,3 +906,43 @@ async fn connections_past_max_connections_wait_for_a_place() {
     assert!(matches!(answered, Ok(Ok(Ok(())))), "{answered:?}");
     drop(second);
 }
+
+#[test]
+fn a_store_gone_under_the_server_answers_unavailable_while_codes_and_health_stay() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let mut app = spawn_app_process();
+    app.leaves_a_damaged_store();
+    std::fs::remove_file(app.data_dir.join("secretgen.db")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let refused = admin(&app)
+            .await
+            .update_secret_generator(authed(ten_digits(), &app.token))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+        let codes = codes(&app)
+            .await
+            .generate(authed(
+                GenerateRequest {
+                    generator_type: OTP_SMS,
+                    count: Some(3),
+                },
+                &app.token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(codes.codes.len(), 3);
+        assert_eq!(codes.codes[0].code.len(), 8, "the old configuration, still");
+        let health = HealthClient::new(channel(&app).await)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32);
+    });
+}

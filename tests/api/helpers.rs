@@ -420,6 +420,16 @@ impl TestApp {
         )
     }
 
+    /// `POST /admin/v1/secretgenerators/{t}/_preview` with `body`, as `token`.
+    pub fn preview(&self, t: &str, token: &str, body: &Value) -> Answer {
+        self.request(
+            "POST",
+            &format!("/admin/v1/secretgenerators/{t}/_preview"),
+            Some(token),
+            Some(&body.to_string()),
+        )
+    }
+
     pub fn put_generator(&self, t: &str, body: &Value) -> Answer {
         self.request(
             "PUT",

@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod logging;
 mod operations;
+mod preview;
 mod search;
 mod tls;
 mod tokens;

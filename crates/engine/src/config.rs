@@ -223,6 +223,7 @@ impl GeneratorConfig {
     pub fn new(draft: &ConfigDraft) -> Result<GeneratorConfig, ConfigError> {
         let mut errors = ConfigError {
             violations: draft.unreadable.clone(),
+            entropy_bits: None,
         };
         let known = |field: Field| !draft.unreadable(field);
         let generator_type = draft.generator_type;
@@ -303,6 +304,7 @@ impl GeneratorConfig {
             let sizes: Vec<u32> = classes.iter().map(|c| alphabet.class_size(c)).collect();
             entropy_bits =
                 entropy::entropy_bits(&sizes, length.get() as u32, draft.require_each_class);
+            errors.entropy_bits = Some(entropy_bits);
             let (floor, why) = match generator_type {
                 GeneratorType::AppSecret => (
                     MIN_APP_SECRET_ENTROPY_BITS,
@@ -469,10 +471,13 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-/// Every rule a [`ConfigDraft`] broke, in field order; never empty when returned.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Every rule a [`ConfigDraft`] broke, in field order; never empty when returned. It also
+/// keeps the draft's entropy when its length and alphabet were valid enough to compute it
+/// (a draft below the entropy floor has one), for a preview to show.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConfigError {
     violations: Vec<FieldViolation>,
+    entropy_bits: Option<f64>,
 }
 
 impl ConfigError {
@@ -487,6 +492,11 @@ impl ConfigError {
     /// The violated rules.
     pub fn violations(&self) -> &[FieldViolation] {
         &self.violations
+    }
+
+    /// The draft's entropy in bits, when its length and alphabet could be judged.
+    pub fn entropy_bits(&self) -> Option<f64> {
+        self.entropy_bits
     }
 
     /// The violated fields, in order, repeated when a field broke two rules.
