@@ -99,6 +99,28 @@ pub(crate) async fn observe<R, T>(
     answer
 }
 
+/// tonic refuses a request message over [`MESSAGE_LIMIT`] with `OUT_OF_RANGE`; SPEC section
+/// 5 answers a body too large with code 3, `INVALID_ARGUMENT` (as HTTP's 413). The refusal
+/// is a trailers-only answer: its status is in the headers, rewritten here.
+fn too_large_is_invalid<B>(
+    mut response: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers.get("grpc-message").is_some_and(|m| {
+            let m = m.as_bytes();
+            m.starts_with(b"Error,%20decoded%20message%20length%20too%20large")
+                || m.starts_with(b"Error, decoded message length too large")
+        });
+    if too_large {
+        headers.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("3"),
+        );
+    }
+    response
+}
+
 /// Why the gRPC server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
@@ -199,6 +221,7 @@ impl GrpcServer {
         }
         let router = builder
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(tower::util::MapResponseLayer::new(too_large_is_invalid))
             .add_service(
                 AdminServiceServer::new(admin::Admin::new(Arc::clone(&service)))
                     .max_decoding_message_size(MESSAGE_LIMIT),

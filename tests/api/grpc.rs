@@ -946,3 +946,28 @@ fn a_store_gone_under_the_server_answers_unavailable_while_codes_and_health_stay
         assert_eq!(health.status, ServingStatus::Serving as i32);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_64_kib_is_invalid_argument_as_a_body_over_64_kib_is() {
+    let app = spawn_app();
+    let queries = (0..20_000)
+        .map(|_| SecretGeneratorQuery {
+            query: Some(Query::TypeQuery(SecretGeneratorTypeQuery {
+                generator_type: OTP_SMS,
+            })),
+        })
+        .collect();
+    let status = admin(&app)
+        .await
+        .list_secret_generators(authed(
+            ListSecretGeneratorsRequest {
+                query: None,
+                queries,
+            },
+            &app.token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("65536"), "{status:?}");
+}
