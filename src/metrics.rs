@@ -65,13 +65,17 @@ pub enum Route {
     EventSearch,
     /// `POST /admin/v1/secretgenerators/{generatorType}/_preview`.
     Preview,
+    /// `GET /console/`.
+    Console,
+    /// `GET /console/{file}`.
+    ConsoleFile,
     /// No route matched the path: `unmatched`.
     Unmatched,
 }
 
 impl Route {
     /// Every value, in label-table order.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 15] = [
         Route::Search,
         Route::Generator,
         Route::Generate,
@@ -84,6 +88,8 @@ impl Route {
         Route::Token,
         Route::EventSearch,
         Route::Preview,
+        Route::Console,
+        Route::ConsoleFile,
         Route::Unmatched,
     ];
 
@@ -102,6 +108,8 @@ impl Route {
             Route::Token => "/admin/v1/tokens/{id}",
             Route::EventSearch => "/admin/v1/events/_search",
             Route::Preview => "/admin/v1/secretgenerators/{generatorType}/_preview",
+            Route::Console => "/console/",
+            Route::ConsoleFile => "/console/{file}",
             Route::Unmatched => "unmatched",
         }
     }

@@ -5,6 +5,7 @@
 //! body ([`ApiError`]). Only this module knows HTTP and JSON.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod wire;
 
@@ -124,6 +125,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         resource(Route::EventSearch)
             .route(web::post().to(search_events))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        resource(Route::Console)
+            .route(web::get().to(console::index))
+            .route(web::head().to(console::index))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
+    )
+    .service(
+        resource(Route::ConsoleFile)
+            .route(web::get().to(console::asset))
+            .route(web::head().to(console::asset))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
     )
     .service(
         resource(Route::Readyz)

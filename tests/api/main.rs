@@ -5,6 +5,7 @@
 
 mod audit;
 mod codes;
+mod console;
 mod errors;
 mod generators;
 mod grpc;
