@@ -189,6 +189,7 @@ fn the_openapi_description_is_served_and_names_every_route() {
             "/admin/v1/events/_search",
             "/admin/v1/secretgenerators/_search",
             "/admin/v1/secretgenerators/{generatorType}",
+            "/admin/v1/secretgenerators/{generatorType}/_preview",
             "/admin/v1/tokens",
             "/admin/v1/tokens/_search",
             "/admin/v1/tokens/{id}",
