@@ -846,6 +846,9 @@ fn the_process_prints_its_grpc_address_logs_calls_without_secrets_and_stops_on_s
             .into_inner();
         answer.codes[0].code.clone()
     });
+    let status = app.stop();
+    assert!(status.success(), "{status:?}");
+    // Read once the server has stopped: every line it wrote is in.
     let logs = app.logs();
     assert!(logs.contains("grpc call"), "{logs}");
     assert!(
@@ -854,8 +857,6 @@ fn the_process_prints_its_grpc_address_logs_calls_without_secrets_and_stops_on_s
     );
     assert!(!logs.contains(&code), "a code in the logs");
     assert!(!logs.contains(&app.token), "the token in the logs");
-    let status = app.stop();
-    assert!(status.success(), "{status:?}");
     let addr = endpoint.trim_start_matches("http://");
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
