@@ -152,6 +152,31 @@ struct ServeArgs {
           default_value_t = server::DEFAULT_MAX_CONNECTIONS as u32,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// How long a connection with an answer to send may go without the peer reading any
+    /// of it before it is closed (`10s`, `500ms`; a plain number is seconds; 100ms to 1h).
+    #[arg(long, env = "SECRETGEN_SEND_TIMEOUT", value_name = "DURATION", default_value = "10s",
+          value_parser = timeout)]
+    send_timeout: std::time::Duration,
+    /// How long a connection may stay open with no request in flight (no request head, TLS
+    /// handshake or HTTP/2 preface yet, or none since the last answer) before it is closed.
+    #[arg(long, env = "SECRETGEN_IDLE_TIMEOUT", value_name = "DURATION", default_value = "10s",
+          value_parser = timeout)]
+    idle_timeout: std::time::Duration,
+}
+
+/// A timeout flag: a humantime duration (`10s`, `500ms`) or a number of seconds, from
+/// 100 ms to an hour.
+fn timeout(text: &str) -> Result<std::time::Duration, String> {
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string())?,
+    };
+    let range = std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+    if range.contains(&duration) {
+        Ok(duration)
+    } else {
+        Err("must be between 100ms and 1h".to_owned())
+    }
 }
 
 /// The data directory flag, shared by the commands that use the store.
@@ -407,6 +432,10 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         body_timeout: std::time::Duration::from_secs(args.body_timeout),
         max_connections: std::num::NonZeroUsize::new(args.max_connections as usize)
             .ok_or_else(|| CliError::flag("--max-connections", "must be at least 1"))?,
+        timeouts: secretgen::net::conn::Timeouts {
+            send: args.send_timeout,
+            idle: args.idle_timeout,
+        },
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
             _ => None,

@@ -33,6 +33,7 @@ pub mod control;
 pub mod grpc;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod server;
 pub mod service;
 pub mod store;

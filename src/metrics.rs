@@ -326,6 +326,13 @@ const GRPC_KEPT: usize = GrpcMethod::ALL.len() * GRPC_CODE_NAMES.len();
 
 type GrpcLatencyFamily = Family<GrpcLabels, Histogram, fn() -> Histogram>;
 
+/// The labels of `secretgen_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    port: &'static str,
+    reason: &'static str,
+}
+
 /// A request series' counter and histogram, resolved from the families once.
 type Series = (Counter, Histogram);
 
@@ -359,6 +366,8 @@ pub struct Metrics {
     store_up: Gauge,
     reconnects: Counter,
     propagation: Histogram,
+    /// Connections the watchdog closed, by port (`http`, `grpc`) and rule.
+    closed: [Counter; 4],
 }
 
 fn latency_histogram() -> Histogram {
@@ -548,6 +557,14 @@ impl Metrics {
             "Time from another replica's change to this server serving it",
             propagation.clone(),
         );
+        let closed_family = Family::<ClosedLabels, Counter>::default();
+        let closed = [("http", "send_timeout"), ("http", "idle_timeout"), ("grpc", "send_timeout"), ("grpc", "idle_timeout")]
+            .map(|(port, reason)| closed_family.get_or_create(&ClosedLabels { port, reason }).clone());
+        registry.register(
+            "connections_closed",
+            "Connections closed for SPEC section 13's rules: an answer unread for --send-timeout, nothing in flight for --idle-timeout",
+            closed_family,
+        );
         Metrics {
             enabled: true,
             registry,
@@ -568,7 +585,14 @@ impl Metrics {
             store_up,
             reconnects,
             propagation,
+            closed,
         }
+    }
+
+    /// The watchdog closed a connection of `port` (`grpc` or else `http`) for `reason`.
+    pub fn connection_closed(&self, grpc: bool, reason: crate::net::conn::Closed) {
+        let slot = 2 * usize::from(grpc) + usize::from(reason == crate::net::conn::Closed::Idle);
+        self.closed[slot].inc();
     }
 
     /// A token was created through the API.

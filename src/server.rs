@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 
 use crate::api::{self, AppState};
 use crate::control::ControlPlane;
-use crate::grpc::{GrpcServer, TlsPem};
+use crate::grpc::{GrpcOptions, GrpcServer};
+use crate::net::conn::{self, Timeouts};
+use crate::net::tls::{self, Reloadable};
 use crate::metrics::Metrics;
 use crate::registry::InstanceId;
 use crate::service::Service;
@@ -58,6 +60,8 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Connections served at once, over all workers; more wait to be accepted.
     pub max_connections: std::num::NonZeroUsize,
+    /// SPEC section 13's `--send-timeout` and `--idle-timeout`, on both ports.
+    pub timeouts: Timeouts,
 }
 
 /// Which store a server keeps its log and tokens in.
@@ -87,14 +91,7 @@ impl StoreSettings {
     }
 }
 
-/// PEM files of a TLS certificate chain and its private key.
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
+pub use crate::net::tls::TlsFiles;
 
 /// Why a server could not start. Nothing was written when it is returned.
 #[derive(Debug, thiserror::Error)]
@@ -102,22 +99,12 @@ pub enum StartError {
     /// `--workers` out of range.
     #[error("--workers must be between 1 and 512, got {0}")]
     Workers(usize),
-    /// A TLS file could not be read.
-    #[error("cannot read the TLS {what} {}: {source}", path.display())]
-    TlsFile {
-        /// `certificate` or `key`.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: rustls_pki_types::pem::Error,
-    },
-    /// The certificate file holds no certificate.
-    #[error("the TLS certificate file {} holds no certificate", .0.display())]
-    NoCertificate(PathBuf),
-    /// rustls refused the certificate and key.
-    #[error("the TLS certificate and key do not make a usable pair: {0}")]
-    Tls(#[from] rustls::Error),
+    /// The TLS files make no configuration.
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
+    /// SIGHUP's handler could not be installed.
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(std::io::Error),
     /// The address could not be bound or read back.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -143,48 +130,6 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// A rustls server configuration from `files`, with ring as the crypto provider.
-fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, StartError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| StartError::TlsFile {
-            what: "certificate",
-            path: files.cert.clone(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(StartError::NoCertificate(files.cert.clone()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| StartError::TlsFile {
-        what: "key",
-        path: files.key.clone(),
-        source,
-    })?;
-    Ok(rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?)
-}
-
-/// The PEM files of `files` for the gRPC server (already read and checked for HTTP).
-fn grpc_tls(files: &TlsFiles) -> Result<TlsPem, StartError> {
-    let read = |what, path: &PathBuf| {
-        std::fs::read(path).map_err(|e| StartError::TlsFile {
-            what,
-            path: path.clone(),
-            source: rustls_pki_types::pem::Error::Io(e),
-        })
-    };
-    Ok(TlsPem {
-        cert: read("certificate", &files.cert)?,
-        key: read("key", &files.key)?,
-    })
-}
-
 /// A server, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
@@ -205,7 +150,12 @@ impl Application {
         {
             return Err(StartError::Workers(workers));
         }
-        let tls = settings.tls.as_ref().map(tls_config).transpose()?;
+        // Each port offers its own protocols: HTTP/1.1 on the HTTP port; HTTP/2 (and
+        // HTTP/1.1 for grpc-web) on the gRPC port.
+        let http_tls = match &settings.tls {
+            Some(files) => Some(Arc::new(Reloadable::new(files.clone(), &[b"http/1.1"])?)),
+            None => None,
+        };
         let listen_error = |source| StartError::Listen {
             addr: settings.listen.clone(),
             source,
@@ -222,9 +172,14 @@ impl Application {
             None => None,
         };
         let grpc_tls = match &settings.tls {
-            Some(files) if grpc_listener.is_some() => Some(grpc_tls(files)?),
+            Some(files) if grpc_listener.is_some() => Some(Arc::new(Reloadable::new(
+                files.clone(),
+                &[b"h2", b"http/1.1"],
+            )?)),
             _ => None,
         };
+        tls::reload_on_hangup(http_tls.iter().chain(&grpc_tls).cloned().collect())
+            .map_err(StartError::Signal)?;
         let store = settings.store.open()?;
         let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)?;
         let metrics = Arc::new(if settings.metrics {
@@ -241,35 +196,32 @@ impl Application {
         // are applied as they come; the embedded store has no other writer to follow.
         crate::service::follow::follow(&service);
         let grpc_service = Arc::clone(&service);
-        let state = web::Data::new(AppState::new(service, settings.body_timeout));
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(from_fn(api::observe_requests))
-                .configure(api::routes)
-                .default_service(web::to(api::not_found))
-        })
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
-        server = server.max_connections(per_worker(settings.max_connections, settings.workers));
-        if tls.is_none() && !addr.ip().is_loopback() {
+        if http_tls.is_none() && !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
                 "serving plain HTTP beyond loopback: tokens and codes cross the network in \
                  clear; use --tls-cert and --tls-key"
             );
         }
-        let https = tls.is_some();
-        let server = match tls {
-            Some(config) => server.listen_rustls_0_23(listener, config),
-            None => server.listen(listener),
+        let https = http_tls.is_some();
+        let mut server = Server::build()
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+            .max_concurrent_connections(per_worker(settings.max_connections, settings.workers));
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
         }
-        .map_err(|source| StartError::Listen {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let http = HttpPort {
+            state: web::Data::new(AppState::new(service, settings.body_timeout)),
+            addr,
+            tls: http_tls,
+            timeouts: settings.timeouts,
+        };
+        let server = server
+            .listen("secretgen-http", listener, move || http.service())
+            .map_err(|source| StartError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
         let grpc = match grpc_listener {
             Some(listener) => {
                 let threads = settings.workers.unwrap_or_else(|| {
@@ -278,9 +230,12 @@ impl Application {
                 Some(GrpcServer::start(
                     listener,
                     grpc_service,
-                    threads,
-                    settings.max_connections.get(),
-                    grpc_tls,
+                    GrpcOptions {
+                        threads,
+                        max_connections: settings.max_connections.get(),
+                        tls: grpc_tls,
+                        timeouts: settings.timeouts,
+                    },
                 )?)
             }
             None => None,
@@ -335,6 +290,70 @@ impl Application {
             grpc.stop(SHUTDOWN_GRACE).await;
         }
         served
+    }
+}
+
+/// What each HTTP worker needs to make its service.
+#[derive(Clone)]
+struct HttpPort {
+    state: web::Data<AppState>,
+    addr: SocketAddr,
+    tls: Option<Arc<Reloadable>>,
+    timeouts: Timeouts,
+}
+
+impl HttpPort {
+    /// A worker's service: a connection is accepted and watched ([`conn::accept`]: the send
+    /// and idle timeouts, TLS with the configuration of the moment), then served as HTTP/1.1
+    /// by actix-http with the API's app. actix-http's own timeouts match the idle one: a
+    /// request head must arrive within it, and a kept-alive connection is closed after it.
+    fn service(
+        &self,
+    ) -> impl actix_service::ServiceFactory<
+        actix_web::rt::net::TcpStream,
+        Config = (),
+        Response = (),
+        Error = actix_http::error::DispatchError,
+        InitError = (),
+    > + use<> {
+        use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+        let state = self.state.clone();
+        let app = App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(api::observe_requests))
+            .configure(api::routes)
+            .default_service(web::to(api::not_found))
+            .into_factory()
+            .map_err(|e: actix_web::Error| e.error_response());
+        let (addr, secure) = (self.addr, self.tls.is_some());
+        let host = addr.to_string();
+        let http = actix_http::HttpService::build()
+            .keep_alive(actix_http::KeepAlive::Timeout(self.timeouts.idle))
+            .client_request_timeout(self.timeouts.idle)
+            .client_disconnect_timeout(Duration::from_secs(1))
+            .local_addr(addr)
+            .on_connect_ext(|stream: &conn::Stream, data| {
+                data.insert(Arc::clone(stream.activity()));
+            })
+            .finish(map_config(app, move |()| {
+                actix_web::dev::AppConfig::__priv_test_new(secure, host.clone(), addr)
+            }));
+        let (tls, timeouts) = (self.tls.clone(), self.timeouts);
+        fn_service(move |tcp: actix_web::rt::net::TcpStream| {
+            let (tls, state) = (tls.clone(), state.clone());
+            async move {
+                let metrics = Arc::clone(state.service().metrics());
+                let closed = move |reason| metrics.connection_closed(false, reason);
+                let stream = conn::accept(tcp, timeouts, tls.as_deref(), closed).await?;
+                let peer = stream.peer_addr();
+                Ok::<_, actix_http::error::DispatchError>((
+                    stream,
+                    actix_http::Protocol::Http1,
+                    peer,
+                ))
+            }
+        })
+        .and_then(http)
     }
 }
 

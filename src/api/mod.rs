@@ -53,6 +53,11 @@ impl AppState {
             body_timeout,
         }
     }
+
+    /// The use cases.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
 }
 
 /// A resource for `route`: registered under its pattern, with the route itself as the

@@ -1,87 +1,149 @@
-//! The gRPC listener's connections, at most a given number at once (`--max-connections`, as
-//! HTTP's): past it, connections wait in the kernel's backlog until one closes, so that a
-//! flood of connections cannot grow the server's memory without bound.
+//! The gRPC port's connections: accepted at most `--max-connections` at once (past it,
+//! connections wait in the kernel's backlog until one closes), each watched for SPEC section
+//! 13's send and idle timeouts ([`crate::net::conn`]), under TLS when configured (re-read on
+//! SIGHUP), then served by hyper as HTTP/2 or, for grpc-web, HTTP/1.1.
+//!
+//! hyper is driven here rather than through tonic's own server so that what a connection may
+//! hold is capped on the server's side whatever the client announces: [`MAX_CONCURRENT_STREAMS`]
+//! streams, receive windows of [`STREAM_WINDOW`] and [`CONNECTION_WINDOW`] (a request is at
+//! most 64 KiB), a stream's send buffer of [`SEND_BUFFER`] (about one chunk of a
+//! `GenerateStream`), and [`AHEAD`] bytes of answers handed to HTTP/2 and not yet written to
+//! the socket, over all its streams (a body waits while they are spent: a stream makes its
+//! next chunk only once the last has gone out).
+//!
+//! [`MAX_CONCURRENT_STREAMS`]: super::MAX_CONCURRENT_STREAMS
 
-use std::io;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tonic::codegen::http::{Request, Response};
 
-/// An accepted connection, holding its place among the connections served until dropped.
-#[derive(Debug)]
-pub struct Connection {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
+use super::GrpcOptions;
+use crate::metrics::Metrics;
+use crate::net::conn::{self, Activity, Budgeted};
+
+/// A stream's receive window: a request message (at most 64 KiB) and its prefix fit.
+pub const STREAM_WINDOW: u32 = 128 * 1024;
+
+/// A connection's receive window, over all its streams.
+pub const CONNECTION_WINDOW: u32 = 256 * 1024;
+
+/// What a stream may hold written to HTTP/2 beyond what the peer's window lets out.
+pub const SEND_BUFFER: usize = 64 * 1024;
+
+/// Bytes of answers a connection may hold handed to HTTP/2 and not yet written out.
+pub const AHEAD: usize = 256 * 1024;
+
+/// HTTP/1.1 (grpc-web): the largest read buffer of a connection.
+const HTTP1_BUFFER: usize = 128 * 1024;
+
+/// The service every call goes through, as the layers over tonic's routes make it.
+pub trait Calls:
+    tower::Service<
+        Request<tonic::body::Body>,
+        Response = Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
 }
 
-impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+impl<S> Calls for S where
+    S: tower::Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+/// The calls of one connection: each in flight on it until its answer's body is finished,
+/// and each answer's body counted against its budget of bytes ahead of the socket.
+#[derive(Clone)]
+struct Tracked<S> {
+    calls: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: Calls> tower::Service<Request<Incoming>> for Tracked<S> {
+    type Response = Response<Budgeted<tonic::body::Body>>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.calls.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let busy = self.activity.busy();
+        let activity = Arc::clone(&self.activity);
+        let call = self.calls.call(request.map(tonic::body::Body::new));
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(response.map(|body| Budgeted::new(body, activity, AHEAD, busy)))
+        })
     }
 }
 
-impl AsyncRead for Connection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
+/// hyper's settings for every connection.
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(super::MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .adaptive_window(false)
+        .max_send_buf_size(SEND_BUFFER)
+        .max_header_list_size(16 * 1024)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(HTTP1_BUFFER);
+    builder
 }
 
-impl AsyncWrite for Connection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// The connections of `listener`, at most `limit` at once: a task accepts a connection only
-/// when one of the `limit` places is free. Must be called inside the gRPC runtime; the task
-/// ends when the stream is dropped (the server stopped) and a connection comes, or with the
-/// runtime.
-pub fn limited(listener: TcpListener, limit: usize) -> ReceiverStream<io::Result<Connection>> {
-    let places = Arc::new(Semaphore::new(limit.max(1)));
-    let (sender, receiver) = mpsc::channel(1);
-    tokio::spawn(async move {
-        loop {
-            let Ok(permit) = Arc::clone(&places).acquire_owned().await else {
-                return;
-            };
-            let stream = match listener.accept().await {
+/// Accepts and serves connections of `listener` with `calls` until `stopped` fires, then
+/// asks every connection to finish (HTTP/2 GOAWAY; calls in flight finish) and returns once
+/// they all have. Runs on the gRPC runtime.
+pub(super) async fn serve(
+    listener: TcpListener,
+    calls: impl Calls,
+    options: GrpcOptions,
+    metrics: Arc<Metrics>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let places = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = builder();
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stopped => break,
+            permit = Arc::clone(&places).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of descriptors, say: wait a little rather than spin.
@@ -89,16 +151,25 @@ pub fn limited(listener: TcpListener, limit: usize) -> ReceiverStream<io::Result
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-            };
-            let _ = stream.set_nodelay(true);
-            let connection = Connection {
-                stream,
-                _permit: permit,
-            };
-            if sender.send(Ok(connection)).await.is_err() {
+            },
+        };
+        let (calls, builder, watcher) = (calls.clone(), builder.clone(), graceful.watcher());
+        let (tls, timeouts, metrics) = (options.tls.clone(), options.timeouts, Arc::clone(&metrics));
+        tokio::spawn(async move {
+            let _place = permit;
+            let closed = move |reason| metrics.connection_closed(true, reason);
+            let Ok(stream) = conn::accept(stream, timeouts, tls.as_deref(), closed).await else {
                 return;
+            };
+            let activity = Arc::clone(stream.activity());
+            let service = TowerToHyperService::new(Tracked { calls, activity });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(error = %e, "a gRPC connection ended with an error");
             }
-        }
-    });
-    ReceiverStream::new(receiver)
+        });
+    }
+    // No new connections: the port closes now, not once the last call has finished.
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -30,8 +30,8 @@ use proto::zitadel::admin::v1::admin_service_server::AdminServiceServer;
 /// The largest request message accepted, as the HTTP API's body limit.
 pub const MESSAGE_LIMIT: usize = crate::api::BODY_LIMIT;
 
-/// Streams one connection may have open at once.
-pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Streams one connection may have open at once (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`).
+pub const MAX_CONCURRENT_STREAMS: u32 = 32;
 
 /// Admits the caller of `request` to operation `O` by its `authorization: Bearer` metadata.
 pub(crate) async fn admit<O: Operation, T>(
@@ -135,27 +135,12 @@ pub enum GrpcError {
     Configure(String),
 }
 
-/// The PEM text of a TLS certificate chain and its key.
-#[derive(Clone)]
-pub struct TlsPem {
-    /// The chain, leaf first.
-    pub cert: Vec<u8>,
-    /// The private key.
-    pub key: Vec<u8>,
-}
-
-impl std::fmt::Debug for TlsPem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsPem { .. }")
-    }
-}
-
 /// A running gRPC server, on its own runtime.
 pub struct GrpcServer {
     addr: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    done: Option<tokio::task::JoinHandle<()>>,
     health: tonic_health::server::HealthReporter,
 }
 
@@ -171,20 +156,30 @@ impl std::fmt::Debug for GrpcServer {
 /// (`""`).
 pub const SERVICE_NAMES: [&str; 2] = ["zitadel.admin.v1.AdminService", "secretgen.v1.CodeService"];
 
+/// How the gRPC server serves its connections.
+#[derive(Debug)]
+pub struct GrpcOptions {
+    /// Worker threads of its runtime.
+    pub threads: usize,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// TLS, re-read on SIGHUP; `None` for plain HTTP/2 (and HTTP/1.1 for grpc-web).
+    pub tls: Option<Arc<crate::net::tls::Reloadable>>,
+    /// SPEC section 13's send and idle timeouts.
+    pub timeouts: crate::net::conn::Timeouts,
+}
+
 impl GrpcServer {
-    /// Serves `service` on `listener` (already bound), with `threads` worker threads, at
-    /// most `max_connections` connections at once, plain HTTP/2 (and HTTP/1.1 for grpc-web)
-    /// or TLS with `tls`.
+    /// Serves `service` on `listener` (already bound) as `options` say. Must be called on
+    /// a thread that runs no tokio runtime of its own but may run the HTTP server's.
     pub fn start(
         listener: std::net::TcpListener,
         service: Arc<Service>,
-        threads: usize,
-        max_connections: usize,
-        tls: Option<TlsPem>,
+        options: GrpcOptions,
     ) -> Result<GrpcServer, GrpcError> {
         let addr = listener.local_addr().map_err(GrpcError::Listen)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
+            .worker_threads(options.threads.max(1))
             .thread_name("secretgen-grpc")
             .enable_all()
             .build()
@@ -206,38 +201,23 @@ impl GrpcServer {
             .build_v1alpha()
             .map_err(|e| configure(&e))?;
         let (health, health_service) = tonic_health::server::health_reporter();
-        let mut builder = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
-            .http2_max_header_list_size(Some(16 * 1024))
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .tcp_nodelay(true);
-        if let Some(tls) = tls {
-            let identity = tonic::transport::Identity::from_pem(tls.cert, tls.key);
-            builder = builder
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                .map_err(|e| configure(&e))?;
-        }
-        let router = builder
+        let metrics = Arc::clone(service.metrics());
+        let routes = tonic::service::Routes::new(
+            AdminServiceServer::new(admin::Admin::new(Arc::clone(&service)))
+                .max_decoding_message_size(MESSAGE_LIMIT),
+        )
+        .add_service(
+            CodeServiceServer::new(code::CodeServer::new(service))
+                .max_decoding_message_size(MESSAGE_LIMIT),
+        )
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha);
+        let calls = tower::ServiceBuilder::new()
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(tower::util::MapResponseLayer::new(too_large_is_invalid))
-            .add_service(
-                AdminServiceServer::new(admin::Admin::new(Arc::clone(&service)))
-                    .max_decoding_message_size(MESSAGE_LIMIT),
-            )
-            .add_service(
-                CodeServiceServer::new(code::CodeServer::new(service))
-                    .max_decoding_message_size(MESSAGE_LIMIT),
-            )
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha);
+            .service(routes);
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let incoming = {
-            let _entered = runtime.enter();
-            incoming::limited(listener, max_connections)
-        };
         let reporter = health.clone();
         // Not `block_on`: the HTTP server's runtime is running on this thread.
         let done = runtime.spawn(async move {
@@ -247,11 +227,7 @@ impl GrpcServer {
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
             }
-            router
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                })
-                .await
+            incoming::serve(listener, calls, options, metrics, stopped).await;
         });
         Ok(GrpcServer {
             addr,
@@ -286,10 +262,8 @@ impl GrpcServer {
             let _ = shutdown.send(());
         }
         if let Some(done) = self.done.take() {
-            match tokio::time::timeout(grace, done).await {
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the gRPC server failed"),
-                Err(_) => tracing::warn!("gRPC calls still running after the grace period"),
-                _ => {}
+            if tokio::time::timeout(grace, done).await.is_err() {
+                tracing::warn!("gRPC calls still running after the grace period");
             }
         }
         if let Some(runtime) = self.runtime.take() {

@@ -89,6 +89,7 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
         // `serve`'s default (`--body-timeout`); the test of the timeout runs `serve`.
         body_timeout: Duration::from_secs(10),
         max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).unwrap(),
+        timeouts: secretgen::net::conn::Timeouts::default(),
     };
     configure(&mut settings);
     // `Application::build` must run inside an actix system: the server's thread builds it
