@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server: ZITADEL's secret-generator admin API and the code endpoint.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print codes of one generator type, one per line.
     Generate(GenerateArgs),
     /// Manage access tokens.
@@ -318,7 +318,7 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&clap_reason(&e)),
     };
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Generate(args) => generate(&args),
         Command::Token(TokenCommand::Create(args)) => token_create(&args),
         Command::Token(TokenCommand::List(args)) => token_list(&args),

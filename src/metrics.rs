@@ -558,8 +558,17 @@ impl Metrics {
             propagation.clone(),
         );
         let closed_family = Family::<ClosedLabels, Counter>::default();
-        let closed = [("http", "send_timeout"), ("http", "idle_timeout"), ("grpc", "send_timeout"), ("grpc", "idle_timeout")]
-            .map(|(port, reason)| closed_family.get_or_create(&ClosedLabels { port, reason }).clone());
+        let closed = [
+            ("http", "send_timeout"),
+            ("http", "idle_timeout"),
+            ("grpc", "send_timeout"),
+            ("grpc", "idle_timeout"),
+        ]
+        .map(|(port, reason)| {
+            closed_family
+                .get_or_create(&ClosedLabels { port, reason })
+                .clone()
+        });
         registry.register(
             "connections_closed",
             "Connections closed for SPEC section 13's rules: an answer unread for --send-timeout, nothing in flight for --idle-timeout",

@@ -154,7 +154,8 @@ pub(super) async fn serve(
             },
         };
         let (calls, builder, watcher) = (calls.clone(), builder.clone(), graceful.watcher());
-        let (tls, timeouts, metrics) = (options.tls.clone(), options.timeouts, Arc::clone(&metrics));
+        let (tls, timeouts, metrics) =
+            (options.tls.clone(), options.timeouts, Arc::clone(&metrics));
         tokio::spawn(async move {
             let _place = permit;
             let closed = move |reason| metrics.connection_closed(true, reason);

@@ -261,10 +261,10 @@ impl GrpcServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(done) = self.done.take() {
-            if tokio::time::timeout(grace, done).await.is_err() {
-                tracing::warn!("gRPC calls still running after the grace period");
-            }
+        if let Some(done) = self.done.take()
+            && tokio::time::timeout(grace, done).await.is_err()
+        {
+            tracing::warn!("gRPC calls still running after the grace period");
         }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();

@@ -247,7 +247,12 @@ async fn watchdog(activity: Weak<Activity>, timeouts: Timeouts, on_close: impl F
         let Some(activity) = activity.upgrade() else {
             return;
         };
-        if activity.socket.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+        if activity
+            .socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
             return;
         }
         let wait = match activity.broken(timeouts, now_ms()) {
@@ -409,7 +414,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         each!(self, s => s.poll_write(cx, buf))
     }
 
@@ -561,7 +570,11 @@ mod tests {
         a.ahead.store(150, Ordering::Relaxed);
         assert!(a.poll_budget(100, &mut cx).is_pending());
         a.wrote(40);
-        assert_eq!(count.0.load(Ordering::Relaxed), 1, "a write wakes the waiting body");
+        assert_eq!(
+            count.0.load(Ordering::Relaxed),
+            1,
+            "a write wakes the waiting body"
+        );
         assert!(a.poll_budget(100, &mut cx).is_pending(), "110 still ahead");
         a.wrote(1_000);
         assert_eq!(a.ahead.load(Ordering::Relaxed), 0, "never below nothing");

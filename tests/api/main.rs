@@ -16,5 +16,6 @@ mod logging;
 mod operations;
 mod preview;
 mod search;
+mod timeouts;
 mod tls;
 mod tokens;
