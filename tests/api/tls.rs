@@ -173,3 +173,103 @@ async fn grpc_is_served_with_the_same_certificate() {
         assert!(refused.is_err(), "{refused:?}");
     }
 }
+
+/// Waits up to 10 s for `app`'s logs to contain `line` `times` times.
+fn wait_for_log(app: &TestApp, line: &str, times: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.logs().matches(line).count() < times {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {line:?} in {}",
+            app.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn hangup(app: &TestApp) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &app.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SPEC section 7: SIGHUP re-reads the certificate and key; new connections on both ports
+/// get the new certificate, a connection already open goes on, and files that cannot be read
+/// keep the previous certificate, with one log line.
+#[test]
+fn sighup_reads_the_certificate_again_for_new_connections_on_both_ports() {
+    let temp = tempfile::tempdir().unwrap();
+    let (files, old) = certificate(temp.path());
+    let app = spawn_app_in(
+        &temp.path().join("data"),
+        &[
+            ("SECRETGEN_TLS_CERT", path(&files.cert)),
+            ("SECRETGEN_TLS_KEY", path(&files.key)),
+        ],
+    );
+    // A client that trusts the first certificate only, with a connection kept open.
+    let kept = app.with_agent(trusting(&old));
+    assert_eq!(kept.request("GET", "/healthz", None, None).status, 200);
+
+    // New files in the same places, then SIGHUP.
+    let replaced = tempfile::tempdir().unwrap();
+    let (new_files, new) = certificate(replaced.path());
+    fs::copy(&new_files.cert, &files.cert).unwrap();
+    fs::copy(&new_files.key, &files.key).unwrap();
+    hangup(&kept);
+    wait_for_log(&kept, "TLS certificate and key read again", 1);
+    // The open connection goes on (a new one would fail: its client trusts the old
+    // certificate only).
+    assert_eq!(kept.request("GET", "/healthz", None, None).status, 200);
+    // New connections get the new certificate.
+    let fresh_old = ureq::Agent::from(trusting(&old));
+    assert!(fresh_old.get(&kept.url("/healthz")).call().is_err());
+    let fresh_new = trusting(&new);
+    let answer = fresh_new.get(&kept.url("/healthz")).call().unwrap();
+    assert_eq!(answer.status(), 200);
+    let grpc = kept.grpc.clone().unwrap().replacen("http://", "https://", 1);
+    let pem = fs::read(&files.cert).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let grpc_with = |pem: Vec<u8>| {
+        runtime.block_on(async {
+            use secretgen::grpc::proto::secretgen::v1::GenerateRequest;
+            use secretgen::grpc::proto::secretgen::v1::code_service_client::CodeServiceClient;
+            use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(pem))
+                .domain_name("localhost");
+            let channel = Channel::from_shared(grpc.clone())
+                .unwrap()
+                .tls_config(tls)
+                .unwrap()
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut request = tonic::Request::new(GenerateRequest {
+                generator_type: 7,
+                count: Some(1),
+            });
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", kept.token).parse().unwrap(),
+            );
+            CodeServiceClient::new(channel)
+                .generate(request)
+                .await
+                .map(|r| r.into_inner().codes.len())
+                .map_err(|s| s.to_string())
+        })
+    };
+    assert_eq!(grpc_with(pem.clone()), Ok(1));
+
+    // A certificate file that cannot be read: the previous certificate stays, one line.
+    fs::write(&files.cert, "not a certificate").unwrap();
+    hangup(&kept);
+    wait_for_log(&kept, "TLS files not reloaded", 1);
+    let answer = fresh_new.get(&kept.url("/healthz")).call().unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(grpc_with(pem), Ok(1));
+    assert_eq!(kept.logs().matches("TLS files not reloaded").count(), 1);
+}
