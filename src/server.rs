@@ -211,6 +211,7 @@ impl Application {
             server = server.workers(workers);
         }
         let http = HttpPort {
+            shutdown: server.graceful_shutdown_signal(),
             state: web::Data::new(AppState::new(service, settings.body_timeout)),
             addr,
             tls: http_tls,
@@ -296,6 +297,8 @@ impl Application {
 /// What each HTTP worker needs to make its service.
 #[derive(Clone)]
 struct HttpPort {
+    /// Fires when the server stops: kept-alive connections close at once.
+    shutdown: actix_server::GracefulShutdownSignal,
     state: web::Data<AppState>,
     addr: SocketAddr,
     tls: Option<Arc<Reloadable>>,
@@ -327,7 +330,12 @@ impl HttpPort {
             .map_err(|e: actix_web::Error| e.error_response());
         let (addr, secure) = (self.addr, self.tls.is_some());
         let host = addr.to_string();
+        let shutdown = self.shutdown.clone();
         let http = actix_http::HttpService::build()
+            .graceful_shutdown_signal(move || {
+                let shutdown = shutdown.clone();
+                async move { shutdown.notified().await }
+            })
             .keep_alive(actix_http::KeepAlive::Timeout(self.timeouts.idle))
             .client_request_timeout(self.timeouts.idle)
             .client_disconnect_timeout(Duration::from_secs(1))

@@ -224,12 +224,16 @@ fn sighup_reads_the_certificate_again_for_new_connections_on_both_ports() {
     // certificate only).
     assert_eq!(kept.request("GET", "/healthz", None, None).status, 200);
     // New connections get the new certificate.
-    let fresh_old = ureq::Agent::from(trusting(&old));
+    let fresh_old = trusting(&old);
     assert!(fresh_old.get(&kept.url("/healthz")).call().is_err());
     let fresh_new = trusting(&new);
     let answer = fresh_new.get(&kept.url("/healthz")).call().unwrap();
     assert_eq!(answer.status(), 200);
-    let grpc = kept.grpc.clone().unwrap().replacen("http://", "https://", 1);
+    let grpc = kept
+        .grpc
+        .clone()
+        .unwrap()
+        .replacen("http://", "https://", 1);
     let pem = fs::read(&files.cert).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let grpc_with = |pem: Vec<u8>| {
