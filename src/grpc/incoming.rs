@@ -46,40 +46,22 @@ pub const AHEAD: usize = 256 * 1024;
 /// HTTP/1.1 (grpc-web): the largest read buffer of a connection.
 const HTTP1_BUFFER: usize = 128 * 1024;
 
-/// The service every call goes through, as the layers over tonic's routes make it.
-pub trait Calls:
-    tower::Service<
-        Request<tonic::body::Body>,
-        Response = Response<tonic::body::Body>,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S> Calls for S where
-    S: tower::Service<
-            Request<tonic::body::Body>,
-            Response = Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
-{
-}
+/// The service every call goes through: the layers over tonic's routes.
+pub type Calls = tower::util::BoxCloneService<
+    Request<tonic::body::Body>,
+    Response<tonic::body::Body>,
+    std::convert::Infallible,
+>;
 
 /// The calls of one connection: each in flight on it until its answer's body is finished,
 /// and each answer's body counted against its budget of bytes ahead of the socket.
 #[derive(Clone)]
-struct Tracked<S> {
-    calls: S,
+struct Tracked {
+    calls: Calls,
     activity: Arc<Activity>,
 }
 
-impl<S: Calls> tower::Service<Request<Incoming>> for Tracked<S> {
+impl tower::Service<Request<Incoming>> for Tracked {
     type Response = Response<Budgeted<tonic::body::Body>>;
     type Error = std::convert::Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
@@ -125,7 +107,7 @@ fn builder() -> auto::Builder<TokioExecutor> {
 /// they all have. Runs on the gRPC runtime.
 pub(super) async fn serve(
     listener: TcpListener,
-    calls: impl Calls,
+    calls: Calls,
     options: GrpcOptions,
     metrics: Arc<Metrics>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,

@@ -213,10 +213,12 @@ impl GrpcServer {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha);
-        let calls = tower::ServiceBuilder::new()
-            .layer(tonic_web::GrpcWebLayer::new())
-            .layer(tower::util::MapResponseLayer::new(too_large_is_invalid))
-            .service(routes);
+        let calls = incoming::Calls::new(
+            tower::ServiceBuilder::new()
+                .layer(tonic_web::GrpcWebLayer::new())
+                .layer(tower::util::MapResponseLayer::new(too_large_is_invalid))
+                .service(routes),
+        );
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let reporter = health.clone();
         // Not `block_on`: the HTTP server's runtime is running on this thread.
