@@ -290,7 +290,8 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<UpdateGenerator>(bearer(&req)?).await?;
-    let t = generator_type(&path)?;
+    // A bad type is one violation among the body's (SPEC section 4): the body is read too.
+    let t = path.parse::<GeneratorType>();
     let draft = wire::config_draft(&wire::object(&body(payload, &state).await?)?, t);
     let snapshot = service.update(&grant, draft).await?;
     Ok(json_response(&json!({
@@ -306,7 +307,7 @@ async fn preview(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<ReadGenerators>(bearer(&req)?).await?;
-    let t = generator_type(&path)?;
+    let t = path.parse::<GeneratorType>();
     let draft = wire::config_draft(&wire::object(&body(payload, &state).await?)?, t);
     let preview = service.preview(&grant, &draft)?;
     Ok(json_response(&wire::preview(&preview)))

@@ -972,3 +972,41 @@ async fn a_message_over_64_kib_is_invalid_argument_as_a_body_over_64_kib_is() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("65536"), "{status:?}");
 }
+
+/// SPEC section 4: UpdateSecretGenerator with a bad type lists the message's other
+/// violations too, the type's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_a_bad_type_lists_every_other_violation_too() {
+    let app = spawn_app();
+    let mut client = admin(&app).await;
+    for t in [0, 9, -1] {
+        let status = client
+            .update_secret_generator(authed(
+                UpdateSecretGeneratorRequest {
+                    generator_type: t,
+                    length: 0,
+                    expiry: Some(prost_types::Duration {
+                        seconds: -1,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                &app.token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            violated_fields(&status),
+            [
+                "generator_type",
+                "length",
+                "expiry",
+                "include_lower_letters",
+                "include_upper_letters",
+                "include_digits",
+                "include_symbols"
+            ],
+            "type {t}"
+        );
+    }
+}
