@@ -189,7 +189,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Gives every request an id (the caller's `x-request-id` when it is short and plain, a new
 /// one otherwise), runs it inside a tracing span that carries the id, answers the id in
 /// `x-request-id`, logs the request (method, path, status, time; never headers or bodies,
-/// which carry tokens and codes) and counts it in the metrics.
+/// which carry tokens and codes) and counts it in the metrics. Every answer of a route that
+/// hands out a secret says `Cache-Control: no-store` ([`carries_secret`]), its errors too:
+/// the one place that decides it, so that a new route is a line in that list.
 pub async fn observe_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -214,13 +216,20 @@ pub async fn observe_requests(
     // The response keeps the request: method, path and state are read off it, and the
     // route off the data of the resource that answered (none: no route matched). Labels
     // come from fixed sets, whatever the client sent, and cost no allocation.
+    let route = response
+        .request()
+        .app_data::<Route>()
+        .copied()
+        .unwrap_or(Route::Unmatched);
+    if carries_secret(route) {
+        response.headers_mut().insert(
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        );
+    }
     let request = response.request();
     let status = response.status().as_u16();
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
-        let route = request
-            .app_data::<Route>()
-            .copied()
-            .unwrap_or(Route::Unmatched);
         state.service.metrics().request(
             route,
             metrics::Method::of(request.method().as_str()),
@@ -264,6 +273,12 @@ pub async fn catch_panics(
             Ok(ServiceResponse::new(request, response).map_into_right_body())
         }
     }
+}
+
+/// Whether the answers of `route` carry a secret that no cache may keep (SPEC section 13):
+/// codes (`_generate`), a new token (`POST /admin/v1/tokens`), sample codes (`_preview`).
+pub fn carries_secret(route: Route) -> bool {
+    matches!(route, Route::Generate | Route::Tokens | Route::Preview)
 }
 
 /// Whether a caller's request id is kept: 1 to 64 letters, digits, `-` and `_`.
