@@ -448,9 +448,13 @@ fn during_an_outage_codes_flow_writes_fail_fast_and_everything_recovers() {
         (1..=3).contains(&up),
         "{up} 'reachable again' lines:\n{logs}"
     );
-    // The metrics tell the same story.
+    // The metrics tell the same story (the follower thread sets the gauge, just after the
+    // write that succeeded).
+    within(Duration::from_secs(5), || {
+        ureq_text(&b, "/metrics").contains("secretgen_store_up 1")
+    })
+    .expect("secretgen_store_up 1");
     let metrics = ureq_text(&b, "/metrics");
-    assert!(metrics.contains("secretgen_store_up 1"), "{metrics}");
     assert!(
         metrics.contains("secretgen_store_reconnects_total"),
         "{metrics}"
@@ -698,4 +702,151 @@ fn token_create(data: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// SPEC section 13: a session cut off mid-transaction (the network goes silent after it took
+/// the log's lock, so PostgreSQL never sees its client go) holds no replica's writes for
+/// long. The server ends the session idle in its transaction, its lock goes, and writes on
+/// every replica work again without an operator; while they fail, `/readyz` says the store
+/// is down (and 200).
+#[test]
+fn a_session_cut_off_mid_write_holds_no_replica_hostage() {
+    let Some(db) = TestDatabase::create("cut_mid_write") else {
+        return;
+    };
+    // a reaches the database directly, b through the proxy; b's sessions end after 3 s idle
+    // in a transaction, and a waits for a lock at most 1 s.
+    let a = Replica::start_with(db.url(), &["--database-timeout", "2000"]);
+    let proxy = Proxy::start(db.server_addr());
+    let b = Replica::start_with(
+        &db.url_through(proxy.port()),
+        &["--database-timeout", "3000"],
+    );
+    b.set_length(10);
+    within(Duration::from_secs(5), || a.code_length() == 10).expect("a serves b's change");
+
+    // b's next write goes silent once it holds the log's lock: the statement after the
+    // lock and the last event's read is never passed on, and nothing is closed.
+    proxy.cut_on(b"SELECT payload FROM events");
+    let cut = std::thread::scope(|scope| {
+        let stuck = scope.spawn(|| b.put_length(11));
+        within(Duration::from_secs(5), || proxy.was_cut()).expect("b's write was cut");
+        let cut = Instant::now();
+
+        // a's writes wait for the lock no longer than their lock timeout, and fail as
+        // unavailable; its /readyz says so.
+        let (status, body) = a.put_length(12);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["code"], 14, "{body}");
+        let (status, ready) = a.call("GET", "/readyz", None);
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["store"], "down", "a's writes fail: {ready}");
+
+        // b's own write fails at its deadline, and b's /readyz says so too.
+        let (status, body) = stuck.join().unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["code"], 14, "{body}");
+        let (status, ready) = b.call("GET", "/readyz", None);
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["store"], "down", "b's writes fail: {ready}");
+        cut
+    });
+
+    // Without an operator, writes work again on both, well within 15 s of the cut.
+    let recovered = within(Duration::from_secs(15), || a.put_length(13).0 == 200);
+    assert!(
+        recovered.is_some(),
+        "a's writes never came back: {}",
+        a.logs()
+    );
+    let recovered = within(Duration::from_secs(15), || b.put_length(14).0 == 200);
+    assert!(
+        recovered.is_some(),
+        "b's writes never came back: {}",
+        b.logs()
+    );
+    assert!(
+        cut.elapsed() < Duration::from_secs(15),
+        "writes came back {:?} after the cut",
+        cut.elapsed()
+    );
+    within(Duration::from_secs(5), || a.code_length() == 14).expect("a serves b's change");
+    for replica in [&a, &b] {
+        let (_, ready) = replica.call("GET", "/readyz", None);
+        assert_eq!(ready["store"], "up", "{ready}");
+    }
+    // The database holds no session idle in a transaction.
+    let idle: i64 = db
+        .client()
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(idle, 0);
+}
+
+/// SPEC section 13: `/readyz` tells the truth about writes, not about pings. While another
+/// session holds the log's lock, the database answers every ping and refuses every write:
+/// `/readyz` says the store is down (and 200) for as long as that lasts, and up again once
+/// the lock is let go, without waiting for a client's write.
+#[test]
+fn readyz_says_the_store_is_down_while_writes_fail_behind_a_held_lock() {
+    let Some(db) = TestDatabase::create("held_lock") else {
+        return;
+    };
+    let a = Replica::start_with(db.url(), &["--database-timeout", "2000"]);
+    a.set_length(10);
+    // A session of the test's own takes the log's lock and keeps it.
+    let mut holder = db.client();
+    let instance: String = holder
+        .query_one("SELECT value FROM meta WHERE key = 'default_instance'", &[])
+        .unwrap()
+        .get(0);
+    let key = {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("secretgen log {instance}").as_bytes());
+        i64::from_be_bytes(digest[..8].try_into().unwrap())
+    };
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+        .unwrap();
+
+    let started = Instant::now();
+    let (status, body) = a.put_length(11);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 14, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Longer than the listener's ping interval (5 s): pings succeed all along.
+    let until = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < until {
+        let (status, ready) = a.call("GET", "/readyz", None);
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["store"], "down", "writes fail: {ready}\n{}", a.logs());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    held.rollback().unwrap();
+    // Up again from the probe alone, then writes work.
+    let up = within(Duration::from_secs(5), || {
+        a.call("GET", "/readyz", None).1["store"] == "up"
+    });
+    assert!(up.is_some(), "{}", a.logs());
+    assert_eq!(a.put_length(12).0, 200);
+    let logs = a.logs();
+    assert_eq!(
+        logs.matches("PostgreSQL takes no writes").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("PostgreSQL takes writes again").count(),
+        1,
+        "{logs}"
+    );
 }

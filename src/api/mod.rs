@@ -61,9 +61,37 @@ impl AppState {
 }
 
 /// A resource for `route`: registered under its pattern, with the route itself as the
-/// resource's data, which the request middleware reads back for the metrics' `route` label.
-fn resource(route: Route) -> actix_web::Resource {
-    web::resource(route.pattern()).app_data(route)
+/// resource's data, which the request middleware reads back for the metrics' `route` label,
+/// and a handler's panic answered ([`guarded`]).
+fn resource(
+    route: Route,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    guarded(web::resource(route.pattern()).app_data(route))
+}
+
+/// `resource` with [`catch_panics`] around its handlers. On the resource, not the app: a
+/// request is routed before it reaches the resource, and routing needs the request as its
+/// only owner, which `catch_panics` is not (it keeps a handle to answer with).
+pub fn guarded(
+    resource: actix_web::Resource,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    resource.wrap(actix_web::middleware::from_fn(catch_panics))
 }
 
 /// Registers every route. Unknown routes answer 404 through [`not_found`], which the app
@@ -166,7 +194,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Gives every request an id (the caller's `x-request-id` when it is short and plain, a new
 /// one otherwise), runs it inside a tracing span that carries the id, answers the id in
 /// `x-request-id`, logs the request (method, path, status, time; never headers or bodies,
-/// which carry tokens and codes) and counts it in the metrics.
+/// which carry tokens and codes) and counts it in the metrics. Every answer of a route that
+/// hands out a secret says `Cache-Control: no-store` ([`carries_secret`]), its errors too:
+/// the one place that decides it, so that a new route is a line in that list.
 pub async fn observe_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -191,13 +221,20 @@ pub async fn observe_requests(
     // The response keeps the request: method, path and state are read off it, and the
     // route off the data of the resource that answered (none: no route matched). Labels
     // come from fixed sets, whatever the client sent, and cost no allocation.
+    let route = response
+        .request()
+        .app_data::<Route>()
+        .copied()
+        .unwrap_or(Route::Unmatched);
+    if carries_secret(route) {
+        response.headers_mut().insert(
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        );
+    }
     let request = response.request();
     let status = response.status().as_u16();
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
-        let route = request
-            .app_data::<Route>()
-            .copied()
-            .unwrap_or(Route::Unmatched);
         state.service.metrics().request(
             route,
             metrics::Method::of(request.method().as_str()),
@@ -215,6 +252,38 @@ pub async fn observe_requests(
         )
     });
     Ok(response)
+}
+
+/// Answers a request whose handler panicked with 500 and the one error body (code 13), so
+/// that the connection and the server go on (SPEC section 13); without it the panic ends
+/// the connection. The panic's own text goes to standard error through the panic hook, not
+/// to the client. Installed on every resource ([`guarded`]), inside [`observe_requests`], so
+/// the 500 is logged and counted.
+pub async fn catch_panics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    use futures_util::FutureExt;
+    let request = req.request().clone();
+    let answer = std::panic::AssertUnwindSafe(async move { next.call(req).await })
+        .catch_unwind()
+        .await;
+    match answer {
+        Ok(answer) => answer.map(ServiceResponse::map_into_left_body),
+        Err(_) => {
+            tracing::error!("a handler panicked: answered 500; the server goes on");
+            let response =
+                ApiError::internal("internal error: the request failed; it may be retried")
+                    .error_response();
+            Ok(ServiceResponse::new(request, response).map_into_right_body())
+        }
+    }
+}
+
+/// Whether the answers of `route` carry a secret that no cache may keep (SPEC section 13):
+/// codes (`_generate`), a new token (`POST /admin/v1/tokens`), sample codes (`_preview`).
+pub fn carries_secret(route: Route) -> bool {
+    matches!(route, Route::Generate | Route::Tokens | Route::Preview)
 }
 
 /// Whether a caller's request id is kept: 1 to 64 letters, digits, `-` and `_`.
@@ -295,7 +364,8 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<UpdateGenerator>(bearer(&req)?).await?;
-    let t = generator_type(&path)?;
+    // A bad type is one violation among the body's (SPEC section 4): the body is read too.
+    let t = path.parse::<GeneratorType>();
     let draft = wire::config_draft(&wire::object(&body(payload, &state).await?)?, t);
     let snapshot = service.update(&grant, draft).await?;
     Ok(json_response(&json!({
@@ -311,7 +381,7 @@ async fn preview(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<ReadGenerators>(bearer(&req)?).await?;
-    let t = generator_type(&path)?;
+    let t = path.parse::<GeneratorType>();
     let draft = wire::config_draft(&wire::object(&body(payload, &state).await?)?, t);
     let preview = service.preview(&grant, &draft)?;
     Ok(json_response(&wire::preview(&preview)))
@@ -445,4 +515,93 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         StoreState::Down => "down",
     };
     HttpResponse::Ok().json(json!({"status": "ready", "store": store}))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpResponse, HttpServer, web};
+
+    async fn panics(n: web::Path<u32>) -> HttpResponse {
+        panic!("a handler's bug, on purpose ({n})");
+    }
+
+    /// One HTTP/1.1 answer off `reader`: status and body (by its Content-Length).
+    fn answer(reader: &mut BufReader<std::net::TcpStream>) -> (u16, String) {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut length = 0;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    /// SPEC section 13: a handler that panics answers 500 with the one error body, and the
+    /// connection goes on. The panicking route exists only in this test: no request can
+    /// reach a panic on purpose in a build that serves. The middlewares are the server's,
+    /// installed as the server installs them (`observe_requests` on the app, `guarded` on
+    /// each resource).
+    #[test]
+    fn a_handler_that_panics_answers_500_and_the_connection_goes_on() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                HttpServer::new(|| {
+                    App::new()
+                        .wrap(from_fn(super::observe_requests))
+                        .service(
+                            super::guarded(web::resource("/panic/{n}"))
+                                .route(web::get().to(panics)),
+                        )
+                        .service(
+                            super::guarded(web::resource("/ok"))
+                                .route(web::get().to(|| async { HttpResponse::Ok().body("fine") })),
+                        )
+                })
+                .workers(1)
+                .listen(listener)
+                .unwrap()
+                .run()
+                .await
+            })
+        });
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        for _ in 0..2 {
+            writer
+                .write_all(b"GET /panic/7 HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let (status, body) = answer(&mut reader);
+            assert_eq!(status, 500, "{body}");
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["code"], 13, "{body}");
+            assert!(!body["message"].as_str().unwrap().contains("on purpose"));
+            assert_eq!(body["details"], serde_json::json!([]));
+        }
+        // The same connection, still served.
+        writer
+            .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(answer(&mut reader), (200, "fine".to_owned()));
+    }
 }

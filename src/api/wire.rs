@@ -299,11 +299,19 @@ fn read_integer(
     n
 }
 
-/// A PUT body as a [`ConfigDraft`] for `generator_type`. A field of the wrong JSON type is
-/// listed as unreadable (with why) and takes its zero value; the one check of the draft,
+/// A PUT body as a [`ConfigDraft`] for `generator_type`, the path's type or why it is
+/// none (then the draft's type is unreadable and the body is read all the same, so that
+/// every violation is listed at once). A field of the wrong JSON type is listed as
+/// unreadable (with why) and takes its zero value; the one check of the draft,
 /// [`crate::GeneratorConfig::new`], reports it and judges no rule that reads it.
-pub fn config_draft(object: &Map<String, Value>, generator_type: GeneratorType) -> ConfigDraft {
-    let mut draft = ConfigDraft::new(generator_type);
+pub fn config_draft(
+    object: &Map<String, Value>,
+    generator_type: Result<GeneratorType, ParseGeneratorTypeError>,
+) -> ConfigDraft {
+    let mut draft = match generator_type {
+        Ok(t) => ConfigDraft::new(t),
+        Err(e) => ConfigDraft::with_unreadable_type(e.to_string()),
+    };
     let mut unreadable = |field: Field, why: &str| {
         draft.unreadable.push(FieldViolation {
             field,
@@ -866,7 +874,7 @@ mod tests {
     fn config_bodies_take_zero_values_and_report_wrong_types() {
         let body =
             object(br#"{"length": "10", "expiry": "60s", "includeDigits": true, "x": 1}"#).unwrap();
-        let draft = config_draft(&body, GeneratorType::OtpSms);
+        let draft = config_draft(&body, Ok(GeneratorType::OtpSms));
         assert!(draft.unreadable.is_empty());
         assert_eq!(draft.length, 10);
         assert!(draft.include_digits && !draft.include_upper_letters);
@@ -874,10 +882,23 @@ mod tests {
             br#"{"length": 8.5, "expiry": 300, "includeDigits": "yes", "excludeAmbiguous": null}"#,
         )
         .unwrap();
-        let draft = config_draft(&body, GeneratorType::OtpSms);
+        let draft = config_draft(&body, Ok(GeneratorType::OtpSms));
         let fields: Vec<Field> = draft.unreadable.iter().map(|v| v.field).collect();
         assert_eq!(fields, [Field::Length, Field::Expiry, Field::IncludeDigits]);
         assert_eq!((draft.length, draft.expiry.as_str()), (0, "0s"));
+        // A bad type is one more unreadable field, listed first; the body is read all the
+        // same.
+        let draft = config_draft(&body, "nope".parse::<GeneratorType>());
+        let fields: Vec<Field> = draft.unreadable.iter().map(|v| v.field).collect();
+        assert_eq!(
+            fields,
+            [
+                Field::GeneratorType,
+                Field::Length,
+                Field::Expiry,
+                Field::IncludeDigits
+            ]
+        );
     }
 
     #[test]

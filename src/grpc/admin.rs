@@ -96,8 +96,17 @@ fn duration_text(d: &prost_types::Duration) -> Result<String, &'static str> {
 }
 
 /// An update request as the draft the use case checks: a field left out is its zero value.
-fn draft(request: &UpdateSecretGeneratorRequest, t: crate::GeneratorType) -> ConfigDraft {
-    let mut draft = ConfigDraft::new(t);
+/// A type that is UNSPECIFIED or unknown is one unreadable field among the others, so that
+/// every violation is listed at once (SPEC section 4).
+fn draft(request: &UpdateSecretGeneratorRequest) -> ConfigDraft {
+    let mut draft = match request
+        .generator_type
+        .to_string()
+        .parse::<crate::GeneratorType>()
+    {
+        Ok(t) => ConfigDraft::new(t),
+        Err(e) => ConfigDraft::with_unreadable_type(e.to_string()),
+    };
     draft.length = i64::from(request.length);
     if let Some(expiry) = &request.expiry {
         match duration_text(expiry) {
@@ -201,10 +210,8 @@ impl AdminService for Admin {
             &request,
             async {
                 let grant = admit::<UpdateGenerator, _>(service, &request).await?;
-                let r = request.get_ref();
-                let t = generator_type(r.generator_type).map_err(status::status)?;
                 let snapshot = service
-                    .update(&grant, draft(r, t))
+                    .update(&grant, draft(request.get_ref()))
                     .await
                     .map_err(status::status)?;
                 Ok(Response::new(UpdateSecretGeneratorResponse {

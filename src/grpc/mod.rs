@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod code;
+pub mod guard;
 pub mod incoming;
 pub mod proto;
 pub mod status;
@@ -63,6 +64,8 @@ pub(crate) async fn observe<R, T>(
     call: impl Future<Output = Result<Response<T>, Status>>,
 ) -> Result<Response<T>, Status> {
     use tracing::Instrument;
+    // Its message was decoded: an INTERNAL from here on is ours, not a refusal of it.
+    guard::reached(request);
     let start = Instant::now();
     let request_id = request
         .metadata()
@@ -217,6 +220,8 @@ impl GrpcServer {
             tower::ServiceBuilder::new()
                 .layer(tonic_web::GrpcWebLayer::new())
                 .layer(tower::util::MapResponseLayer::new(too_large_is_invalid))
+                .layer(guard::UndecodableLayer)
+                .layer(guard::CatchPanicLayer)
                 .service(routes),
         );
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -411,24 +411,23 @@ impl Service {
     /// Checks `draft` against every rule, as [`Service::update`] does, and saves nothing:
     /// its violations, its entropy and, when it is valid, [`PREVIEW_SAMPLES`] codes made with
     /// it (not counted as generated: no one is sent them). A draft with a field its
-    /// transport could not read (a string where a flag must be true or false) is refused
-    /// as invalid: a preview judges values, not shapes.
+    /// transport could not read (a string where a flag must be true or false, an unknown
+    /// type) is refused as invalid, with every violation a PUT of it lists: a preview
+    /// judges values, not shapes.
     pub fn preview(
         &self,
         _: &Grant<ReadGenerators>,
         draft: &ConfigDraft,
     ) -> Result<Preview, Error> {
         if !draft.unreadable.is_empty() {
+            // Every violation, as a PUT of the draft lists them (SPEC section 4).
+            let violations = match GeneratorConfig::new(draft).map_err(Error::from) {
+                Err(Error::Invalid { violations, .. }) => violations,
+                _ => Vec::new(),
+            };
             return Err(Error::Invalid {
                 message: "invalid preview request",
-                violations: draft
-                    .unreadable
-                    .iter()
-                    .map(|v| Violation {
-                        subject: Subject::Config(v.field),
-                        description: v.description.clone(),
-                    })
-                    .collect(),
+                violations,
             });
         }
         match GeneratorConfig::new(draft) {

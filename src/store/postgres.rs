@@ -24,6 +24,16 @@
 //!   gets [`StoreErrorKind::Unavailable`] in time, and generation never waits for any of it.
 //!   The listener reconnects with exponential backoff; reachability changes are logged once
 //!   each, never once per attempt.
+//! - **No session holds the others hostage.** Every session starts with `lock_timeout`,
+//!   `statement_timeout` and `idle_in_transaction_session_timeout` derived from the deadline
+//!   ([`PostgresOptions::lock_timeout`], [`PostgresOptions::idle_in_transaction_timeout`])
+//!   and TCP keepalives on both ends, so a session cut off mid-transaction (a network that
+//!   went silent: the server never sees its client go) is ended by the server and lets the
+//!   log's lock go within seconds, and writers queued behind it fail in time instead of
+//!   waiting. A connection whose operation was abandoned at its deadline is closed, never
+//!   handed to the next operation. Whether writes work is tracked apart from whether the
+//!   database answers: while they fail, [`Store::check`] (`/readyz`) says the store is down
+//!   and a probe takes the log's lock every second until it can.
 //!
 //! The store's methods are synchronous, like the embedded store's: callers run them on
 //! blocking threads. Each hands its work to the runtime and waits for the answer.
@@ -31,11 +41,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
@@ -56,6 +67,22 @@ const SCHEMA_LOCK: i64 = 0x7365_6372_6574_6765; // "secretge"
 /// dead network sends nothing, so only asking tells).
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often, while writes fail, the store tries to take its log's lock to learn whether
+/// they would work again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest a transaction may sit idle (the server waiting for its next statement):
+/// ours never do for more than a round trip, so a session idle that long lost its client.
+const MAX_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
+/// TCP keepalives on both ends of every session: the first probe after 5 s of silence,
+/// then one a second, the peer declared gone after 3 unanswered; and data unacknowledged
+/// for 9 s ends the connection (`TCP_USER_TIMEOUT`).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(9);
+
 /// The listener's first and longest wait between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -74,6 +101,44 @@ pub struct PostgresOptions {
     pub reread_interval: Duration,
 }
 
+impl PostgresOptions {
+    /// How long a statement may wait for a lock (`lock_timeout`): half an operation's
+    /// deadline, so that a writer queued behind a lock that is not let go fails with a clear
+    /// error, and in time.
+    pub fn lock_timeout(&self) -> Duration {
+        (self.timeout / 2).max(Duration::from_millis(1))
+    }
+
+    /// How long a session may sit idle inside a transaction before the server ends it and
+    /// lets its locks go (`idle_in_transaction_session_timeout`): an operation's deadline,
+    /// at most [`MAX_IDLE_IN_TRANSACTION`]. A client cut off mid-transaction (a network that
+    /// went silent) leaves no lock behind for longer.
+    pub fn idle_in_transaction_timeout(&self) -> Duration {
+        self.timeout
+            .min(MAX_IDLE_IN_TRANSACTION)
+            .max(Duration::from_millis(1))
+    }
+
+    /// The settings every session starts with, as libpq's `options` (`-c name=value`):
+    /// the lock, statement and idle-in-transaction timeouts, and the server's side of the
+    /// TCP keepalives.
+    fn session_settings(&self) -> String {
+        let ms = |d: Duration| d.as_millis().max(1);
+        format!(
+            "-c lock_timeout={} -c statement_timeout={} \
+             -c idle_in_transaction_session_timeout={} -c tcp_keepalives_idle={} \
+             -c tcp_keepalives_interval={} -c tcp_keepalives_count={} -c tcp_user_timeout={}",
+            ms(self.lock_timeout()),
+            ms(self.timeout),
+            ms(self.idle_in_transaction_timeout()),
+            KEEPALIVE_IDLE.as_secs(),
+            KEEPALIVE_INTERVAL.as_secs(),
+            KEEPALIVE_RETRIES,
+            TCP_USER_TIMEOUT.as_millis(),
+        )
+    }
+}
+
 impl Default for PostgresOptions {
     /// 8 connections; 2 s to connect; 4 s an operation, so that a write answers well within
     /// the SPEC's 5 s when the database is gone; a re-read every 30 s.
@@ -87,10 +152,18 @@ impl Default for PostgresOptions {
     }
 }
 
-/// Whether the database answered the last time it was asked.
+/// Whether the database answered the last time it was asked, and whether writes work.
 struct Reachability {
     /// 0: not known yet; 1: reachable; 2: unreachable.
     state: AtomicU8,
+    /// Why writes fail, while they do: set when a write fails as unavailable (the database
+    /// does not answer, or a lock it needs is not let go), cleared when a write succeeds or
+    /// the probe takes the log's lock. The database may answer every ping meanwhile.
+    writes_failing: Mutex<Option<String>>,
+    /// Whether the probe of writes runs.
+    probing: AtomicBool,
+    /// What the watcher was last told: 0: nothing; 1: up; 2: down.
+    told: Mutex<u8>,
     watcher: Mutex<Option<Watcher>>,
     /// The database, for log lines.
     name: String,
@@ -100,12 +173,24 @@ impl fmt::Debug for Reachability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reachability")
             .field("state", &self.state)
+            .field("writes_failing", &self.writes_failing)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
 
 impl Reachability {
+    fn new(name: String) -> Reachability {
+        Reachability {
+            state: AtomicU8::new(0),
+            writes_failing: Mutex::new(None),
+            probing: AtomicBool::new(false),
+            told: Mutex::new(0),
+            watcher: Mutex::new(None),
+            name,
+        }
+    }
+
     /// Records what the last contact showed; logs and tells the watcher only on a change.
     fn set(&self, reachable: bool, why: Option<&str>) {
         let new = if reachable { 1 } else { 2 };
@@ -125,7 +210,56 @@ impl Reachability {
                  returns"
             );
         }
-        self.tell(Notice::Reachable(reachable));
+        self.publish();
+    }
+
+    /// Records that a write failed as unavailable (`Some(why)`) or succeeded (`None`); logs
+    /// and tells the watcher only on a change. Whether a write fails is apart from whether
+    /// the database answers: a session that holds the log's lock and lost its client lets
+    /// every ping through and no write.
+    fn set_writes(&self, failing: Option<&str>) {
+        let changed = {
+            let mut slot = self
+                .writes_failing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let changed = slot.is_some() != failing.is_some();
+            *slot = failing.map(str::to_owned);
+            changed
+        };
+        if !changed {
+            return;
+        }
+        match failing {
+            Some(why) => tracing::warn!(
+                database = %self.name,
+                error = why,
+                "PostgreSQL takes no writes: changes are refused and /readyz says the store is \
+                 down until one succeeds"
+            ),
+            None => tracing::info!(database = %self.name, "PostgreSQL takes writes again"),
+        }
+        self.publish();
+    }
+
+    /// Why writes fail, while they do.
+    fn writes_failing(&self) -> Option<String> {
+        self.writes_failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Tells the watcher whether the store is up (reachable, and writes work) when that
+    /// changed since it was last told.
+    fn publish(&self) {
+        let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+        let up = self.state.load(Ordering::Acquire) != 2 && self.writes_failing().is_none();
+        let now = if up { 1 } else { 2 };
+        if *told != now {
+            *told = now;
+            self.tell(Notice::Reachable(up));
+        }
     }
 
     fn tell(&self, notice: Notice) {
@@ -140,11 +274,95 @@ impl Reachability {
     }
 }
 
+/// The pool as one operation sees it: a connection taken from it goes back when the
+/// operation is done with it, unless the operation was abandoned at its deadline. A
+/// connection abandoned mid-operation is in a state no one knows (a transaction open on a
+/// server that may still hold its locks, an answer that may never come over a network that
+/// went silent): it is closed, never handed to the next operation.
+#[derive(Clone)]
+struct Pool {
+    inner: deadpool_postgres::Pool,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Pool {
+    async fn get(&self) -> Result<Connection, deadpool_postgres::PoolError> {
+        Ok(Connection {
+            object: Some(self.inner.get().await?),
+            abandoned: Arc::clone(&self.abandoned),
+        })
+    }
+}
+
+/// A connection of the pool, for one operation (see [`Pool`]).
+struct Connection {
+    object: Option<deadpool_postgres::Object>,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Deref for Connection {
+    type Target = deadpool_postgres::Object;
+
+    fn deref(&self) -> &Self::Target {
+        self.object.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.object.as_mut().expect("a connection until dropped")
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.abandoned.load(Ordering::Acquire)
+            && let Some(object) = self.object.take()
+        {
+            // Out of the pool; dropping the client closes the connection.
+            drop(deadpool_postgres::Object::take(object));
+        }
+    }
+}
+
+/// Runs `work` on a [`Pool`] over `pool` for at most `timeout`; past it the work is
+/// abandoned (its connection closed) and the answer is [`StoreErrorKind::Unavailable`].
+/// `work` is called here, at once; the future returned runs it.
+fn within<T, F, Fut>(
+    timeout: Duration,
+    pool: &deadpool_postgres::Pool,
+    work: F,
+) -> impl Future<Output = Result<T, StoreError>> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnOnce(Pool) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let mut fut = Box::pin(work(Pool {
+        inner: pool.clone(),
+        abandoned: Arc::clone(&abandoned),
+    }));
+    async move {
+        tokio::select! {
+            result = &mut fut => result,
+            () = tokio::time::sleep(timeout) => {
+                abandoned.store(true, Ordering::Release);
+                drop(fut);
+                Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("PostgreSQL did not answer within {} ms", timeout.as_millis()),
+                ))
+            }
+        }
+    }
+}
+
 /// The store in a PostgreSQL database.
 pub struct PostgresStore {
     /// The runtime the pool's and the listener's connections live on; `None` once dropped.
     runtime: Option<tokio::runtime::Runtime>,
-    pool: Pool,
+    pool: deadpool_postgres::Pool,
     config: tokio_postgres::Config,
     options: PostgresOptions,
     reachability: Arc<Reachability>,
@@ -170,10 +388,19 @@ impl PostgresStore {
                 format!("the database URL is not a PostgreSQL URL: {e}"),
             )
         })?;
+        // The URL's own `options` come last: a setting it names wins over ours.
+        let settings = match config.get_options() {
+            Some(given) => format!("{} {given}", options.session_settings()),
+            None => options.session_settings(),
+        };
         config
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT)
+            .options(settings)
             .application_name(format!("secretgen {}", std::process::id()));
         let name = describe(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -194,7 +421,7 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
+        let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(options.timeout))
@@ -212,11 +439,7 @@ impl PostgresStore {
             pool,
             config,
             options,
-            reachability: Arc::new(Reachability {
-                state: AtomicU8::new(0),
-                watcher: Mutex::new(None),
-                name,
-            }),
+            reachability: Arc::new(Reachability::new(name)),
         };
         store.run("cannot set up the store in", |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
@@ -273,7 +496,7 @@ impl PostgresStore {
     pub fn holds_store(&self) -> Result<bool, StoreError> {
         self.run("cannot read", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
-            holds_store(&client).await
+            holds_store(&*client).await
         })
     }
 
@@ -329,25 +552,40 @@ impl PostgresStore {
         F: FnOnce(Pool) -> Fut,
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
+        self.operation(what, false, work)
+    }
+
+    /// [`PostgresStore::run`] for a write: a success also says that writes work, and a
+    /// failure as unavailable that they do not (whether or not the database answers pings)
+    /// until a write succeeds or the probe takes the log's lock again.
+    fn write<T, F, Fut>(&self, what: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.operation(what, true, work)
+    }
+
+    fn operation<T, F, Fut>(
+        &self,
+        what: &'static str,
+        write: bool,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
         let runtime = self
             .runtime
             .as_ref()
             .expect("the runtime lives as long as the store");
-        let timeout = self.options.timeout;
-        let fut = work(self.pool.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = within(self.options.timeout, &self.pool, work);
         runtime.spawn(async move {
-            let result = match tokio::time::timeout(timeout, fut).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    format!(
-                        "PostgreSQL did not answer within {} ms",
-                        timeout.as_millis()
-                    ),
-                )),
-            };
-            let _ = tx.send(result);
+            let _ = tx.send(fut.await);
         });
         let result = rx.recv().unwrap_or_else(|_| {
             Err(StoreError::new(
@@ -356,15 +594,81 @@ impl PostgresStore {
             ))
         });
         match &result {
-            Ok(_) => self.reachability.set(true, None),
+            Ok(_) => {
+                self.reachability.set(true, None);
+                if write {
+                    self.reachability.set_writes(None);
+                }
+            }
             Err(e) if e.kind() == StoreErrorKind::Unavailable => {
-                self.reachability.set(false, Some(&e.to_string()));
+                if write {
+                    self.reachability.set_writes(Some(&e.to_string()));
+                    self.probe_writes();
+                } else {
+                    self.reachability.set(false, Some(&e.to_string()));
+                }
             }
             Err(_) => {}
         }
         result.map_err(|e| {
             StoreError::new(e.kind(), format!("{what} {}: {e}", self.reachability.name))
         })
+    }
+
+    /// Starts the probe of writes unless it runs: every [`PROBE_INTERVAL`] while writes
+    /// fail, it takes the default instance's log lock in a transaction of its own (and lets
+    /// it go at once), and says that writes work when it could, so that `/readyz` follows
+    /// the write path without waiting for a client's write.
+    fn probe_writes(&self) {
+        if self.reachability.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(runtime) = self.runtime.as_ref() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let reachability = Arc::clone(&self.reachability);
+        let timeout = self.options.timeout;
+        runtime.spawn(async move {
+            loop {
+                while reachability.writes_failing().is_some() {
+                    tokio::time::sleep(PROBE_INTERVAL).await;
+                    if reachability.writes_failing().is_none() {
+                        break;
+                    }
+                    let probe = within(timeout, &pool, |pool| async move {
+                        let mut client = pool.get().await.map_err(pool_error)?;
+                        let tx = client.transaction().await.map_err(sql)?;
+                        let instance = tx
+                            .query_opt("SELECT value FROM meta WHERE key = 'default_instance'", &[])
+                            .await
+                            .map_err(sql)?;
+                        if let Some(row) = instance {
+                            tx.execute(
+                                "SELECT pg_advisory_xact_lock($1)",
+                                &[&instance_lock(row.get::<_, &str>(0))],
+                            )
+                            .await
+                            .map_err(sql)?;
+                        }
+                        tx.rollback().await.map_err(sql)?;
+                        Ok(())
+                    })
+                    .await;
+                    if probe.is_ok() {
+                        reachability.set(true, None);
+                        reachability.set_writes(None);
+                    }
+                }
+                reachability.probing.store(false, Ordering::Release);
+                // A write that failed just now saw the probe running: go on for it.
+                if reachability.writes_failing().is_none()
+                    || reachability.probing.swap(true, Ordering::AcqRel)
+                {
+                    break;
+                }
+            }
+        });
     }
 
     /// One change of the tokens and its event, in one transaction: `change` alters the
@@ -383,7 +687,7 @@ impl PostgresStore {
             + 'static,
     {
         let creator = creator.to_owned();
-        let row = self.run(what, |pool| async move {
+        let row = self.write(what, |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(sql)?;
             let instance = tx
@@ -606,12 +910,12 @@ fn instance_lock(instance: &str) -> i64 {
 }
 
 /// A driver error as a store error: unique violations and other refusals by the database
-/// are `Refused`; everything else (no connection, a lost one, a timeout) `Unavailable`.
+/// are `Refused`; everything else (no connection, a lost one, a timeout, a lock not let go
+/// within `lock_timeout`, a session ended by the server) `Unavailable`.
 fn sql(e: tokio_postgres::Error) -> StoreError {
-    let kind = if e.as_db_error().is_some() && !e.is_closed() {
-        StoreErrorKind::Refused
-    } else {
-        StoreErrorKind::Unavailable
+    let kind = match e.as_db_error() {
+        Some(db) if !e.is_closed() && !transient(db.code()) => StoreErrorKind::Refused,
+        _ => StoreErrorKind::Unavailable,
     };
     let text = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
@@ -624,6 +928,19 @@ fn sql(e: tokio_postgres::Error) -> StoreError {
         }
     };
     StoreError::new(kind, text)
+}
+
+/// Whether the database refused for a while, not for good: a lock or statement timeout, a
+/// session it ended (idle in a transaction, an operator, a shutdown), a connection
+/// exception, too few resources, a conflict with another transaction.
+fn transient(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    let code = code.code();
+    code == SqlState::LOCK_NOT_AVAILABLE.code()
+        || code == SqlState::T_R_SERIALIZATION_FAILURE.code()
+        || code == SqlState::T_R_DEADLOCK_DETECTED.code()
+        || code == "25P03" // idle_in_transaction_session_timeout
+        || ["08", "53", "57", "58"].iter().any(|class| code.starts_with(class))
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
@@ -671,7 +988,7 @@ impl Store for PostgresStore {
 
     fn claim_default_instance(&self, id: &InstanceId) -> Result<InstanceId, StoreError> {
         let id = id.as_str().to_owned();
-        let stored = self.run("cannot write", |pool| async move {
+        let stored = self.write("cannot write", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             client
                 .execute(
@@ -723,7 +1040,7 @@ impl Store for PostgresStore {
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
         let owned_instance = instance.clone();
         let events = events.to_vec();
-        let rows = self.run("cannot record the change in", |pool| async move {
+        let rows = self.write("cannot record the change in", |pool| async move {
             let instance = owned_instance;
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(sql)?;
@@ -902,9 +1219,16 @@ impl Store for PostgresStore {
 
     /// What the last contact with the database showed (the listener pings it every few
     /// seconds, and every operation counts), without waiting for it: `/readyz` asks, and
-    /// must answer at once when the database does not. Asked before anything was known, it
-    /// asks the database.
+    /// must answer at once when the database does not. Down while writes fail, even when the
+    /// database answers pings (a lock that is not let go). Asked before anything was known,
+    /// it asks the database.
     fn check(&self) -> Result<(), StoreError> {
+        if let Some(why) = self.reachability.writes_failing() {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!("{} takes no writes: {why}", self.name()),
+            ));
+        }
         match self.reachability.state.load(Ordering::Acquire) {
             1 => return Ok(()),
             2 => {

@@ -175,6 +175,38 @@ fn bad_generator_types_answer_400_naming_the_field() {
     }
 }
 
+/// SPEC section 4: a bad type hides no other violation of the body; every one is listed at
+/// once, the type's first.
+#[test]
+fn a_put_of_a_bad_type_lists_every_other_violation_too() {
+    let app = spawn_app();
+    for t in ["nope", "0", "unspecified"] {
+        let answer = app.put_generator(
+            t,
+            &json!({"length": 0, "expiry": "-1s", "includeDigits": "yes"}),
+        );
+        assert_eq!(answer.status, 400, "{t}");
+        assert_error_shape(&answer, 3);
+        assert_eq!(
+            violated_fields(&answer),
+            ["generatorType", "includeDigits", "length", "expiry"],
+            "{t}"
+        );
+        let answer = app.put_generator(t, &json!({"length": 3, "includeSymbols": false}));
+        assert_eq!(
+            violated_fields(&answer),
+            [
+                "generatorType",
+                "includeLowerLetters",
+                "includeUpperLetters",
+                "includeDigits",
+                "includeSymbols"
+            ],
+            "{t}"
+        );
+    }
+}
+
 #[test]
 fn malformed_bodies_answer_400_and_change_nothing() {
     let app = spawn_app();

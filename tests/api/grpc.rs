@@ -972,3 +972,141 @@ async fn a_message_over_64_kib_is_invalid_argument_as_a_body_over_64_kib_is() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("65536"), "{status:?}");
 }
+
+/// SPEC section 4: UpdateSecretGenerator with a bad type lists the message's other
+/// violations too, the type's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_a_bad_type_lists_every_other_violation_too() {
+    let app = spawn_app();
+    let mut client = admin(&app).await;
+    for t in [0, 9, -1] {
+        let status = client
+            .update_secret_generator(authed(
+                UpdateSecretGeneratorRequest {
+                    generator_type: t,
+                    length: 0,
+                    expiry: Some(prost_types::Duration {
+                        seconds: -1,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                &app.token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            violated_fields(&status),
+            [
+                "generator_type",
+                "length",
+                "expiry",
+                "include_lower_letters",
+                "include_upper_letters",
+                "include_digits",
+                "include_symbols"
+            ],
+            "type {t}"
+        );
+    }
+}
+
+/// A raw gRPC call over HTTP/2 on `channel`: `body` as the request body, as is; the status
+/// of the trailers-only answer.
+async fn raw_call(channel: Channel, path: &str, token: &str, body: Vec<u8>) -> Status {
+    use tonic::codegen::http;
+    use tower::ServiceExt;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .body(tonic::body::Body::new(String::from_utf8(body).unwrap()))
+        .unwrap();
+    let response = channel.oneshot(request).await.unwrap();
+    Status::from_header_map(response.headers())
+        .unwrap_or_else(|| panic!("not a trailers-only answer: {response:?}"))
+}
+
+/// SPEC section 13: a request that cannot be decoded is INVALID_ARGUMENT in our words,
+/// never INTERNAL with prost's, hyper's or tonic-web's text; over HTTP/2 and grpc-web.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_be_decoded_is_invalid_argument() {
+    use secretgen::grpc::guard::UNDECODABLE;
+    let app = spawn_app();
+    let path = "/zitadel.admin.v1.AdminService/GetSecretGenerator";
+    // Field 0 with wire type 7: no protobuf message.
+    let bad_protobuf = frame(0, b"\x07\x07\x07");
+    // A length prefix of 100 before 3 bytes.
+    let mut short = frame(0, b"abc");
+    short[1..5].copy_from_slice(&100u32.to_be_bytes());
+    for (what, body) in [
+        ("bad protobuf", bad_protobuf.clone()),
+        ("short", short.clone()),
+    ] {
+        for path in [path, "/secretgen.v1.CodeService/GenerateStream"] {
+            let status = raw_call(channel(&app).await, path, &app.token, body.clone()).await;
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{what} {path}: {status:?}"
+            );
+            assert_eq!(status.message(), UNDECODABLE, "{what} {path}");
+        }
+    }
+
+    // grpc-web: the same, and base64 that is none.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let web = [
+        ("application/grpc-web+proto", bad_protobuf.clone()),
+        ("application/grpc-web+proto", short.clone()),
+        ("application/grpc-web-text", {
+            use base64::Engine;
+            b64.encode(&bad_protobuf).into_bytes()
+        }),
+        (
+            "application/grpc-web-text",
+            b"!!not base64 at all!!".to_vec(),
+        ),
+    ];
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for (content_type, body) in web {
+        let response = agent
+            .post(format!("{}{path}", app.grpc.as_ref().unwrap()))
+            .header("content-type", content_type)
+            .header("x-grpc-web", "1")
+            .header("authorization", &format!("Bearer {}", app.token))
+            .send(&body[..])
+            .unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let shown = format!("{content_type} {:?}", String::from_utf8_lossy(&body));
+        assert_eq!(header("grpc-status").as_deref(), Some("3"), "{shown}");
+        let message = header("grpc-message").unwrap_or_default();
+        assert!(
+            message.starts_with("invalid%20request") || message.starts_with("invalid request"),
+            "{shown}: {message}"
+        );
+    }
+
+    // The connection and the server go on: a good call on a new channel works.
+    let answer = admin(&app)
+        .await
+        .get_secret_generator(authed(
+            GetSecretGeneratorRequest {
+                generator_type: OTP_SMS,
+            },
+            &app.token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.into_inner().secret_generator.unwrap().length, 8);
+}

@@ -361,3 +361,60 @@ fn head_answers_every_get_route_like_get_without_a_body() {
         }
     }
 }
+
+/// SPEC section 13: every answer that carries a secret (codes, a new token, sample codes)
+/// says `Cache-Control: no-store`, and so do those routes' errors; answers that carry none
+/// are left to the client.
+#[test]
+fn answers_that_carry_a_secret_are_not_stored_by_caches() {
+    let app = spawn_app();
+    let send = |method: &str, path: &str, token: Option<&str>, body: &str| {
+        let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        RawResponse::parse(&app.raw(request.as_bytes()).0)
+    };
+    let token = app.token.clone();
+    let secret_bearing = [
+        ("POST", "/v1/codes/OTP_SMS/_generate", "{\"count\": 2}", 200),
+        (
+            "POST",
+            "/admin/v1/tokens",
+            r#"{"name": "cache-test", "permissions": ["codes.generate"]}"#,
+            200,
+        ),
+        (
+            "POST",
+            "/admin/v1/secretgenerators/OTP_SMS/_preview",
+            r#"{"length": 8, "expiry": "300s", "includeDigits": true}"#,
+            200,
+        ),
+        // Their refusals too.
+        ("POST", "/v1/codes/OTP_SMS/_generate", "{\"count\": 0}", 400),
+        ("POST", "/admin/v1/tokens", "{", 400),
+    ];
+    for (method, path, body, status) in secret_bearing {
+        let response = send(method, path, Some(&token), body);
+        assert_eq!(response.status, status, "{method} {path}: {response:?}");
+        assert_eq!(
+            response.header("cache-control"),
+            Some("no-store"),
+            "{method} {path}: {response:?}"
+        );
+    }
+    let unauthenticated = send("POST", "/v1/codes/OTP_SMS/_generate", None, "{}");
+    assert_eq!(unauthenticated.status, 401);
+    assert_eq!(unauthenticated.header("cache-control"), Some("no-store"));
+    // An answer without a secret says nothing about caching.
+    let config = send(
+        "GET",
+        "/admin/v1/secretgenerators/OTP_SMS",
+        Some(&token),
+        "",
+    );
+    assert_eq!(config.status, 200);
+    assert_eq!(config.header("cache-control"), None, "{config:?}");
+}

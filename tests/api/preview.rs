@@ -87,16 +87,30 @@ fn an_invalid_draft_shows_every_violation_by_field_and_no_code() {
         ]
     );
     assert_eq!(empty.body["entropyBits"], Value::Null);
-    // A field of the wrong JSON type is refused (400), as by a PUT: the preview judges
-    // values, not shapes.
+    // A field of the wrong JSON type is refused (400) with every violation, as by a PUT:
+    // the preview judges values, not shapes.
     let unreadable = app.preview(
         "otp_sms",
         &app.token,
         &json!({"length": "eight", "includeDigits": "yes"}),
     );
+    assert_eq!(unreadable.status, 400);
     assert_eq!(
         crate::helpers::violated_fields(&unreadable),
-        ["length", "includeDigits"]
+        ["length", "includeDigits", "expiry"]
+    );
+    // So is an unknown type, with the body's violations beside it.
+    let unknown = app.preview("nope", &app.token, &json!({"length": 2}));
+    assert_eq!(unknown.status, 400);
+    assert_eq!(
+        crate::helpers::violated_fields(&unknown),
+        [
+            "generatorType",
+            "includeLowerLetters",
+            "includeUpperLetters",
+            "includeDigits",
+            "includeSymbols"
+        ]
     );
     assert_eq!(sequence(&app), before);
 }

@@ -188,6 +188,22 @@ impl ConfigDraft {
         }
     }
 
+    /// A draft for a type that could not be read (`why`: an unknown or UNSPECIFIED type),
+    /// every other field at its zero value: the transport fills them in as for any draft,
+    /// so that the type's violation is listed with every other one at once (SPEC section 4).
+    /// Its `generator_type` is a stand-in that nothing reads: [`GeneratorConfig::new`]
+    /// refuses the draft, and judges the rules that depend on the type only where every type
+    /// would break them.
+    pub fn with_unreadable_type(why: impl Into<String>) -> ConfigDraft {
+        ConfigDraft {
+            unreadable: vec![FieldViolation {
+                field: Field::GeneratorType,
+                description: why.into(),
+            }],
+            ..ConfigDraft::new(GeneratorType::OtpSms)
+        }
+    }
+
     /// Whether `field` could not be read.
     fn unreadable(&self, field: Field) -> bool {
         self.unreadable.iter().any(|v| v.field == field)
@@ -218,8 +234,10 @@ impl GeneratorConfig {
     ///
     /// A rule is judged only when every field it reads is known: the entropy rule needs a
     /// valid length and alphabet, `requireEachClass` needs the length and the classes, and
-    /// nothing is judged of a field that could not be read. This is the one place that
-    /// knows which rule reads which field.
+    /// nothing is judged of a field that could not be read. Without a known type, a rule
+    /// that depends on it is judged only where it holds for every type: an entropy below
+    /// the lowest floor is refused, an expiry of `0s` is not judged. This is the one place
+    /// that knows which rule reads which field.
     pub fn new(draft: &ConfigDraft) -> Result<GeneratorConfig, ConfigError> {
         let mut errors = ConfigError {
             violations: draft.unreadable.clone(),
@@ -227,6 +245,7 @@ impl GeneratorConfig {
         };
         let known = |field: Field| !draft.unreadable(field);
         let generator_type = draft.generator_type;
+        let type_known = known(Field::GeneratorType);
 
         let length = if known(Field::Length) {
             CodeLength::new(draft.length)
@@ -245,6 +264,7 @@ impl GeneratorConfig {
         };
         if let Some(expiry) = expiry
             && expiry.is_never()
+            && type_known
             && generator_type != GeneratorType::AppSecret
         {
             errors.push(
@@ -306,7 +326,7 @@ impl GeneratorConfig {
                 entropy::entropy_bits(&sizes, length.get() as u32, draft.require_each_class);
             errors.entropy_bits = Some(entropy_bits);
             let (floor, why) = match generator_type {
-                GeneratorType::AppSecret => (
+                GeneratorType::AppSecret if type_known => (
                     MIN_APP_SECRET_ENTROPY_BITS,
                     "for SECRET_GENERATOR_TYPE_APP_SECRET",
                 ),
@@ -684,5 +704,39 @@ mod tests {
             GeneratorConfig::new(&d).unwrap_err().fields(),
             [ExcludeAmbiguous]
         );
+    }
+
+    #[test]
+    fn a_draft_of_an_unreadable_type_still_lists_every_other_violation() {
+        let with = |length: i64, expiry: &str, classes: [bool; 4]| ConfigDraft {
+            length,
+            expiry: expiry.to_owned(),
+            include_lower_letters: classes[0],
+            include_upper_letters: classes[1],
+            include_digits: classes[2],
+            include_symbols: classes[3],
+            ..ConfigDraft::with_unreadable_type("unknown generator type")
+        };
+        let err = GeneratorConfig::new(&with(0, "-1s", [false; 4])).unwrap_err();
+        assert_eq!(
+            err.fields(),
+            [
+                Field::GeneratorType,
+                Length,
+                Expiry,
+                IncludeLowerLetters,
+                IncludeUpperLetters,
+                IncludeDigits,
+                IncludeSymbols
+            ]
+        );
+        assert_eq!(err.violations()[0].description, "unknown generator type");
+        // Below the lowest floor is refused whatever the type; 0s is allowed for one type,
+        // so it is not judged.
+        let err = GeneratorConfig::new(&with(2, "0s", DIGITS_ONLY)).unwrap_err();
+        assert_eq!(err.fields(), [Field::GeneratorType, EntropyBits]);
+        // Valid for some type (APP_SECRET's floor is not judged): only the type is refused.
+        let err = GeneratorConfig::new(&with(8, "0s", DIGITS_ONLY)).unwrap_err();
+        assert_eq!(err.fields(), [Field::GeneratorType]);
     }
 }
