@@ -203,6 +203,10 @@ pub async fn observe_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use tracing::Instrument;
     let start = Instant::now();
+    // In flight on its connection until the answer is handed over: the idle timeout waits.
+    let _in_flight = req
+        .conn_data::<Arc<crate::net::conn::Activity>>()
+        .map(|activity| activity.request());
     let request_id = req
         .headers()
         .get(REQUEST_ID)

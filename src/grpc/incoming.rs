@@ -71,7 +71,7 @@ impl tower::Service<Request<Incoming>> for Tracked {
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        let busy = self.activity.busy();
+        let busy = self.activity.answer();
         let activity = Arc::clone(&self.activity);
         let call = self.calls.call(request.map(tonic::body::Body::new));
         Box::pin(async move {

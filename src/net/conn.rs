@@ -86,8 +86,10 @@ impl Closed {
 /// What one connection is doing, shared by its socket, its requests and its watchdog.
 #[derive(Debug)]
 pub struct Activity {
-    /// Requests (HTTP/2 streams) whose answer is not finished.
+    /// Requests whose answer is not finished (see [`Activity::request`]).
     in_flight: AtomicU32,
+    /// Of those, the ones whose peer must read for them to go on (see [`Activity::answer`]).
+    answering: AtomicU32,
     /// When something last moved: bytes written, a request begun or finished.
     progress: AtomicU64,
     /// The last write found the socket full.
@@ -107,6 +109,7 @@ impl Activity {
     fn new(socket: Option<std::net::TcpStream>) -> Activity {
         Activity {
             in_flight: AtomicU32::new(0),
+            answering: AtomicU32::new(0),
             progress: AtomicU64::new(now_ms()),
             write_blocked: AtomicBool::new(false),
             ahead: AtomicUsize::new(0),
@@ -116,11 +119,31 @@ impl Activity {
         }
     }
 
-    /// A request begins: it is in flight until the returned guard is dropped.
-    pub fn busy(self: &Arc<Self>) -> Busy {
+    /// A request begins whose handler is at work (reading its body, waiting on the store):
+    /// the idle rule waits for it, and the send rule only for what the socket cannot take.
+    /// Its own deadlines bound it (`--body-timeout`, the store's). HTTP's requests, until
+    /// their answer is handed to the protocol.
+    pub fn request(self: &Arc<Self>) -> Busy {
+        self.begin(false)
+    }
+
+    /// A request begins whose answer can only go on if the peer reads: the send rule holds
+    /// from now on. gRPC's calls, whose streams HTTP/2 flow control holds when the peer does
+    /// not read, without a write that waits.
+    pub fn answer(self: &Arc<Self>) -> Busy {
+        self.begin(true)
+    }
+
+    fn begin(self: &Arc<Self>, answering: bool) -> Busy {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if answering {
+            self.answering.fetch_add(1, Ordering::Relaxed);
+        }
         self.progress.store(now_ms(), Ordering::Relaxed);
-        Busy(Arc::clone(self))
+        Busy {
+            activity: Arc::clone(self),
+            answering,
+        }
     }
 
     /// Requests in flight.
@@ -172,12 +195,14 @@ impl Activity {
         Poll::Pending
     }
 
-    /// Which rule, if any, the connection breaks now.
+    /// Which rule, if any, the connection breaks now; if none, how long until one could.
     fn broken(&self, timeouts: Timeouts, now: u64) -> Result<u64, Closed> {
-        let busy = self.in_flight.load(Ordering::Relaxed) > 0
+        let answering = self.answering.load(Ordering::Relaxed) > 0
             || self.write_blocked.load(Ordering::Relaxed);
-        let (limit, reason) = if busy {
+        let (limit, reason) = if answering {
             (timeouts.send, Closed::Send)
+        } else if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Ok(LOOK_EVERY.as_millis() as u64);
         } else {
             (timeouts.idle, Closed::Idle)
         };
@@ -211,14 +236,21 @@ impl Activity {
     }
 }
 
-/// A request in flight on its connection (see [`Activity::busy`]).
+/// A request in flight on its connection (see [`Activity::request`], [`Activity::answer`]).
 #[derive(Debug)]
-pub struct Busy(Arc<Activity>);
+pub struct Busy {
+    activity: Arc<Activity>,
+    answering: bool,
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.progress.store(now_ms(), Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let activity = &self.activity;
+        activity.progress.store(now_ms(), Ordering::Relaxed);
+        if self.answering {
+            activity.answering.fetch_sub(1, Ordering::Relaxed);
+        }
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -534,13 +566,18 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_connection_breaks_the_idle_rule_and_a_busy_one_the_send_rule() {
+    fn an_idle_connection_breaks_the_idle_rule_and_an_answering_one_the_send_rule() {
         let a = Arc::new(Activity::new(None));
         let start = a.progress.load(Ordering::Relaxed);
         let t = timeouts(1_000, 5_000);
         assert_eq!(a.broken(t, start + 4_999), Ok(1));
         assert_eq!(a.broken(t, start + 5_000), Err(Closed::Idle));
-        let busy = a.busy();
+        // A handler at work: neither rule, however long.
+        let request = a.request();
+        let begun = a.progress.load(Ordering::Relaxed);
+        assert!(a.broken(t, begun + 60_000).is_ok());
+        drop(request);
+        let busy = a.answer();
         let begun = a.progress.load(Ordering::Relaxed);
         assert_eq!(a.broken(t, begun + 999), Ok(1));
         assert_eq!(a.broken(t, begun + 1_000), Err(Closed::Send));

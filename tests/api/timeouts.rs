@@ -251,3 +251,36 @@ async fn never_read_grpc_streams_make_a_bounded_number_of_codes_and_are_closed()
     .await;
     assert!(ended.is_ok(), "the streams were not cut off");
 }
+
+/// A request whose body trickles in for longer than both timeouts, but within
+/// `--body-timeout`, is a request at work, not an idle connection or a peer that stopped
+/// reading: it is answered.
+#[test]
+fn a_request_at_work_is_neither_idle_nor_a_peer_that_stopped_reading() {
+    let app = spawn();
+    let body = r#"{"length": 9, "expiry": "300s", "includeDigits": true}"#;
+    let mut stream = TcpStream::connect(http_addr(&app)).unwrap();
+    write!(
+        stream,
+        "PUT /admin/v1/secretgenerators/OTP_SMS HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        app.token,
+        body.len()
+    )
+    .unwrap();
+    let (first, rest) = body.split_at(10);
+    stream.write_all(first.as_bytes()).unwrap();
+    // 2.5 s with the body unfinished: past the 1 s idle and send timeouts.
+    std::thread::sleep(Duration::from_millis(2500));
+    stream.write_all(rest.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    assert_eq!(
+        app.get_generator("OTP_SMS").body["secretGenerator"]["length"],
+        9
+    );
+}
