@@ -216,7 +216,8 @@ struct DatabaseArgs {
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     database_connect_timeout: u64,
     /// Milliseconds one database operation may take before it fails (a write then answers
-    /// 503).
+    /// 503). Each session's statement_timeout too; half of it is its lock_timeout, and (at
+    /// most 5 s) its idle_in_transaction_session_timeout.
     #[arg(long, env = "SECRETGEN_DATABASE_TIMEOUT", value_name = "MS",
           default_value_t = PostgresOptions::default().timeout.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
