@@ -35,6 +35,10 @@ use tokio::net::TcpStream;
 /// SPEC section 13's defaults for `--send-timeout` and `--idle-timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a body takes of its connection's budget before it makes its next frame: a
+/// `GenerateStream` chunk (64 KiB of codes) and its framing.
+const RESERVE: usize = 65 * 1024;
+
 /// How often at most a watchdog sleeps before it looks again: a rule is enforced within
 /// this much of its timeout.
 const LOOK_EVERY: Duration = Duration::from_millis(200);
@@ -175,10 +179,17 @@ impl Activity {
         }
     }
 
-    /// Whether the budget of bytes ahead of the socket is spent; when it is, `cx` is woken
-    /// once bytes are written (or the connection closes).
-    fn poll_budget(&self, limit: usize, cx: &mut Context<'_>) -> Poll<()> {
-        if self.ahead.load(Ordering::Relaxed) < limit {
+    /// Takes [`RESERVE`] bytes of the budget of `limit` bytes ahead of the socket, at
+    /// once with every other body of the connection (their streams run on several threads:
+    /// looking first and counting after would let each through at the same moment); when it
+    /// is spent, `cx` is woken once bytes are written (or the connection closes).
+    fn poll_reserve(&self, limit: usize, cx: &mut Context<'_>) -> Poll<()> {
+        let take = |ahead: usize| (ahead < limit).then_some(ahead + RESERVE);
+        if self
+            .ahead
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, take)
+            .is_ok()
+        {
             return Poll::Ready(());
         }
         {
@@ -188,11 +199,32 @@ impl Activity {
             }
             self.has_waiting.store(true, Ordering::Release);
         }
-        // A write between the first look and the registration would have found no waker.
-        if self.ahead.load(Ordering::Relaxed) < limit {
+        // A write between the first try and the registration would have found no waker.
+        if self
+            .ahead
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, take)
+            .is_ok()
+        {
             return Poll::Ready(());
         }
         Poll::Pending
+    }
+
+    /// Settles a reservation: `used` bytes of it went to the protocol (possibly more than
+    /// [`RESERVE`]), the rest comes back.
+    fn settle(&self, used: usize) {
+        if used >= RESERVE {
+            self.ahead.fetch_add(used - RESERVE, Ordering::AcqRel);
+        } else {
+            let _ = self
+                .ahead
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                    Some(a.saturating_sub(RESERVE - used))
+                });
+            if self.has_waiting.load(Ordering::Acquire) {
+                self.wake_waiting();
+            }
+        }
     }
 
     /// Which rule, if any, the connection breaks now; if none, how long until one could.
@@ -533,15 +565,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, B::Error>>> {
         let this = self.get_mut();
-        if this.activity.poll_budget(this.limit, cx).is_pending() {
+        if this.activity.poll_reserve(this.limit, cx).is_pending() {
             return Poll::Pending;
         }
         let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &frame
-            && let Some(data) = frame.data_ref()
-        {
-            this.activity.ahead.fetch_add(data.len(), Ordering::Relaxed);
-        }
+        let used = match &frame {
+            Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, bytes::Buf::remaining),
+            _ => 0,
+        };
+        this.activity.settle(used);
         frame
     }
 
@@ -591,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_is_given_back_by_writes_and_wakes_the_bodies_waiting() {
+    fn the_budget_is_reserved_at_once_given_back_by_writes_and_wakes_the_bodies_waiting() {
         use std::task::Wake;
         struct Count(std::sync::atomic::AtomicUsize);
         impl Wake for Count {
@@ -603,18 +635,29 @@ mod tests {
         let waker = Waker::from(Arc::clone(&count));
         let mut cx = Context::from_waker(&waker);
         let a = Arc::new(Activity::new(None));
-        assert!(a.poll_budget(100, &mut cx).is_ready());
-        a.ahead.store(150, Ordering::Relaxed);
-        assert!(a.poll_budget(100, &mut cx).is_pending());
-        a.wrote(40);
+        let limit = 2 * RESERVE;
+        // Two reservations fit before any frame is counted; a third waits.
+        assert!(a.poll_reserve(limit, &mut cx).is_ready());
+        assert!(a.poll_reserve(limit, &mut cx).is_ready());
+        assert!(a.poll_reserve(limit, &mut cx).is_pending());
+        // One body made a small frame: the rest of its reservation comes back.
+        a.settle(100);
+        assert_eq!(a.ahead.load(Ordering::Relaxed), RESERVE + 100);
+        assert_eq!(count.0.load(Ordering::Relaxed), 1, "what comes back wakes");
+        // The other made a frame larger than its reservation: all of it counts.
+        a.settle(RESERVE + 10);
+        assert_eq!(a.ahead.load(Ordering::Relaxed), RESERVE + 110);
+        assert!(a.poll_reserve(limit, &mut cx).is_ready());
+        assert!(a.poll_reserve(limit, &mut cx).is_pending());
+        a.wrote(200);
         assert_eq!(
             count.0.load(Ordering::Relaxed),
-            1,
+            2,
             "a write wakes the waiting body"
         );
-        assert!(a.poll_budget(100, &mut cx).is_pending(), "110 still ahead");
-        a.wrote(1_000);
+        assert!(a.poll_reserve(limit, &mut cx).is_ready());
+        a.settle(0);
+        a.wrote(usize::MAX);
         assert_eq!(a.ahead.load(Ordering::Relaxed), 0, "never below nothing");
-        assert!(a.poll_budget(100, &mut cx).is_ready());
     }
 }
