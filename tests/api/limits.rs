@@ -147,3 +147,76 @@ fn pipelined_requests_past_the_queue_are_all_answered_in_order() {
         .collect();
     assert_eq!(statuses, expected);
 }
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("VmRSS in {status}"))
+}
+
+/// A client that pipelines requests and never reads its answers makes its connection queue
+/// 16 requests and fill its read buffer, no more: 32 such clients cost the server a few MiB.
+/// actix-http 3.20.0 as published (before the change of vendor/actix-http) decoded every
+/// request of its 128 KiB buffer, over 3,000 here, read more and did it again, and kept them
+/// all queued for as long as the client did not read: 32 clients grew the server by hundreds
+/// of MiB (seen failing with the `[patch.crates-io]` entry left out).
+#[test]
+fn clients_that_pipeline_and_never_read_cost_the_server_little_memory() {
+    const CLIENTS: usize = 32;
+    let app = spawn(&[]);
+    let addr: std::net::SocketAddr = addr(&app).parse().unwrap();
+    let before = rss_kib(app.pid());
+    // Small requests for a large answer, pipelined for 2 s.
+    const REQUEST: &str = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    let pipeline = REQUEST.repeat(4_000);
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let clients: Vec<TcpStream> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let pipeline = pipeline.as_bytes();
+                scope.spawn(move || {
+                    let socket =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                            .unwrap();
+                    // A small receive buffer: the server's answers fill it at once.
+                    socket.set_recv_buffer_size(4096).unwrap();
+                    socket.connect(&addr.into()).unwrap();
+                    let mut stream: TcpStream = socket.into();
+                    stream
+                        .set_write_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    // Whatever the server reads (a write that times out is cut short: the
+                    // rest of its request goes first next time), never reading.
+                    let mut at = 0;
+                    while std::time::Instant::now() < until {
+                        match stream.write(&pipeline[at..]) {
+                            Ok(n) => at = (at + n) % REQUEST.len(),
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::WouldBlock | ErrorKind::TimedOut
+                                ) => {}
+                            Err(e) => panic!("the server closed a pipelining client: {e}"),
+                        }
+                    }
+                    stream
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let grown_mib = rss_kib(app.pid()).saturating_sub(before) / 1024;
+    // Patched: about 12 MiB (a read buffer of 128 KiB, 16 requests and the answer being
+    // written, per connection); as published: hundreds of MiB.
+    assert!(
+        grown_mib < 48,
+        "{CLIENTS} clients that never read grew the server by {grown_mib} MiB"
+    );
+    // The server goes on serving.
+    assert_eq!(app.request("GET", "/healthz", None, None).status, 200);
+    drop(clients);
+}
