@@ -380,7 +380,9 @@ async fn revoke_token(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
-    let event = service.revoke_token(&grant, &path).await?;
+    let events = service.revoke_token(&grant, &path).await?;
+    // The last event of the revocation: the token's own, then those of the tokens it made.
+    let event = events.last().expect("a revocation writes an event");
     Ok(json_response(&json!({
         "details": wire::Details::of(
             crate::registry::Version {
