@@ -34,6 +34,14 @@ pub use sqlite::{BackupSummary, SCHEMA_VERSION, SqliteStore};
 /// `BIGINT` columns, times as microseconds since the Unix epoch (UTC), JSON as text.
 pub const SCHEMA: &str = include_str!("schema.sql");
 
+/// The indexes of the audit search's filters on the creator, over columns of schema version 4:
+/// made with the tables of a new store, and by the upgrade to version 4 (after the columns),
+/// so they are not in [`SCHEMA`], which also runs on a store of an older version. Plain SQL
+/// that both stores run.
+pub const CREATOR_INDEXES: &str = "\
+    CREATE INDEX IF NOT EXISTS events_by_creator ON events (instance_id, creator, sequence); \
+    CREATE INDEX IF NOT EXISTS events_by_creator_id ON events (instance_id, creator_id, sequence)";
+
 /// What an event did to a generator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {

@@ -39,10 +39,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    Author, Event, EventFilter, EventType, GENESIS, LogPage, NewEvent, Notice, PageSql, SCHEMA,
-    SCHEMA_VERSION, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenFacts,
-    TokenRecord, Watcher, events_following, from_micros, hex, page_entries, rows_to_append,
-    to_micros, truncate_to_micros, unhex,
+    Author, CREATOR_INDEXES, Event, EventFilter, EventType, GENESIS, LogPage, NewEvent, Notice,
+    PageSql, SCHEMA, SCHEMA_VERSION, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent,
+    TokenFacts, TokenRecord, Watcher, events_following, from_micros, hex, page_entries,
+    rows_to_append, to_micros, truncate_to_micros, unhex,
 };
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
@@ -271,6 +271,7 @@ impl PostgresStore {
                     ),
                 ));
             }
+            tx.batch_execute(CREATOR_INDEXES).await.map_err(sql)?;
             tx.commit().await.map_err(sql)?;
             Ok(())
         })?;

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 -- The audit search's filters on time and on generator type read what they return, not the
 -- log (the primary key serves the sequence). Over columns every version has, so that this
--- file runs on a store of an older version before its writer upgrades it.
+-- file runs on a store of an older version before its writer upgrades it; the indexes on the
+-- creator's columns are CREATOR_INDEXES (src/store/mod.rs), made after the upgrade.
 CREATE INDEX IF NOT EXISTS events_by_time ON events (instance_id, created_at);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (instance_id, generator_type, sequence);

@@ -40,10 +40,11 @@ use super::directory::{
 use std::collections::HashMap;
 
 use super::{
-    Author, Event, EventFilter, EventType, GENESIS, LogPage, NewEvent, Notice, PageSql, SCHEMA,
-    SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenFacts, TokenRecord, Watcher,
-    chain_hash, corrupt, database_path, events_following, from_micros, hex, page_entries,
-    rows_to_append, to_micros, truncate_to_micros, unavailable, unhex, verify_chain, wal,
+    Author, CREATOR_INDEXES, Event, EventFilter, EventType, GENESIS, LogPage, NewEvent, Notice,
+    PageSql, SCHEMA, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenFacts,
+    TokenRecord, Watcher, chain_hash, corrupt, database_path, events_following, from_micros, hex,
+    page_entries, rows_to_append, to_micros, truncate_to_micros, unavailable, unhex, verify_chain,
+    wal,
 };
 use crate::registry::InstanceId;
 
@@ -220,6 +221,7 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sql_error(&store.path, "cannot write", e))?;
         tx.execute_batch(SCHEMA)
+            .and_then(|()| tx.execute_batch(CREATOR_INDEXES))
             .map_err(|e| sql_error(&store.path, "cannot create the tables of", e))?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -478,7 +480,8 @@ impl SqliteStore {
                 "CREATE INDEX IF NOT EXISTS events_by_time ON events (instance_id, created_at); \
                  CREATE INDEX IF NOT EXISTS events_by_type ON events \
                  (instance_id, generator_type, sequence)",
-            )
+            )?;
+            tx.execute_batch(CREATOR_INDEXES)
         })
     }
 
