@@ -323,10 +323,7 @@ impl PostgresStore {
             )
             .await
             .map_err(sql)?;
-            let insert = tx.prepare(INSERT_EVENT).await.map_err(sql)?;
-            for row in &events {
-                insert_row(&tx, &insert, row).await?;
-            }
+            insert_rows(&tx, &events).await?;
             for token in &tokens {
                 insert_token(&tx, token).await?;
             }
@@ -488,6 +485,51 @@ const SELECT_EVENTS: &str = "SELECT instance_id, sequence, event_type, generator
 /// The tokens' columns, in the order [`token_row`] reads them.
 const SELECT_TOKENS: &str =
     "SELECT id, name, hash, permissions, created_at, expires_at, created_by FROM tokens";
+
+/// Inserts `rows`: one at a time when there is one (a prepared statement, cached), else
+/// a thousand a statement through `UNNEST` (a bulk append, `secretgen migrate`), so that a
+/// batch costs a round trip per thousand rows, not per row.
+async fn insert_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[StoredEvent],
+) -> Result<(), StoreError> {
+    if let [row] = rows {
+        let insert = tx.prepare_cached(INSERT_EVENT).await.map_err(sql)?;
+        return insert_row(tx, &insert, row).await;
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO events (instance_id, sequence, event_type, generator_type, payload, \
+             created_at, creator, creator_id, hash) SELECT * FROM UNNEST($1::text[], \
+             $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], \
+             $8::text[], $9::text[])",
+        )
+        .await
+        .map_err(sql)?;
+    for chunk in rows.chunks(1000) {
+        let text = |f: fn(&StoredEvent) -> &String| -> Vec<&str> {
+            chunk.iter().map(|r| f(r).as_str()).collect()
+        };
+        let hashes: Vec<String> = chunk.iter().map(|r| hex(&r.hash)).collect();
+        tx.execute(
+            &insert,
+            &[
+                &text(|r| &r.instance_id),
+                &chunk.iter().map(|r| r.sequence).collect::<Vec<i64>>(),
+                &text(|r| &r.event_type),
+                &text(|r| &r.generator_type),
+                &text(|r| &r.payload),
+                &chunk.iter().map(|r| r.created_at).collect::<Vec<i64>>(),
+                &text(|r| &r.creator),
+                &text(|r| &r.creator_id),
+                &hashes,
+            ],
+        )
+        .await
+        .map_err(sql)?;
+    }
+    Ok(())
+}
 
 async fn insert_row(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -871,10 +913,7 @@ impl Store for PostgresStore {
             }
             let rows = rows_to_append(&instance, last, &latest, &events);
             if !rows.is_empty() {
-                let insert = tx.prepare_cached(INSERT_EVENT).await.map_err(sql)?;
-                for row in &rows {
-                    insert_row(&tx, &insert, row).await?;
-                }
+                insert_rows(&tx, &rows).await?;
                 tx.execute("SELECT pg_notify($1, 'events')", &[&CHANNEL])
                     .await
                     .map_err(sql)?;
