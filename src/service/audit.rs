@@ -34,6 +34,12 @@ pub struct EventPage {
     pub entries: Vec<AuditEntry>,
 }
 
+/// How many searches of the log are read and rendered at once: half the cores (at least one),
+/// so that any number of readers of the log leave the other half to generation.
+pub fn concurrent_reads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 impl Service {
     /// The events of the log that `query` asks for, one page of at most [`MAX_PAGE`] (a
     /// larger or no limit is capped to it), each configuration change with the configuration
@@ -41,21 +47,42 @@ impl Service {
     /// truth, whoever wrote it.
     pub async fn search_events(
         &self,
-        _: &Grant<ReadEvents>,
+        grant: &Grant<ReadEvents>,
         query: EventQuery,
     ) -> Result<EventPage, Error> {
+        self.search_events_rendered(grant, query, |page| page).await
+    }
+
+    /// [`Service::search_events`], with the page handed to `render` (a transport's
+    /// encoding) on the same blocking thread: reading and rendering a page of up to a
+    /// thousand events take no async worker's time, and at most [`concurrent_reads`] run at
+    /// once; the others wait their turn without holding a thread.
+    pub async fn search_events_rendered<T: Send + 'static>(
+        &self,
+        _: &Grant<ReadEvents>,
+        query: EventQuery,
+        render: impl FnOnce(EventPage) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _turn = self
+            .audit_reads
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("the server is stopping"))?;
         let control = Arc::clone(&self.control);
-        let page = tokio::task::spawn_blocking(move || {
-            control.store().events_page(control.instance().id(), &query)
+        let metrics = Arc::clone(&self.metrics);
+        tokio::task::spawn_blocking(move || {
+            let page = control
+                .store()
+                .events_page(control.instance().id(), &query)
+                .map_err(|e| Error::store(&e, "the log cannot be read", "the log is damaged"))?;
+            metrics.events_read(page.entries.len());
+            Ok(render(EventPage {
+                total: page.total,
+                processed_sequence: page.last_sequence,
+                entries: page.entries,
+            }))
         })
         .await
         .map_err(|_| Error::Internal("the log read was interrupted"))?
-        .map_err(|e| Error::store(&e, "the log cannot be read", "the log is damaged"))?;
-        self.metrics.events_read(page.entries.len());
-        Ok(EventPage {
-            total: page.total,
-            processed_sequence: page.last_sequence,
-            entries: page.entries,
-        })
     }
 }

@@ -267,6 +267,10 @@ pub struct Service {
     tokens: Tokens,
     limiter: Option<Limiter>,
     metrics: Arc<Metrics>,
+    /// Turns of the audit search: at most [`audit::concurrent_reads`] pages are read and
+    /// rendered at once, so that readers of the log queue among themselves instead of taking
+    /// every core from generation.
+    audit_reads: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -284,6 +288,7 @@ impl Service {
             tokens,
             limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
             metrics,
+            audit_reads: tokio::sync::Semaphore::new(audit::concurrent_reads()),
         })
     }
 
