@@ -66,6 +66,7 @@ fn update(c: &mut Criterion) {
         payload: r#"{"length":8,"expiry":"300s","includeLowerLetters":false,"includeUpperLetters":false,"includeDigits":true,"includeSymbols":false,"excludeAmbiguous":false,"requireEachClass":false}"#,
         created_at: 1_795_000_000_000_000,
         creator: "bench",
+        creator_id: "",
     };
     group.bench_function("chain_hash", |b| {
         b.iter(|| secretgen::store::chain_hash(black_box(&[7; 32]), black_box(&row)))

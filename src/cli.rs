@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use secretgen::store::{PostgresOptions, PostgresStore};
-use secretgen::token::{self, Permission, Token};
+use secretgen::token::{self, Token};
 use secretgen::{
     CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType, InstanceId,
     SqliteStore, Store, StoreErrorKind, control, server,
@@ -305,7 +305,7 @@ struct GenerateArgs {
 }
 
 /// Who the log records as the author of a token command's change.
-const COMMAND_LINE: &str = "command line";
+const COMMAND_LINE: &str = token::COMMAND_LINE_CREATOR;
 
 /// Parses the command line and runs it; every failure is one line on standard error.
 pub fn main() -> ExitCode {
@@ -517,13 +517,10 @@ fn stored_configuration(
 /// instance and defaults). With a server running on the directory or the database, the token
 /// is added beside it and works at once.
 fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
-    let permissions = Permission::parse_list(&args.permissions)?;
-    token::check_name(&args.name)?;
-    let expires_in = args
-        .expiry
-        .as_deref()
-        .map(token::parse_expiry)
-        .transpose()?;
+    // The API's rules, checked in the same place (token::TokenRequest::check).
+    let permissions: Vec<&str> = args.permissions.split(',').map(str::trim).collect();
+    let request = token::TokenRequest::check(&args.name, &permissions, args.expiry.as_deref())
+        .map_err(|mut errors| CliError::from(errors.remove(0).1))?;
     let store: Arc<dyn Store> = match &args.store.database_url {
         Some(url) => {
             let store: Arc<dyn Store> =
@@ -550,8 +547,13 @@ fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
         }
     };
     let token = Token::generate()?;
-    let record = token::record(&token, &args.name, &permissions, expires_in)?;
-    store.add_token(&record, COMMAND_LINE)?;
+    let record = request.record(&token, None)?;
+    match store.add_token(&record, COMMAND_LINE) {
+        Err(e) if e.kind() == StoreErrorKind::NameTaken => {
+            return Err(token::TokenError::NameTaken.into());
+        }
+        other => other?,
+    };
     let mut out = io::stdout().lock();
     writeln!(out, "{}", token.expose())
         .and_then(|()| out.flush())
@@ -610,10 +612,17 @@ fn token_list(args: &TokenListArgs) -> Result<(), CliError> {
 /// `secretgen token revoke ID`.
 fn token_revoke(args: &TokenRevokeArgs) -> Result<(), CliError> {
     let store = existing_store(&args.store)?;
-    if store.remove_token(&args.id, COMMAND_LINE)?.is_none() {
+    let revoked = store.remove_token(&args.id, &secretgen::store::Author::named(COMMAND_LINE))?;
+    if revoked.is_empty() {
         return Err(CliError::Incomplete(format!("no token {:?}", args.id)));
     }
-    let _ = writeln!(io::stdout().lock(), "revoked {}", args.id);
+    // The token, then every token it created, recursively.
+    let mut out = io::stdout().lock();
+    for event in &revoked {
+        if let secretgen::store::Change::Token(facts) = &event.change {
+            let _ = writeln!(out, "revoked {}", facts.token_id);
+        }
+    }
     Ok(())
 }
 

@@ -18,7 +18,8 @@ use crate::config::GeneratorConfig;
 use crate::generator_type::GeneratorType;
 use crate::registry::{Instance, InstanceId, Registry, Snapshot, Version};
 use crate::store::{
-    Event, EventType, GENESIS, NewEvent, Store, StoreError, StoreErrorKind, truncate_to_micros,
+    Author, Event, EventType, GENESIS, NewEvent, Store, StoreError, StoreErrorKind,
+    truncate_to_micros,
 };
 
 /// Who wrote the defaults on first start.
@@ -79,6 +80,7 @@ impl ControlPlane {
                     config: GeneratorConfig::default_for(t),
                     created_at: now,
                     creator: SYSTEM_CREATOR.to_owned(),
+                    creator_id: None,
                 })
                 .collect();
             // The store writes an `added` event only for a type that has none: replicas
@@ -141,6 +143,15 @@ impl ControlPlane {
         config: GeneratorConfig,
         creator: &str,
     ) -> Result<Arc<Snapshot>, StoreError> {
+        self.update_by(config, &Author::named(creator))
+    }
+
+    /// [`ControlPlane::update`], recording `creator`'s name and token id as the author.
+    pub fn update_by(
+        &self,
+        config: GeneratorConfig,
+        creator: &Author,
+    ) -> Result<Arc<Snapshot>, StoreError> {
         let generator_type = config.generator_type();
         let instance = self.instance();
         if self.store.sole_writer() {
@@ -155,7 +166,8 @@ impl ControlPlane {
             event_type: EventType::Changed,
             config,
             created_at: now,
-            creator: creator.to_owned(),
+            creator: creator.name.clone(),
+            creator_id: creator.token_id.clone(),
         };
         // The store numbers the event and compares it with the type's last configuration in
         // the log, inside its transaction (this process's view may be behind another

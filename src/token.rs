@@ -29,6 +29,19 @@ pub const MAX_NAME_LEN: usize = 200;
 /// The longest a token may live: 999,999,999 s (nearly 32 years), nine digits.
 pub const MAX_EXPIRY: Duration = Duration::from_secs(999_999_999);
 
+/// Who the log records as the author of a token command's change (`secretgen token …`).
+pub const COMMAND_LINE_CREATOR: &str = "command line";
+
+/// The names the server records as authors itself: the defaults' (`system`), the token
+/// commands' (`command line`) and the first admin token's (`bootstrap-admin`). No token
+/// made through the API or the command line may take one (compared without regard to case
+/// or surrounding spaces), so that nothing in the log can pass for the server's own.
+pub const RESERVED_NAMES: [&str; 3] = [
+    crate::control::SYSTEM_CREATOR,
+    COMMAND_LINE_CREATOR,
+    crate::server::BOOTSTRAP_TOKEN_NAME,
+];
+
 /// What a token allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Permission {
@@ -98,6 +111,12 @@ pub enum TokenError {
     /// A name with a control character.
     #[error("a token name has no control characters")]
     NameControl,
+    /// One of [`RESERVED_NAMES`].
+    #[error("the names system, command line and bootstrap-admin are the server's own")]
+    NameReserved,
+    /// The name of a live token.
+    #[error("a live token already has this name")]
+    NameTaken,
     /// A given token of the wrong size or with characters that are not printable ASCII.
     #[error("a token is 32 to 512 printable ASCII characters without spaces")]
     GivenShape,
@@ -187,7 +206,121 @@ pub fn check_name(name: &str) -> Result<(), TokenError> {
     Ok(())
 }
 
-/// The record to store for `token`, which expires `expires_in` from now (never when `None`).
+/// What a new token's request asks for, once every rule is checked: see [`TokenRequest::check`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    name: String,
+    permissions: Vec<Permission>,
+    expires_in: Option<Duration>,
+}
+
+/// What a rule of a new token is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestField {
+    /// The name.
+    Name,
+    /// The permissions.
+    Permissions,
+    /// The expiry.
+    Expiry,
+}
+
+impl TokenRequest {
+    /// The rules of a new token, the one place the API and the command line check them:
+    /// a name of 1 to [`MAX_NAME_LEN`] characters without control characters that is none of
+    /// [`RESERVED_NAMES`]; at least one permission, each known (repeats merged); an expiry,
+    /// when given, of whole seconds from 1 s to [`MAX_EXPIRY`]. Every rule broken is
+    /// returned at once. (That the name is free among live tokens is checked by the store,
+    /// in the transaction that stores the token.)
+    pub fn check(
+        name: &str,
+        permissions: &[&str],
+        expiry: Option<&str>,
+    ) -> Result<TokenRequest, Vec<(RequestField, TokenError)>> {
+        let mut violations = Vec::new();
+        if let Err(e) = check_new_name(name) {
+            violations.push((RequestField::Name, e));
+        }
+        if permissions.is_empty() {
+            violations.push((RequestField::Permissions, TokenError::NoPermission));
+        }
+        let mut granted = Vec::new();
+        for name in permissions {
+            match Permission::from_name(name) {
+                Some(p) if !granted.contains(&p) => granted.push(p),
+                Some(_) => {}
+                None => violations.push((
+                    RequestField::Permissions,
+                    TokenError::UnknownPermission(name.chars().take(64).collect()),
+                )),
+            }
+        }
+        granted.sort();
+        let expires_in = match expiry.map(parse_expiry).transpose() {
+            Ok(d) => d,
+            Err(e) => {
+                violations.push((RequestField::Expiry, e));
+                None
+            }
+        };
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        Ok(TokenRequest {
+            name: name.to_owned(),
+            permissions: granted,
+            expires_in,
+        })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The permissions, sorted, without repeats.
+    pub fn permissions(&self) -> &[Permission] {
+        &self.permissions
+    }
+
+    /// The lifetime asked for; `None` for never.
+    pub fn expires_in(&self) -> Option<Duration> {
+        self.expires_in
+    }
+
+    /// The record to store for `token`, made by the token `creator` (its id and expiry) or
+    /// by the command line (`None`). A token made by another expires no later than its
+    /// creator: a later expiry, or none, is cut to the creator's (as Vault caps a child
+    /// token's TTL at its parent's); the answer shows the expiry it got.
+    pub fn record(
+        &self,
+        token: &Token,
+        creator: Option<(&str, Option<SystemTime>)>,
+    ) -> Result<TokenRecord, TokenError> {
+        let mut record = record(token, &self.name, &self.permissions, self.expires_in)?;
+        if let Some((id, creator_expires_at)) = creator {
+            record.created_by = Some(id.to_owned());
+            if let Some(limit) = creator_expires_at {
+                record.expires_at = Some(record.expires_at.map_or(limit, |at| at.min(limit)));
+            }
+        }
+        Ok(record)
+    }
+}
+
+/// Checks the name of a token a person creates: [`check_name`], and none of
+/// [`RESERVED_NAMES`].
+pub fn check_new_name(name: &str) -> Result<(), TokenError> {
+    check_name(name)?;
+    let name = name.trim();
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(TokenError::NameReserved);
+    }
+    Ok(())
+}
+
+/// The record to store for `token`, which expires `expires_in` from now (never when `None`),
+/// made by no token.
 pub fn record(
     token: &Token,
     name: &str,
@@ -208,6 +341,7 @@ pub fn record(
         permissions: permissions.iter().map(|p| p.name().to_owned()).collect(),
         created_at,
         expires_at: expires_in.map(|d| created_at + d),
+        created_by: None,
     })
 }
 
@@ -251,6 +385,36 @@ mod tests {
     }
 
     #[test]
+    fn a_request_reports_every_broken_rule_and_a_child_expires_with_its_creator() {
+        let errors = TokenRequest::check("system", &[], Some("0s")).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                (RequestField::Name, TokenError::NameReserved),
+                (RequestField::Permissions, TokenError::NoPermission),
+                (RequestField::Expiry, TokenError::Expiry),
+            ]
+        );
+        let request = TokenRequest::check("ci", &["iam.read", "iam.read"], None).unwrap();
+        assert_eq!(request.permissions(), [Permission::IamRead]);
+        let token = Token::generate().unwrap();
+        let soon = SystemTime::now() + Duration::from_secs(5);
+        let child = request.record(&token, Some(("tok_1", Some(soon)))).unwrap();
+        assert_eq!(child.expires_at, Some(soon));
+        assert_eq!(child.created_by.as_deref(), Some("tok_1"));
+        let day = TokenRequest::check("ci", &["iam.read"], Some("86400s")).unwrap();
+        assert_eq!(
+            day.record(&token, Some(("tok_1", Some(soon))))
+                .unwrap()
+                .expires_at,
+            Some(soon)
+        );
+        let free = day.record(&token, Some(("tok_1", None))).unwrap();
+        assert!(free.expires_at.unwrap() > soon);
+        assert_eq!(day.record(&token, None).unwrap().created_by, None);
+    }
+
+    #[test]
     fn expiries_are_whole_seconds_up_to_nine_digits() {
         assert_eq!(parse_expiry("86400s"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_expiry("1s"), Ok(Duration::from_secs(1)));
@@ -270,6 +434,20 @@ mod tests {
             Token::from_given("short").unwrap_err(),
             TokenError::GivenShape
         );
+        for reserved in [
+            "system",
+            "command line",
+            "bootstrap-admin",
+            " System ",
+            "BOOTSTRAP-ADMIN",
+        ] {
+            assert_eq!(
+                check_new_name(reserved),
+                Err(TokenError::NameReserved),
+                "{reserved:?}"
+            );
+        }
+        assert_eq!(check_new_name("systems"), Ok(()));
         assert!(Token::from_given(&"k".repeat(40)).is_ok());
         assert_eq!(
             Token::from_given(&format!("{} x", "k".repeat(40))).unwrap_err(),

@@ -517,7 +517,7 @@ fn a_token_revoked_on_one_replica_is_refused_by_every_replica_within_a_second() 
     let (status, made) = replicas[0].call(
         "POST",
         "/admin/v1/tokens",
-        Some(r#"{"name": "leaked", "permissions": ["codes.generate"]}"#),
+        Some(r#"{"name": "leaked", "permissions": ["iam.write", "codes.generate"]}"#),
     );
     assert_eq!(status, 200, "{made}");
     let token = made["token"].as_str().unwrap();
@@ -530,18 +530,26 @@ fn a_token_revoked_on_one_replica_is_refused_by_every_replica_within_a_second() 
         });
         assert!(works.is_some(), "a new token works on every replica");
     }
+    // A token it made (on another replica) goes with it.
+    let (status, child) = replicas[2].call_with(
+        "POST",
+        "/admin/v1/tokens",
+        token,
+        Some(r#"{"name": "made-by-leaked", "permissions": ["codes.generate"]}"#),
+    );
+    assert_eq!(status, 200, "{child}");
+    let child = child["token"].as_str().unwrap();
     let (status, body) = replicas[1].call("DELETE", &format!("/admin/v1/tokens/{id}"), None);
     assert_eq!(status, 200, "{body}");
     for (i, r) in replicas.iter().enumerate() {
-        let refused = within(Duration::from_secs(1), || {
-            r.call_with("POST", "/v1/codes/OTP_SMS/_generate", token, None)
-                .0
-                == 401
-        });
-        assert!(
-            refused.is_some(),
-            "replica {i} still accepts the revoked token"
-        );
+        for (what, token) in [("revoked", token), ("revoked token's child", child)] {
+            let refused = within(Duration::from_secs(1), || {
+                r.call_with("POST", "/v1/codes/OTP_SMS/_generate", token, None)
+                    .0
+                    == 401
+            });
+            assert!(refused.is_some(), "replica {i} still accepts the {what}");
+        }
     }
 }
 

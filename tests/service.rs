@@ -61,8 +61,12 @@ impl Store for Gated {
     fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError> {
         self.inner.add_first_token(token, creator)
     }
-    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError> {
-        self.inner.remove_token(id, creator)
+    fn remove_token(
+        &self,
+        id: &str,
+        by: &secretgen::store::Author,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.remove_token(id, by)
     }
     fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
         self.inner.instances()
@@ -83,6 +87,13 @@ impl Store for Gated {
             gate.wait(); // out
         }
         self.inner.tokens()
+    }
+    fn events_page(
+        &self,
+        instance: &InstanceId,
+        filter: &secretgen::store::EventFilter,
+    ) -> Result<secretgen::store::LogPage, StoreError> {
+        self.inner.events_page(instance, filter)
     }
     fn check(&self) -> Result<(), StoreError> {
         self.inner.check()

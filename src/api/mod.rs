@@ -459,7 +459,9 @@ async fn revoke_token(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
-    let event = service.revoke_token(&grant, &path).await?;
+    let events = service.revoke_token(&grant, &path).await?;
+    // The last event of the revocation: the token's own, then those of the tokens it made.
+    let event = events.last().expect("a revocation writes an event");
     Ok(json_response(&json!({
         "details": wire::Details::of(
             crate::registry::Version {
@@ -480,8 +482,16 @@ async fn search_events(
     let service = &state.service;
     let grant = service.admit::<ReadEvents>(bearer(&req)?).await?;
     let query = wire::event_query(&wire::object(&body(payload, &state).await?)?)?;
-    let page = service.search_events(&grant, query).await?;
-    Ok(json_response(&wire::event_page(&page)))
+    // Read and encoded on a blocking thread, a few at a time (see search_events_rendered).
+    let body = service
+        .search_events_rendered(&grant, query, |page| {
+            serde_json::to_vec(&wire::event_page(&page))
+        })
+        .await?
+        .map_err(|_| ApiError::from(crate::service::Error::Internal("cannot encode the page")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// The API described as OpenAPI 3, kept honest by the contract test in `.ci/run`.

@@ -547,7 +547,8 @@ pub fn token_page(page: &TokenPage) -> Value {
 }
 
 /// A `POST /admin/v1/events/_search` body: the filters (`generatorType`, `eventTypes`,
-/// `creator`, `fromSequence`, `since`, `until`) and the paging of `query`.
+/// `creator`, `creatorId`, `fromSequence`, `since`, `until`) and the paging of `query` (a
+/// limit of 0 or over [`crate::service::audit::MAX_PAGE`] is read as that cap).
 pub fn event_query(object: &Map<String, Value>) -> Result<EventQuery, ApiError> {
     let mut violations = Vec::new();
     let mut query = EventQuery::default();
@@ -582,6 +583,11 @@ pub fn event_query(object: &Map<String, Value>) -> Result<EventQuery, ApiError> 
         None => {}
         Some(Value::String(c)) => query.creator = Some(c.clone()),
         Some(_) => violations.push(Violation::new("creator", "must be a string")),
+    }
+    match field(object, "creatorId") {
+        None => {}
+        Some(Value::String(c)) => query.creator_id = Some(c.clone()),
+        Some(_) => violations.push(Violation::new("creatorId", "must be a string")),
     }
     match read_integer(object, "fromSequence", "fromSequence", &mut violations) {
         Some(n) if n < 0 || n > i128::from(i64::MAX) => violations.push(Violation::new(
@@ -672,6 +678,7 @@ pub fn event_page(page: &EventPage) -> Value {
                 "eventType": e.event_type.as_str(),
                 "creationDate": timestamp(e.created_at),
                 "creator": e.creator,
+                "creatorId": e.creator_id.as_deref().unwrap_or_default(),
             });
             match &e.change {
                 Change::Config(config) => {

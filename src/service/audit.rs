@@ -1,15 +1,18 @@
 //! The audit log (SPEC section 10): the event log, read by admins. Every configuration change
 //! and token event, oldest first unless asked otherwise, each with the configuration it wrote
-//! and, for a change, the one it replaced; filtered and paged.
+//! and, for a change, the one it replaced; filtered and paged in the store.
+//!
+//! A search costs what it returns, not what the log holds (SPEC section 13): the store
+//! answers it with one indexed query of at most [`MAX_PAGE`] events, never by reading the
+//! log. A client that reads the whole log pages through it, best by `fromSequence` (the
+//! sequence after the last one it has).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::{Error, Grant, Operation, Service};
-use crate::config::ConfigDraft;
-use crate::generator_type::GeneratorType;
-use crate::store::{Event, EventType};
 use crate::token::Permission;
+
+pub use crate::store::{EventFilter as EventQuery, LogEntry as AuditEntry, MAX_PAGE};
 
 /// Read the event log.
 #[derive(Debug)]
@@ -20,54 +23,6 @@ impl Operation for ReadEvents {
     const RATE_LIMITED: bool = false;
 }
 
-/// Which events, and which page of them. Every filter is optional; all given must hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventQuery {
-    /// Only events about this generator type (token events are about none).
-    pub generator_type: Option<GeneratorType>,
-    /// Only events of these types.
-    pub event_types: Option<Vec<EventType>>,
-    /// Only events made by the token of this name (`system` for the defaults).
-    pub creator: Option<String>,
-    /// Only events from this sequence on.
-    pub from_sequence: u64,
-    /// Only events made at or after this time.
-    pub since: Option<SystemTime>,
-    /// Only events made before this time.
-    pub until: Option<SystemTime>,
-    /// Events to skip, after filtering.
-    pub offset: u64,
-    /// Most events to return; 0 for all.
-    pub limit: u64,
-    /// Oldest first (the default); `false` for newest first.
-    pub ascending: bool,
-}
-
-impl Default for EventQuery {
-    fn default() -> EventQuery {
-        EventQuery {
-            generator_type: None,
-            event_types: None,
-            creator: None,
-            from_sequence: 0,
-            since: None,
-            until: None,
-            offset: 0,
-            limit: 0,
-            ascending: true,
-        }
-    }
-}
-
-/// An event as the audit log shows it.
-#[derive(Debug)]
-pub struct AuditEntry {
-    /// The event.
-    pub event: Event,
-    /// For a configuration change: the configuration it replaced.
-    pub previous: Option<ConfigDraft>,
-}
-
 /// A page of the audit log.
 #[derive(Debug)]
 pub struct EventPage {
@@ -75,78 +30,59 @@ pub struct EventPage {
     pub total: u64,
     /// The last sequence of the log when it was read.
     pub processed_sequence: u64,
-    /// The page.
+    /// The page: at most [`MAX_PAGE`] events.
     pub entries: Vec<AuditEntry>,
 }
 
-impl EventQuery {
-    fn admits(&self, event: &Event) -> bool {
-        event.sequence >= self.from_sequence
-            && self
-                .generator_type
-                .is_none_or(|t| event.generator_type() == Some(t))
-            && self
-                .event_types
-                .as_ref()
-                .is_none_or(|types| types.contains(&event.event_type))
-            && self.creator.as_ref().is_none_or(|c| &event.creator == c)
-            && self.since.is_none_or(|since| event.created_at >= since)
-            && self.until.is_none_or(|until| event.created_at < until)
-    }
+/// How many searches of the log are read and rendered at once: half the cores (at least one),
+/// so that any number of readers of the log leave the other half to generation.
+pub fn concurrent_reads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 impl Service {
-    /// The events of the log that `query` asks for, paged, each configuration change with
-    /// the configuration it replaced. Read from the store (on a blocking thread): the log is
-    /// the source of truth, whoever wrote it.
+    /// The events of the log that `query` asks for, one page of at most [`MAX_PAGE`] (a
+    /// larger or no limit is capped to it), each configuration change with the configuration
+    /// it replaced. Read from the store (on a blocking thread): the log is the source of
+    /// truth, whoever wrote it.
     pub async fn search_events(
+        &self,
+        grant: &Grant<ReadEvents>,
+        query: EventQuery,
+    ) -> Result<EventPage, Error> {
+        self.search_events_rendered(grant, query, |page| page).await
+    }
+
+    /// [`Service::search_events`], with the page handed to `render` (a transport's
+    /// encoding) on the same blocking thread: reading and rendering a page of up to a
+    /// thousand events take no async worker's time, and at most [`concurrent_reads`] run at
+    /// once; the others wait their turn without holding a thread.
+    pub async fn search_events_rendered<T: Send + 'static>(
         &self,
         _: &Grant<ReadEvents>,
         query: EventQuery,
-    ) -> Result<EventPage, Error> {
+        render: impl FnOnce(EventPage) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _turn = self
+            .audit_reads
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("the server is stopping"))?;
         let control = Arc::clone(&self.control);
-        let events =
-            tokio::task::spawn_blocking(move || control.store().events(control.instance().id()))
-                .await
-                .map_err(|_| Error::Internal("the log read was interrupted"))?
+        let metrics = Arc::clone(&self.metrics);
+        tokio::task::spawn_blocking(move || {
+            let page = control
+                .store()
+                .events_page(control.instance().id(), &query)
                 .map_err(|e| Error::store(&e, "the log cannot be read", "the log is damaged"))?;
-        let processed_sequence = events.last().map_or(0, |e| e.sequence);
-        let mut latest: std::collections::HashMap<GeneratorType, ConfigDraft> =
-            std::collections::HashMap::new();
-        let mut entries = Vec::new();
-        for event in events {
-            let previous = match (event.event_type, event.config()) {
-                (EventType::Changed, Some(config)) => {
-                    latest.insert(config.generator_type, config.clone())
-                }
-                (_, Some(config)) => {
-                    latest.insert(config.generator_type, config.clone());
-                    None
-                }
-                _ => None,
-            };
-            if query.admits(&event) {
-                entries.push(AuditEntry { event, previous });
-            }
-        }
-        if !query.ascending {
-            entries.reverse();
-        }
-        let total = entries.len() as u64;
-        let limit = match query.limit {
-            0 => usize::MAX,
-            n => usize::try_from(n).unwrap_or(usize::MAX),
-        };
-        let entries: Vec<AuditEntry> = entries
-            .into_iter()
-            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
-            .take(limit)
-            .collect();
-        self.metrics.events_read(entries.len());
-        Ok(EventPage {
-            total,
-            processed_sequence,
-            entries,
+            metrics.events_read(page.entries.len());
+            Ok(render(EventPage {
+                total: page.total,
+                processed_sequence: page.last_sequence,
+                entries: page.entries,
+            }))
         })
+        .await
+        .map_err(|_| Error::Internal("the log read was interrupted"))?
     }
 }

@@ -267,6 +267,10 @@ pub struct Service {
     tokens: Tokens,
     limiter: Option<Limiter>,
     metrics: Arc<Metrics>,
+    /// Turns of the audit search: at most [`audit::concurrent_reads`] pages are read and
+    /// rendered at once, so that readers of the log queue among themselves instead of taking
+    /// every core from generation.
+    audit_reads: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -284,6 +288,7 @@ impl Service {
             tokens,
             limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
             metrics,
+            audit_reads: tokio::sync::Semaphore::new(audit::concurrent_reads()),
         })
     }
 
@@ -384,9 +389,12 @@ impl Service {
         let generator_type = config.generator_type();
         let before = self.control.get(generator_type).version().sequence;
         let control = Arc::clone(&self.control);
-        let creator = grant.principal.name.clone();
+        let creator = crate::store::Author {
+            name: grant.principal.name.clone(),
+            token_id: Some(grant.principal.id.clone()),
+        };
         // The update waits for the disk: on a blocking thread, never an async worker.
-        let snapshot = tokio::task::spawn_blocking(move || control.update(config, &creator))
+        let snapshot = tokio::task::spawn_blocking(move || control.update_by(config, &creator))
             .await
             .map_err(|_| Error::Internal("the update was interrupted"))?
             .map_err(|e| {
@@ -483,10 +491,11 @@ impl Service {
 
     /// `count` codes (1 to [`MAX_STREAM_COUNT`]) of `generator_type`, made a chunk at a time
     /// as the caller takes them, each chunk with the configuration live when it is made.
-    /// The call is admitted (and rate limited) once, for the whole stream.
+    /// The call is admitted (and rate limited) once, for the whole stream; a token revoked
+    /// or expired meanwhile ends it, unauthenticated, at its next chunk.
     pub fn generate_stream(
         &self,
-        _: &Grant<GenerateCodes>,
+        grant: &Grant<GenerateCodes>,
         generator_type: GeneratorType,
         count: u64,
     ) -> Result<CodeStream, Error> {
@@ -500,6 +509,7 @@ impl Service {
         Ok(CodeStream {
             control: Arc::clone(&self.control),
             metrics: Arc::clone(&self.metrics),
+            principal: Arc::clone(&grant.principal),
             generator_type,
             left: count,
         })
@@ -553,6 +563,8 @@ fn make_codes(
 pub struct CodeStream {
     control: Arc<ControlPlane>,
     metrics: Arc<Metrics>,
+    /// Whose token the stream runs under: asked at every chunk whether it is still live.
+    principal: Arc<Principal>,
     generator_type: GeneratorType,
     left: u64,
 }
@@ -570,6 +582,12 @@ impl Iterator for CodeStream {
     fn next(&mut self) -> Option<Result<Codes, Error>> {
         if self.left == 0 {
             return None;
+        }
+        if !self.principal.is_live() {
+            self.left = 0;
+            return Some(Err(Error::Unauthenticated(
+                "the token was revoked or has expired",
+            )));
         }
         // The length of the configuration this chunk will be made with, read again: a
         // change may make codes longer mid-stream.

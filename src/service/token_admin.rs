@@ -4,11 +4,10 @@
 //! time the store's push takes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{Error, Grant, Operation, Service, Subject, Violation};
-use crate::store::{Event, TokenRecord};
-use crate::token::{self, Permission, Token};
+use crate::store::{Author, Event, StoreErrorKind, TokenRecord};
+use crate::token::{self, Permission, RequestField, Token, TokenRequest};
 
 /// Create and revoke tokens.
 #[derive(Debug)]
@@ -79,69 +78,55 @@ impl Service {
         grant: &Grant<ManageTokens>,
         new: NewToken,
     ) -> Result<(Token, TokenRecord, Event), Error> {
-        let mut violations = Vec::new();
-        if let Err(e) = token::check_name(&new.name) {
-            violations.push(Violation {
-                subject: Subject::TokenName,
-                description: e.to_string(),
-            });
-        }
-        let mut permissions = Vec::new();
-        if new.permissions.is_empty() {
-            violations.push(Violation {
-                subject: Subject::TokenPermissions,
-                description: token::TokenError::NoPermission.to_string(),
-            });
-        }
-        for name in &new.permissions {
-            match Permission::from_name(name) {
-                Some(p) if !permissions.contains(&p) => permissions.push(p),
-                Some(_) => {}
-                None => violations.push(Violation {
-                    subject: Subject::TokenPermissions,
-                    description: token::TokenError::UnknownPermission(
-                        name.chars().take(64).collect(),
-                    )
-                    .to_string(),
-                }),
-            }
-        }
-        let expires_in: Option<Duration> = match new.expiry.as_deref() {
-            None => None,
-            Some(text) => match token::parse_expiry(text) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    violations.push(Violation {
-                        subject: Subject::TokenExpiry,
-                        description: e.to_string(),
-                    });
-                    None
+        let names: Vec<&str> = new.permissions.iter().map(String::as_str).collect();
+        let request =
+            TokenRequest::check(&new.name, &names, new.expiry.as_deref()).map_err(|errors| {
+                Error::Invalid {
+                    message: "invalid token",
+                    violations: errors
+                        .into_iter()
+                        .map(|(field, e)| Violation {
+                            subject: match field {
+                                RequestField::Name => Subject::TokenName,
+                                RequestField::Permissions => Subject::TokenPermissions,
+                                RequestField::Expiry => Subject::TokenExpiry,
+                            },
+                            description: e.to_string(),
+                        })
+                        .collect(),
                 }
-            },
-        };
-        if !violations.is_empty() {
-            return Err(Error::Invalid {
-                message: "invalid token",
-                violations,
-            });
-        }
-        permissions.sort();
-        if let Some(&missing) = permissions.iter().find(|p| !grant.principal().may(**p)) {
+            })?;
+        let principal = grant.principal();
+        if let Some(&missing) = request.permissions().iter().find(|p| !principal.may(**p)) {
             return Err(Error::PermissionDenied(missing));
         }
         let token = Token::generate()
             .map_err(|_| Error::Internal("the random source failed; no token was made"))?;
-        let record = token::record(&token, &new.name, &permissions, expires_in)
+        let record = request
+            .record(&token, Some((&principal.id, principal.expires_at)))
             .map_err(|_| Error::Internal("the random source failed; no token was made"))?;
         let store = Arc::clone(self.control.store());
         let stored = record.clone();
         let creator = grant.principal().name.clone();
-        let event = self
-            .blocking(
-                move || store.add_token(&stored, &creator),
-                "the store cannot record the token",
-            )
-            .await?;
+        let added = tokio::task::spawn_blocking(move || store.add_token(&stored, &creator))
+            .await
+            .map_err(|_| Error::Internal("the call was interrupted"))?;
+        let event = match added {
+            Err(e) if e.kind() == StoreErrorKind::NameTaken => {
+                return Err(Error::invalid(
+                    "invalid token",
+                    Subject::TokenName,
+                    token::TokenError::NameTaken.to_string(),
+                ));
+            }
+            other => other.map_err(|e| {
+                Error::store(
+                    &e,
+                    "the store cannot record the token",
+                    "the store is damaged",
+                )
+            })?,
+        };
         if let Err(e) = self.tokens.reload_now().await {
             // The token is stored: the unknown-token path will find it.
             tracing::warn!(error = %e, "cannot read the tokens again after a creation");
@@ -183,32 +168,68 @@ impl Service {
         Ok(TokenPage { total, tokens })
     }
 
-    /// Revokes the token `id`: refused on this server from the moment this returns, and by
-    /// every replica once the store's push reaches it. An unknown id is `NotFound`.
+    /// Revokes the token `id` and every token it created, recursively: refused on this
+    /// server from the moment this returns, and by every replica once the store's push
+    /// reaches it. Returns the events, the token's first. An unknown id is `NotFound`; a
+    /// token that holds a permission the caller lacks is refused (403): a token may revoke
+    /// only what it could have made. Its descendants hold no more than it does.
     pub async fn revoke_token(
         &self,
         grant: &Grant<ManageTokens>,
         id: &str,
-    ) -> Result<Event, Error> {
+    ) -> Result<Vec<Event>, Error> {
+        let not_found = || {
+            Error::NotFound(format!(
+                "no token {:?}",
+                id.chars().take(64).collect::<String>()
+            ))
+        };
         let store = Arc::clone(self.control.store());
         let owned = id.to_owned();
-        let creator = grant.principal().name.clone();
-        let removed = self
+        let target = self
             .blocking(
-                move || store.remove_token(&owned, &creator),
+                move || store.token(&owned),
+                "the token store cannot be read",
+            )
+            .await?
+            .ok_or_else(not_found)?;
+        let principal = grant.principal();
+        if let Some(missing) = target
+            .permissions
+            .iter()
+            .filter_map(|p| Permission::from_name(p))
+            .find(|p| !principal.may(*p))
+        {
+            return Err(Error::PermissionDenied(missing));
+        }
+        let store = Arc::clone(self.control.store());
+        let owned = id.to_owned();
+        let by = Author {
+            name: principal.name.clone(),
+            token_id: Some(principal.id.clone()),
+        };
+        let events = self
+            .blocking(
+                move || store.remove_token(&owned, &by),
                 "the store cannot revoke the token",
             )
             .await?;
-        let Some(event) = removed else {
-            return Err(Error::NotFound(format!(
-                "no token {:?}",
-                id.chars().take(64).collect::<String>()
-            )));
-        };
-        self.tokens.forget(id).await;
-        self.metrics.token_revoked();
-        tracing::info!(token_id = %id, by = %grant.principal().name, "token revoked");
-        Ok(event)
+        if events.is_empty() {
+            return Err(not_found());
+        }
+        let revoked: Vec<String> = events
+            .iter()
+            .filter_map(|e| match &e.change {
+                crate::store::Change::Token(facts) => Some(facts.token_id.clone()),
+                crate::store::Change::Config(_) => None,
+            })
+            .collect();
+        self.tokens.forget(&revoked).await;
+        for token_id in &revoked {
+            self.metrics.token_revoked();
+            tracing::info!(token_id = %token_id, revoked_with = %id, by = %principal.name, "token revoked");
+        }
+        Ok(events)
     }
 
     /// Runs a store call on a blocking thread; its failure becomes `Unavailable` (or

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -35,9 +35,20 @@ pub struct Principal {
     permissions: Vec<Permission>,
     /// When the token stops being accepted; `None` for never.
     pub expires_at: Option<SystemTime>,
+    /// Set once the token is no longer in the table (revoked here or on another replica),
+    /// for the calls it started that are still running.
+    revoked: AtomicBool,
 }
 
 impl Principal {
+    /// Whether the token is still accepted: neither revoked nor expired. One atomic load and
+    /// a clock read, no lock and no store: a running call asks it as often as it likes (a
+    /// stream, at every chunk).
+    pub fn is_live(&self) -> bool {
+        !self.revoked.load(Ordering::Acquire)
+            && self.expires_at.is_none_or(|at| SystemTime::now() < at)
+    }
+
     /// Whether the token carries `permission`.
     pub fn may(&self, permission: Permission) -> bool {
         self.permissions.contains(&permission)
@@ -58,6 +69,7 @@ impl Principal {
                 .filter_map(|p| Permission::from_name(p))
                 .collect(),
             expires_at: record.expires_at,
+            revoked: AtomicBool::new(false),
         }
     }
 }
@@ -127,9 +139,29 @@ impl Tokens {
                     "the token store is damaged",
                 )
             })?;
-        self.table.store(Arc::new(table));
+        self.swap(table);
         self.finished.store(number, Ordering::Release);
         Ok(())
+    }
+
+    /// Puts `table` in place of the current one. A token in both keeps its principal (the
+    /// calls it started hold that one); a principal that is not in `table` any more is marked
+    /// revoked, which ends the calls its token started that are still running.
+    fn swap(&self, mut table: Table) {
+        let old = self.table.load_full();
+        for (hash, principal) in table.iter_mut() {
+            if let Some(kept) = old.get(hash)
+                && kept.id == principal.id
+            {
+                *principal = Arc::clone(kept);
+            }
+        }
+        for (hash, principal) in old.iter() {
+            if table.get(hash).is_none_or(|p| !Arc::ptr_eq(p, principal)) {
+                principal.revoked.store(true, Ordering::Release);
+            }
+        }
+        self.table.store(Arc::new(table));
     }
 
     /// Reads the table again now: after a token was added here, so that it works when the
@@ -139,19 +171,19 @@ impl Tokens {
         self.read_in_turn().await
     }
 
-    /// Forgets the token `id` at once, without waiting for the store: after it was revoked
-    /// here. In turn with the reads, so that no read begun before the revocation can bring
-    /// it back.
-    pub async fn forget(&self, id: &str) {
+    /// Forgets the tokens `ids` at once, without waiting for the store: after they were
+    /// revoked here. In turn with the reads, so that no read begun before the revocation can
+    /// bring them back; the calls they started end.
+    pub async fn forget(&self, ids: &[String]) {
         let _turn = self.reload.lock().await;
         let kept: Table = self
             .table
             .load()
             .iter()
-            .filter(|(_, p)| p.id != id)
+            .filter(|(_, p)| !ids.contains(&p.id))
             .map(|(hash, p)| (*hash, Arc::clone(p)))
             .collect();
-        self.table.store(Arc::new(kept));
+        self.swap(kept);
     }
 
     /// Reads the table from the store again, now, on this (blocking) thread: for the
@@ -161,7 +193,7 @@ impl Tokens {
         let _turn = self.reload.blocking_lock();
         let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
         let table = read(self.store.as_ref())?;
-        self.table.store(Arc::new(table));
+        self.swap(table);
         self.finished.store(number, Ordering::Release);
         Ok(())
     }
@@ -174,9 +206,10 @@ impl Tokens {
 
 /// `principal`, unless its token has expired.
 fn live(principal: &Arc<Principal>) -> Result<Arc<Principal>, Error> {
-    match principal.expires_at {
-        Some(at) if SystemTime::now() >= at => Err(Error::Unauthenticated("the token has expired")),
-        _ => Ok(Arc::clone(principal)),
+    if principal.is_live() {
+        Ok(Arc::clone(principal))
+    } else {
+        Err(Error::Unauthenticated("the token has expired"))
     }
 }
 

@@ -16,6 +16,7 @@ mod postgres;
 mod sqlite;
 mod wal;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -32,6 +33,14 @@ pub use sqlite::{BackupSummary, SCHEMA_VERSION, SqliteStore};
 /// The tables, as SQL that SQLite and PostgreSQL both run unchanged: only `TEXT` and
 /// `BIGINT` columns, times as microseconds since the Unix epoch (UTC), JSON as text.
 pub const SCHEMA: &str = include_str!("schema.sql");
+
+/// The indexes of the audit search's filters on the creator, over columns of schema version 4:
+/// made with the tables of a new store, and by the upgrade to version 4 (after the columns),
+/// so they are not in [`SCHEMA`], which also runs on a store of an older version. Plain SQL
+/// that both stores run.
+pub const CREATOR_INDEXES: &str = "\
+    CREATE INDEX IF NOT EXISTS events_by_creator ON events (instance_id, creator, sequence); \
+    CREATE INDEX IF NOT EXISTS events_by_creator_id ON events (instance_id, creator_id, sequence)";
 
 /// What an event did to a generator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,6 +102,9 @@ pub struct NewEvent {
     pub created_at: SystemTime,
     /// Who made the change: a token's name, or `system` for the defaults.
     pub creator: String,
+    /// The id of the token that made the change; `None` for the server itself and the
+    /// command line.
+    pub creator_id: Option<String>,
 }
 
 /// An event read from the log.
@@ -110,6 +122,9 @@ pub struct Event {
     pub created_at: SystemTime,
     /// Who made the change.
     pub creator: String,
+    /// The id of the token that made the change; `None` for the server itself, the command
+    /// line, and events written before schema version 4.
+    pub creator_id: Option<String>,
     /// The event's [`chain_hash`]: over its stored fields and the previous event's hash.
     pub hash: [u8; 32],
 }
@@ -151,6 +166,10 @@ pub struct TokenFacts {
     pub permissions: Vec<String>,
     /// When it expires, in microseconds since the Unix epoch; `None` for never.
     pub expires_at: Option<i64>,
+    /// The id of the token that created it (`token.added` only); `None` when the server or
+    /// the command line did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 impl TokenFacts {
@@ -161,6 +180,7 @@ impl TokenFacts {
             name: record.name.clone(),
             permissions: record.permissions.clone(),
             expires_at: record.expires_at.map(to_micros),
+            created_by: record.created_by.clone(),
         }
     }
 }
@@ -185,12 +205,18 @@ pub struct EventRow<'a> {
     pub created_at: i64,
     /// The creator's name.
     pub creator: &'a str,
+    /// The creator's token id; empty for none.
+    pub creator_id: &'a str,
 }
 
 /// The hash that chains an event to the one before it: SHA-256 over a domain tag,
 /// `previous` (the previous event's hash, or [`GENESIS`] for an instance's first event) and
 /// every stored field of `event`, each prefixed with its length so that no two rows encode
 /// alike. Editing, dropping or reordering an event breaks the chain from there on.
+///
+/// The creator's token id (schema version 4) is hashed as an eighth field only when it is
+/// not empty, so the events written before it keep their hashes; an id added to, removed
+/// from or changed in a stored row breaks the chain like any other edit.
 pub fn chain_hash(previous: &[u8; 32], event: &EventRow<'_>) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -209,6 +235,10 @@ pub fn chain_hash(previous: &[u8; 32], event: &EventRow<'_>) -> [u8; 32] {
     ] {
         hasher.update((field.len() as u64).to_be_bytes());
         hasher.update(field.as_bytes());
+    }
+    if !event.creator_id.is_empty() {
+        hasher.update((event.creator_id.len() as u64).to_be_bytes());
+        hasher.update(event.creator_id.as_bytes());
     }
     hasher.finalize().into()
 }
@@ -231,6 +261,8 @@ pub struct StoredEvent {
     pub created_at: i64,
     /// The creator's name.
     pub creator: String,
+    /// The creator's token id; empty for none.
+    pub creator_id: String,
     /// The stored hash; all zeros when the stored text is not 64 hex digits (then it matches
     /// nothing and the chain check refuses it).
     pub hash: [u8; 32],
@@ -255,6 +287,7 @@ impl StoredEvent {
             payload,
             created_at: to_micros(event.created_at),
             creator: event.creator.clone(),
+            creator_id: event.creator_id.clone().unwrap_or_default(),
             hash: [0; 32],
         };
         row.hash = chain_hash(previous, &row.as_event_row());
@@ -262,7 +295,8 @@ impl StoredEvent {
     }
 
     /// The row of a token event about `facts`, numbered `sequence` in `instance`'s log
-    /// after the event whose hash is `previous`. Its generator type is empty.
+    /// after the event whose hash is `previous`, made by `creator`. Its generator type is
+    /// empty.
     pub(crate) fn encode_token(
         instance: &InstanceId,
         sequence: i64,
@@ -270,7 +304,7 @@ impl StoredEvent {
         event_type: EventType,
         facts: &TokenFacts,
         created_at: SystemTime,
-        creator: &str,
+        creator: &Author,
     ) -> StoredEvent {
         let mut row = StoredEvent {
             instance_id: instance.as_str().to_owned(),
@@ -279,7 +313,8 @@ impl StoredEvent {
             generator_type: String::new(),
             payload: serde_json::to_string(facts).expect("token facts are plain JSON"),
             created_at: to_micros(created_at),
-            creator: creator.to_owned(),
+            creator: creator.name.clone(),
+            creator_id: creator.token_id.clone().unwrap_or_default(),
             hash: [0; 32],
         };
         row.hash = chain_hash(previous, &row.as_event_row());
@@ -296,6 +331,7 @@ impl StoredEvent {
             payload: &self.payload,
             created_at: self.created_at,
             creator: &self.creator,
+            creator_id: &self.creator_id,
         }
     }
 
@@ -335,6 +371,7 @@ impl StoredEvent {
             change,
             created_at: from_micros(self.created_at),
             creator: self.creator,
+            creator_id: (!self.creator_id.is_empty()).then_some(self.creator_id),
             hash: self.hash,
         })
     }
@@ -436,6 +473,319 @@ pub(crate) fn rows_to_append(
     rows
 }
 
+/// The most events one page of the log holds: a larger limit is capped to it.
+pub const MAX_PAGE: u64 = 1000;
+
+/// Which events of a log, and which page of them (the audit search). Every filter is
+/// optional; all given must hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events about this generator type (token events are about none).
+    pub generator_type: Option<GeneratorType>,
+    /// Only events of these types (none at all when empty).
+    pub event_types: Option<Vec<EventType>>,
+    /// Only events made by the token of this name.
+    pub creator: Option<String>,
+    /// Only events made by the token of this id.
+    pub creator_id: Option<String>,
+    /// Only events from this sequence on.
+    pub from_sequence: u64,
+    /// Only events made at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only events made before this time.
+    pub until: Option<SystemTime>,
+    /// Matching events to skip.
+    pub offset: u64,
+    /// Most events to return: 1 to [`MAX_PAGE`] (0 and more are read as [`MAX_PAGE`]).
+    pub limit: u64,
+    /// Oldest first; `false` for newest first.
+    pub ascending: bool,
+}
+
+impl Default for EventFilter {
+    fn default() -> EventFilter {
+        EventFilter {
+            generator_type: None,
+            event_types: None,
+            creator: None,
+            creator_id: None,
+            from_sequence: 0,
+            since: None,
+            until: None,
+            offset: 0,
+            limit: MAX_PAGE,
+            ascending: true,
+        }
+    }
+}
+
+impl EventFilter {
+    /// The limit as applied: 1 to [`MAX_PAGE`].
+    pub fn page_size(&self) -> u64 {
+        match self.limit {
+            0 => MAX_PAGE,
+            n => n.min(MAX_PAGE),
+        }
+    }
+
+    /// Whether only the sequence is filtered on: then the log being gap-free gives the
+    /// number of matches and the place of any offset without reading a row.
+    pub(crate) fn by_sequence_only(&self) -> bool {
+        self.generator_type.is_none()
+            && self.event_types.is_none()
+            && self.creator.is_none()
+            && self.creator_id.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+
+    /// Whether `event` matches every filter (paging aside).
+    pub fn admits(&self, event: &Event) -> bool {
+        event.sequence >= self.from_sequence
+            && self
+                .generator_type
+                .is_none_or(|t| event.generator_type() == Some(t))
+            && self
+                .event_types
+                .as_ref()
+                .is_none_or(|types| types.contains(&event.event_type))
+            && self.creator.as_ref().is_none_or(|c| &event.creator == c)
+            && self
+                .creator_id
+                .as_ref()
+                .is_none_or(|c| event.creator_id.as_ref() == Some(c))
+            && self.since.is_none_or(|since| event.created_at >= since)
+            && self.until.is_none_or(|until| event.created_at < until)
+    }
+}
+
+/// An event of a page of the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    /// The event.
+    pub event: Event,
+    /// For a `changed` event: the configuration its type had before it.
+    pub previous: Option<ConfigDraft>,
+}
+
+/// A page of a log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogPage {
+    /// How many events match the filters, before paging.
+    pub total: u64,
+    /// The log's last sequence when it was read.
+    pub last_sequence: u64,
+    /// The page.
+    pub entries: Vec<LogEntry>,
+}
+
+/// The page `filter` asks for out of a whole log (`events`, in order): what
+/// [`Store::events_page`] must answer.
+pub fn page_in_memory(events: Vec<Event>, filter: &EventFilter) -> LogPage {
+    let last_sequence = events.last().map_or(0, |e| e.sequence);
+    let mut latest: HashMap<GeneratorType, ConfigDraft> = HashMap::new();
+    let mut entries = Vec::new();
+    for event in events {
+        let previous = match (event.event_type, event.config()) {
+            (EventType::Changed, Some(config)) => {
+                latest.insert(config.generator_type, config.clone())
+            }
+            (_, Some(config)) => {
+                latest.insert(config.generator_type, config.clone());
+                None
+            }
+            _ => None,
+        };
+        if filter.admits(&event) {
+            entries.push(LogEntry { event, previous });
+        }
+    }
+    if !filter.ascending {
+        entries.reverse();
+    }
+    let total = entries.len() as u64;
+    let entries = entries
+        .into_iter()
+        .skip(usize::try_from(filter.offset).unwrap_or(usize::MAX))
+        .take(filter.page_size() as usize)
+        .collect();
+    LogPage {
+        total,
+        last_sequence,
+        entries,
+    }
+}
+
+/// A page query as SQL that SQLite and PostgreSQL both run: the `WHERE` clause (its
+/// parameters numbered from `$1`, written `?N` for SQLite), its parameters, and the order,
+/// limit and offset. Each store binds the parameters its own way.
+#[derive(Debug)]
+pub(crate) struct PageSql {
+    /// `instance_id = $1 AND …`.
+    pub where_clause: String,
+    /// The parameters, in order: text or integers.
+    pub params: Vec<SqlValue>,
+    /// `ORDER BY sequence ASC LIMIT n OFFSET m`.
+    pub tail: String,
+    /// How many events match, when it is known without counting (a filter on the sequence
+    /// alone, over a gap-free log).
+    pub total: Option<u64>,
+}
+
+/// A parameter of a [`PageSql`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SqlValue {
+    Text(String),
+    Integer(i64),
+}
+
+/// The select list of a page: a stored row, then (for a `changed` event) the payload of its
+/// type's event before it, found through the `(instance_id, generator_type, sequence)`
+/// index.
+pub(crate) const PAGE_COLUMNS: &str = "e.instance_id, e.sequence, e.event_type,      e.generator_type, e.payload, e.created_at, e.creator, e.creator_id, e.hash,      CASE WHEN e.event_type = 'instance.secret.generator.changed' THEN      (SELECT p.payload FROM events p WHERE p.instance_id = e.instance_id      AND p.generator_type = e.generator_type AND p.sequence < e.sequence      ORDER BY p.sequence DESC LIMIT 1) END";
+
+impl PageSql {
+    /// The query of `filter` over `instance`'s log, whose last sequence is `last`;
+    /// `placeholder` writes the n-th parameter (`$n` or `?n`).
+    pub(crate) fn of(
+        instance: &InstanceId,
+        filter: &EventFilter,
+        last: u64,
+        placeholder: fn(usize) -> String,
+    ) -> PageSql {
+        let mut params = vec![SqlValue::Text(instance.as_str().to_owned())];
+        let mut clauses = vec![format!("e.instance_id = {}", placeholder(1))];
+        // `clause` with `#` for its one parameter, `value`.
+        let mut add = |clause: &str, value: SqlValue| {
+            params.push(value);
+            clauses.push(clause.replace('#', &placeholder(params.len())));
+        };
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut offset = filter.offset;
+        let mut total = None;
+        let from = filter.from_sequence.max(1);
+        let (mut lowest, mut highest) = (from, last);
+        if filter.by_sequence_only() {
+            // Gap-free: the matches are the sequences from..=last, and an offset is a
+            // place among them, found without reading the rows it skips.
+            total = Some((last + 1).saturating_sub(from));
+            if filter.ascending {
+                lowest = from.saturating_add(offset);
+            } else {
+                highest = last.saturating_sub(offset);
+            }
+            offset = 0;
+        }
+        // Bounded by the last sequence read: the count and the page see the same log.
+        add("e.sequence >= #", SqlValue::Integer(as_i64(lowest)));
+        add("e.sequence <= #", SqlValue::Integer(as_i64(highest)));
+        if let Some(t) = filter.generator_type {
+            add(
+                "e.generator_type = #",
+                SqlValue::Text(t.full_name().to_owned()),
+            );
+        }
+        if let Some(creator) = &filter.creator {
+            add("e.creator = #", SqlValue::Text(creator.clone()));
+        }
+        if let Some(id) = &filter.creator_id {
+            add("e.creator_id = #", SqlValue::Text(id.clone()));
+        }
+        if let Some(since) = filter.since {
+            add(
+                "e.created_at >= #",
+                SqlValue::Integer(to_micros_rounded_up(since)),
+            );
+        }
+        if let Some(until) = filter.until {
+            add(
+                "e.created_at < #",
+                SqlValue::Integer(to_micros_rounded_up(until)),
+            );
+        }
+        if let Some(types) = &filter.event_types {
+            if types.is_empty() {
+                clauses.push("1 = 0".to_owned());
+            } else {
+                let mut names = Vec::new();
+                for t in types {
+                    params.push(SqlValue::Text(t.as_str().to_owned()));
+                    names.push(placeholder(params.len()));
+                }
+                clauses.push(format!("e.event_type IN ({})", names.join(", ")));
+            }
+        }
+        let limit = filter.page_size();
+        let order = if filter.ascending { "ASC" } else { "DESC" };
+        PageSql {
+            where_clause: clauses.join(" AND "),
+            params,
+            tail: format!(
+                "ORDER BY e.sequence {order} LIMIT {limit} OFFSET {}",
+                as_i64(offset)
+            ),
+            total,
+        }
+    }
+
+    /// The query of the page.
+    pub(crate) fn select(&self) -> String {
+        format!(
+            "SELECT {PAGE_COLUMNS} FROM events e WHERE {} {}",
+            self.where_clause, self.tail
+        )
+    }
+
+    /// The query that counts the matches, when they must be counted.
+    pub(crate) fn count(&self) -> Option<String> {
+        self.total
+            .is_none()
+            .then(|| format!("SELECT COUNT(*) FROM events e WHERE {}", self.where_clause))
+    }
+}
+
+/// Microseconds since the Unix epoch, rounded up: a stored time (whole microseconds) is at
+/// or after `time` exactly when it is at or after this.
+fn to_micros_rounded_up(time: SystemTime) -> i64 {
+    let micros = to_micros(time);
+    let exact = from_micros(micros);
+    if exact < time {
+        micros.saturating_add(1)
+    } else {
+        micros
+    }
+}
+
+/// The entries of a page's rows: each row (its previous payload beside it) decoded.
+pub(crate) fn page_entries(
+    rows: Vec<(StoredEvent, Option<String>)>,
+    bad: &dyn Fn(String) -> StoreError,
+) -> Result<Vec<LogEntry>, StoreError> {
+    rows.into_iter()
+        .map(|(row, previous)| {
+            let generator_type = row.generator_type.clone();
+            let sequence = row.sequence;
+            let event = row.decode(bad)?;
+            let previous = match previous {
+                None => None,
+                Some(payload) => {
+                    let t: GeneratorType = generator_type
+                        .parse()
+                        .map_err(|e| bad(format!("event {sequence} has a bad type: {e}")))?;
+                    let payload: Payload = serde_json::from_str(&payload).map_err(|e| {
+                        bad(format!(
+                            "the event before event {sequence} has an unreadable \
+                             configuration: {e}"
+                        ))
+                    })?;
+                    Some(payload.into_draft(t))
+                }
+            };
+            Ok(LogEntry { event, previous })
+        })
+        .collect()
+}
+
 /// Lower-case hexadecimal.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -476,6 +826,37 @@ pub struct TokenRecord {
     pub created_at: SystemTime,
     /// When the token stops being accepted; `None` for never.
     pub expires_at: Option<SystemTime>,
+    /// The id of the token that created it; `None` when the server or the command line did
+    /// (and for every token stored before schema version 4). Revoking a token revokes the
+    /// tokens it created.
+    pub created_by: Option<String>,
+}
+
+impl TokenRecord {
+    /// Whether the token is still accepted at `now`.
+    pub fn live_at(&self, now: SystemTime) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// Who makes a change: a token's name and id, or the server itself or the command line
+/// (a name and no id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Author {
+    /// The name the log records as the creator.
+    pub name: String,
+    /// The token's id, when a token made the change.
+    pub token_id: Option<String>,
+}
+
+impl Author {
+    /// An author that is no token: `system`, `command line`.
+    pub fn named(name: &str) -> Author {
+        Author {
+            name: name.to_owned(),
+            token_id: None,
+        }
+    }
 }
 
 impl fmt::Debug for TokenRecord {
@@ -485,6 +866,7 @@ impl fmt::Debug for TokenRecord {
             .field("name", &self.name)
             .field("permissions", &self.permissions)
             .field("expires_at", &self.expires_at)
+            .field("created_by", &self.created_by)
             .finish_non_exhaustive()
     }
 }
@@ -521,22 +903,42 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// returns; nothing is written on error.
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError>;
 
-    /// Stores a token's record and appends its `token.added` event, made by `creator`, to the
-    /// default instance's log, in one transaction; returns the event. Refused if its id or
-    /// hash is already stored, or when the store holds no instance yet.
+    /// Stores a token's record and appends its `token.added` event, made by `creator` (the
+    /// event's creator id is the token's [`TokenRecord::created_by`]), to the default
+    /// instance's log, in one transaction; returns the event. Refused if its id or hash is
+    /// already stored, or when the store holds no instance yet; [`StoreErrorKind::NameTaken`]
+    /// when a live token (not expired) already has its name.
     fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError>;
 
     /// [`Store::add_token`], only if the store holds no token yet (the first admin token of
     /// a first start); returns whether it was stored. Replicas starting together store one.
     fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError>;
 
-    /// Removes the token `id` (revokes it) and appends its `token.removed` event, made by
-    /// `creator`, in one transaction; returns the event, or `None` when there was no such
-    /// token (nothing is written then). Replicas are told, as of any token change.
-    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError>;
+    /// Removes the token `id` (revokes it) and every token it created, recursively, each
+    /// with its `token.removed` event made by `by`, in one transaction; returns the events,
+    /// the token's own first, then its descendants' (nearest first); none when there was no
+    /// such token (nothing is written then). Replicas are told, as of any token change.
+    fn remove_token(&self, id: &str, by: &Author) -> Result<Vec<Event>, StoreError>;
 
     /// The token whose hash is `hash`, if any.
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// The token `id`, if it is stored.
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.tokens()?.into_iter().find(|t| t.id == id))
+    }
+
+    /// The page of `instance`'s log that `filter` asks for, with the number of events that
+    /// match and the log's last sequence. The stores answer it with an indexed query that
+    /// reads what it returns, not the whole log; this default (for a backend without one)
+    /// reads the whole log, verified, and is the reference the stores are tested against.
+    fn events_page(
+        &self,
+        instance: &InstanceId,
+        filter: &EventFilter,
+    ) -> Result<LogPage, StoreError> {
+        Ok(page_in_memory(self.events(instance)?, filter))
+    }
 
     /// How many tokens are stored.
     fn token_count(&self) -> Result<u64, StoreError>;
@@ -614,6 +1016,8 @@ pub enum StoreErrorKind {
     /// The write is not allowed on this handle (read-only, or not the writer), or conflicts
     /// with what is stored.
     Refused,
+    /// A live token already has the name a new token was to have.
+    NameTaken,
 }
 
 impl StoreError {
@@ -769,6 +1173,7 @@ mod tests {
                 config: GeneratorConfig::new(&draft).unwrap(),
                 created_at: SystemTime::UNIX_EPOCH,
                 creator: "test".to_owned(),
+                creator_id: None,
             }
         };
         let payload = |length| {

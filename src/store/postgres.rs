@@ -50,9 +50,10 @@ use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    Event, EventType, GENESIS, NewEvent, Notice, SCHEMA, SCHEMA_VERSION, Store, StoreError,
-    StoreErrorKind, StoredEvent, TokenFacts, TokenRecord, Watcher, events_following, from_micros,
-    hex, rows_to_append, to_micros, truncate_to_micros, unhex,
+    Author, CREATOR_INDEXES, Event, EventFilter, EventType, GENESIS, LogPage, NewEvent, Notice,
+    PageSql, SCHEMA, SCHEMA_VERSION, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent,
+    TokenFacts, TokenRecord, Watcher, events_following, from_micros, hex, page_entries,
+    rows_to_append, to_micros, truncate_to_micros, unhex,
 };
 use crate::generator_type::GeneratorType;
 use crate::registry::InstanceId;
@@ -468,6 +469,19 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(sql)?;
+                version = "3".to_owned();
+            }
+            if version == "3" {
+                // Version 3 had no token lineage (existing tokens and events have no
+                // creator id, and are left as they are); its indexes came with SCHEMA.
+                tx.batch_execute(
+                    "ALTER TABLE events ADD COLUMN IF NOT EXISTS creator_id TEXT NOT NULL \
+                     DEFAULT ''; \
+                     ALTER TABLE tokens ADD COLUMN IF NOT EXISTS created_by TEXT; \
+                     UPDATE meta SET value = '4' WHERE key = 'schema_version'",
+                )
+                .await
+                .map_err(sql)?;
                 version = SCHEMA_VERSION.to_owned();
             }
             if version != SCHEMA_VERSION {
@@ -480,6 +494,7 @@ impl PostgresStore {
                     ),
                 ));
             }
+            tx.batch_execute(CREATOR_INDEXES).await.map_err(sql)?;
             tx.commit().await.map_err(sql)?;
             Ok(())
         })?;
@@ -531,10 +546,7 @@ impl PostgresStore {
             )
             .await
             .map_err(sql)?;
-            let insert = tx.prepare(INSERT_EVENT).await.map_err(sql)?;
-            for row in &events {
-                insert_row(&tx, &insert, row).await?;
-            }
+            insert_rows(&tx, &events).await?;
             for token in &tokens {
                 insert_token(&tx, token).await?;
             }
@@ -671,23 +683,23 @@ impl PostgresStore {
         });
     }
 
-    /// One change of the tokens and its event, in one transaction: `change` alters the
-    /// `tokens` table and says what it did (nothing: `None`, and nothing is written); then,
-    /// under the instance's advisory lock, the event is appended to the default instance's
+    /// One change of the tokens and its events, in one transaction: `change` alters the
+    /// `tokens` table and says what it did (nothing: empty, and nothing is written); then,
+    /// under the instance's advisory lock, the events are appended to the default instance's
     /// log, made by `creator`, and `NOTIFY` tells every replica.
     fn token_change<F>(
         &self,
         what: &'static str,
-        creator: &str,
+        creator: &Author,
         change: F,
-    ) -> Result<Option<Event>, StoreError>
+    ) -> Result<Vec<Event>, StoreError>
     where
         F: for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> TokenChangeFuture<'t>
             + Send
             + 'static,
     {
-        let creator = creator.to_owned();
-        let row = self.write(what, |pool| async move {
+        let creator = creator.clone();
+        let rows = self.write(what, |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(sql)?;
             let instance = tx
@@ -713,29 +725,35 @@ impl PostgresStore {
             )
             .await
             .map_err(sql)?;
-            let Some((event_type, facts, at)) = change(&tx).await? else {
-                return Ok(None);
-            };
-            let (last, previous) = last_event(&tx, &instance).await?;
-            let row = StoredEvent::encode_token(
-                &instance,
-                last + 1,
-                &previous,
-                event_type,
-                &facts,
-                at,
-                &creator,
-            );
+            let changes = change(&tx).await?;
+            if changes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (mut last, mut previous) = last_event(&tx, &instance).await?;
             let insert = tx.prepare_cached(INSERT_EVENT).await.map_err(sql)?;
-            insert_row(&tx, &insert, &row).await?;
+            let mut rows = Vec::with_capacity(changes.len());
+            for (event_type, facts, at) in changes {
+                let row = StoredEvent::encode_token(
+                    &instance,
+                    last + 1,
+                    &previous,
+                    event_type,
+                    &facts,
+                    at,
+                    &creator,
+                );
+                insert_row(&tx, &insert, &row).await?;
+                (last, previous) = (row.sequence, row.hash);
+                rows.push(row);
+            }
             tx.execute("SELECT pg_notify($1, 'tokens')", &[&CHANNEL])
                 .await
                 .map_err(sql)?;
             tx.commit().await.map_err(sql)?;
-            Ok(Some(row))
+            Ok(rows)
         })?;
         let bad = self.corrupt();
-        row.map(|row| row.decode(&bad)).transpose()
+        rows.into_iter().map(|row| row.decode(&bad)).collect()
     }
 
     fn corrupt(&self) -> impl Fn(String) -> StoreError + '_ {
@@ -761,11 +779,61 @@ impl Drop for PostgresStore {
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (instance_id, sequence, event_type, \
-     generator_type, payload, created_at, creator, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     generator_type, payload, created_at, creator, creator_id, hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 const SELECT_EVENTS: &str = "SELECT instance_id, sequence, event_type, generator_type, \
-     payload, created_at, creator, hash FROM events WHERE instance_id = $1 AND sequence >= $2 \
-     ORDER BY sequence";
+     payload, created_at, creator, creator_id, hash FROM events WHERE instance_id = $1 \
+     AND sequence >= $2 ORDER BY sequence";
+
+/// The tokens' columns, in the order [`token_row`] reads them.
+const SELECT_TOKENS: &str =
+    "SELECT id, name, hash, permissions, created_at, expires_at, created_by FROM tokens";
+
+/// Inserts `rows`: one at a time when there is one (a prepared statement, cached), else
+/// a thousand a statement through `UNNEST` (a bulk append, `secretgen migrate`), so that a
+/// batch costs a round trip per thousand rows, not per row.
+async fn insert_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[StoredEvent],
+) -> Result<(), StoreError> {
+    if let [row] = rows {
+        let insert = tx.prepare_cached(INSERT_EVENT).await.map_err(sql)?;
+        return insert_row(tx, &insert, row).await;
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO events (instance_id, sequence, event_type, generator_type, payload, \
+             created_at, creator, creator_id, hash) SELECT * FROM UNNEST($1::text[], \
+             $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], \
+             $8::text[], $9::text[])",
+        )
+        .await
+        .map_err(sql)?;
+    for chunk in rows.chunks(1000) {
+        let text = |f: fn(&StoredEvent) -> &String| -> Vec<&str> {
+            chunk.iter().map(|r| f(r).as_str()).collect()
+        };
+        let hashes: Vec<String> = chunk.iter().map(|r| hex(&r.hash)).collect();
+        tx.execute(
+            &insert,
+            &[
+                &text(|r| &r.instance_id),
+                &chunk.iter().map(|r| r.sequence).collect::<Vec<i64>>(),
+                &text(|r| &r.event_type),
+                &text(|r| &r.generator_type),
+                &text(|r| &r.payload),
+                &chunk.iter().map(|r| r.created_at).collect::<Vec<i64>>(),
+                &text(|r| &r.creator),
+                &text(|r| &r.creator_id),
+                &hashes,
+            ],
+        )
+        .await
+        .map_err(sql)?;
+    }
+    Ok(())
+}
 
 async fn insert_row(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -782,6 +850,7 @@ async fn insert_row(
             &row.payload,
             &row.created_at,
             &row.creator,
+            &row.creator_id,
             &hex(&row.hash),
         ],
     )
@@ -790,8 +859,8 @@ async fn insert_row(
     Ok(())
 }
 
-/// What a token change did, for its event: the event type, the token's facts, and when.
-type TokenChangeOutcome = Option<(EventType, TokenFacts, SystemTime)>;
+/// What a token change did, for its events: each event's type, the token's facts, and when.
+type TokenChangeOutcome = Vec<(EventType, TokenFacts, SystemTime)>;
 
 /// The future of a token change inside its transaction.
 type TokenChangeFuture<'t> =
@@ -831,8 +900,8 @@ async fn insert_token(
 ) -> Result<(), StoreError> {
     let result = tx
         .execute(
-            "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at, \
+             created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &token.id,
                 &token.name,
@@ -840,6 +909,7 @@ async fn insert_token(
                 &token.permissions.join(","),
                 &to_micros(token.created_at),
                 &token.expires_at.map(to_micros),
+                &token.created_by,
             ],
         )
         .await;
@@ -877,12 +947,34 @@ fn event_row(row: &tokio_postgres::Row) -> StoredEvent {
         payload: row.get(4),
         created_at: row.get(5),
         creator: row.get(6),
-        hash: unhex(row.get::<_, &str>(7)).unwrap_or([0; 32]),
+        creator_id: row.get(7),
+        hash: unhex(row.get::<_, &str>(8)).unwrap_or([0; 32]),
     }
 }
 
-/// The record of a `SELECT id, name, hash, permissions, created_at, expires_at FROM tokens`
-/// row; an error when its hash is not 64 hex digits.
+/// Refuses `token` when a live token (not expired at its creation) already has its name.
+async fn require_free_name(
+    tx: &deadpool_postgres::Transaction<'_>,
+    token: &TokenRecord,
+) -> Result<(), StoreError> {
+    let taken = tx
+        .query_opt(
+            "SELECT 1 FROM tokens WHERE name = $1 AND (expires_at IS NULL OR expires_at > $2) \
+             AND id <> $3 LIMIT 1",
+            &[&token.name, &to_micros(token.created_at), &token.id],
+        )
+        .await
+        .map_err(sql)?;
+    match taken {
+        Some(_) => Err(StoreError::new(
+            StoreErrorKind::NameTaken,
+            "a live token already has this name",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The record of a [`SELECT_TOKENS`] row; an error when its hash is not 64 hex digits.
 fn token_row(row: &tokio_postgres::Row) -> Result<TokenRecord, String> {
     let id: String = row.get(0);
     let hash =
@@ -898,6 +990,7 @@ fn token_row(row: &tokio_postgres::Row) -> Result<TokenRecord, String> {
             .collect(),
         created_at: from_micros(row.get(4)),
         expires_at: row.get::<_, Option<i64>>(5).map(from_micros),
+        created_by: row.get(6),
         id,
     })
 }
@@ -1015,6 +1108,76 @@ impl Store for PostgresStore {
         self.events_after(instance, 0, &GENESIS)
     }
 
+    /// One read-only transaction (repeatable read, so the count and the page see one
+    /// log): the last sequence, the count when the filters need one, and the page through
+    /// the indexes. The rows are decoded, not chained: a page is not the whole log (see
+    /// ARCHITECTURE.md).
+    fn events_page(
+        &self,
+        instance: &InstanceId,
+        filter: &EventFilter,
+    ) -> Result<LogPage, StoreError> {
+        let owned = instance.clone();
+        let filter = filter.clone();
+        let (total, last_sequence, rows) = self.run("cannot read", |pool| async move {
+            let instance = owned;
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(sql)?;
+            let last: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE instance_id = $1",
+                    &[&instance.as_str()],
+                )
+                .await
+                .map_err(sql)?
+                .get(0);
+            let last = u64::try_from(last).unwrap_or(0);
+            let page = PageSql::of(&instance, &filter, last, |n| format!("${n}"));
+            let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> =
+                page.params
+                    .iter()
+                    .map(|p| match p {
+                        SqlValue::Text(t) => Box::new(t.clone())
+                            as Box<dyn tokio_postgres::types::ToSql + Sync + Send>,
+                        SqlValue::Integer(n) => Box::new(*n),
+                    })
+                    .collect();
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let total = match page.count() {
+                None => page.total.unwrap_or(0),
+                Some(count) => {
+                    let n: i64 = tx.query_one(&count, &refs).await.map_err(sql)?.get(0);
+                    u64::try_from(n).unwrap_or(0)
+                }
+            };
+            let statement = tx.prepare_cached(&page.select()).await.map_err(sql)?;
+            let rows = tx
+                .query(&statement, &refs)
+                .await
+                .map_err(sql)?
+                .iter()
+                .map(|row| (event_row(row), row.get::<_, Option<String>>(9)))
+                .collect::<Vec<_>>();
+            tx.commit().await.map_err(sql)?;
+            Ok((total, last, rows))
+        })?;
+        let entries = page_entries(rows, &self.corrupt())?;
+        Ok(LogPage {
+            total,
+            last_sequence,
+            entries,
+        })
+    }
+
     fn events_after(
         &self,
         instance: &InstanceId,
@@ -1067,10 +1230,7 @@ impl Store for PostgresStore {
             }
             let rows = rows_to_append(&instance, last, &latest, &events);
             if !rows.is_empty() {
-                let insert = tx.prepare_cached(INSERT_EVENT).await.map_err(sql)?;
-                for row in &rows {
-                    insert_row(&tx, &insert, row).await?;
-                }
+                insert_rows(&tx, &rows).await?;
                 tx.execute("SELECT pg_notify($1, 'events')", &[&CHANNEL])
                     .await
                     .map_err(sql)?;
@@ -1083,64 +1243,88 @@ impl Store for PostgresStore {
     }
 
     fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
+        let author = Author {
+            name: creator.to_owned(),
+            token_id: token.created_by.clone(),
+        };
         let token = token.clone();
-        self.token_change("cannot store the token in", creator, move |tx| {
+        self.token_change("cannot store the token in", &author, move |tx| {
             Box::pin(async move {
+                require_free_name(tx, &token).await?;
                 insert_token(tx, &token).await?;
-                Ok(Some((
+                Ok(vec![(
                     EventType::TokenAdded,
                     TokenFacts::of(&token),
                     token.created_at,
-                )))
+                )])
             })
         })
-        .map(|event| event.expect("a token added is an event"))
+        .map(|mut events| events.remove(0))
     }
 
     fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError> {
+        let author = Author {
+            name: creator.to_owned(),
+            token_id: token.created_by.clone(),
+        };
         let token = token.clone();
-        self.token_change("cannot store the token in", creator, move |tx| {
+        self.token_change("cannot store the token in", &author, move |tx| {
             Box::pin(async move {
                 let any = tx
                     .query_opt("SELECT 1 FROM tokens LIMIT 1", &[])
                     .await
                     .map_err(sql)?;
                 if any.is_some() {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
                 insert_token(tx, &token).await?;
-                Ok(Some((
+                Ok(vec![(
                     EventType::TokenAdded,
                     TokenFacts::of(&token),
                     token.created_at,
-                )))
+                )])
             })
         })
-        .map(|event| event.is_some())
+        .map(|events| !events.is_empty())
     }
 
-    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError> {
+    fn remove_token(&self, id: &str, by: &Author) -> Result<Vec<Event>, StoreError> {
         let id = id.to_owned();
-        self.token_change("cannot revoke the token in", creator, move |tx| {
+        self.token_change("cannot revoke the token in", by, move |tx| {
             Box::pin(async move {
-                let found = tx
-                    .query_opt(
-                        "DELETE FROM tokens WHERE id = $1 \
-                         RETURNING id, name, hash, permissions, created_at, expires_at",
-                        &[&id],
+                let corrupt = |why| StoreError::new(StoreErrorKind::Corrupt, why);
+                let delete = |column: &str| {
+                    format!(
+                        "DELETE FROM tokens WHERE {column} = $1 RETURNING id, name, hash, \
+                         permissions, created_at, expires_at, created_by"
                     )
-                    .await
-                    .map_err(sql)?;
-                let Some(row) = found else {
-                    return Ok(None);
                 };
-                let record =
-                    token_row(&row).map_err(|why| StoreError::new(StoreErrorKind::Corrupt, why))?;
-                Ok(Some((
-                    EventType::TokenRemoved,
-                    TokenFacts::of(&record),
-                    truncate_to_micros(SystemTime::now()),
-                )))
+                let Some(row) = tx.query_opt(&delete("id"), &[&id]).await.map_err(sql)? else {
+                    return Ok(Vec::new());
+                };
+                // The token, then the tokens it created, theirs, and so on, breadth first.
+                let mut removed = vec![token_row(&row).map_err(corrupt)?];
+                let children = tx.prepare(&delete("created_by")).await.map_err(sql)?;
+                let mut next = 0;
+                while next < removed.len() {
+                    let parent = removed[next].id.clone();
+                    next += 1;
+                    let mut found = tx
+                        .query(&children, &[&parent])
+                        .await
+                        .map_err(sql)?
+                        .iter()
+                        .map(token_row)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(corrupt)?;
+                    found.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+                    removed.extend(found);
+                }
+                let at = truncate_to_micros(SystemTime::now());
+                Ok(removed
+                    .iter()
+                    .map(|record| (EventType::TokenRemoved, TokenFacts::of(record), at))
+                    .collect())
             })
         })
     }
@@ -1150,11 +1334,7 @@ impl Store for PostgresStore {
         let found = self.run("cannot read", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             Ok(client
-                .query_opt(
-                    "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
-                     WHERE hash = $1",
-                    &[&hash],
-                )
+                .query_opt(&format!("{SELECT_TOKENS} WHERE hash = $1"), &[&hash])
                 .await
                 .map_err(sql)?
                 .map(|row| token_row(&row)))
@@ -1178,11 +1358,7 @@ impl Store for PostgresStore {
         let rows = self.run("cannot read", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             Ok(client
-                .query(
-                    "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
-                     ORDER BY id",
-                    &[],
-                )
+                .query(&format!("{SELECT_TOKENS} ORDER BY id"), &[])
                 .await
                 .map_err(sql)?
                 .iter()

@@ -1,5 +1,6 @@
--- secretgen's store, schema version 3 (version 1 had no event hashes, version 2 no token
--- expiry; their writers upgrade them). SQLite and PostgreSQL run this file unchanged:
+-- secretgen's store, schema version 4 (version 1 had no event hashes, version 2 no token
+-- expiry, version 3 no token lineage and no indexes for the audit search; their writers
+-- upgrade them). SQLite and PostgreSQL run this file unchanged:
 -- TEXT and BIGINT columns only, times as microseconds since the Unix epoch (UTC), JSON as
 -- text. Statements are separated by semicolons at the end of a line.
 
@@ -18,6 +19,7 @@ CREATE TABLE IF NOT EXISTS events (
     payload        TEXT   NOT NULL,  -- the configuration, as the API's JSON
     created_at     BIGINT NOT NULL,  -- microseconds since the Unix epoch
     creator        TEXT   NOT NULL,  -- the name of the token that made the change
+    creator_id     TEXT   NOT NULL DEFAULT '',  -- its id; '' for the server and the command line
     hash           TEXT   NOT NULL,  -- hex SHA-256 over the previous event's hash and this row
     PRIMARY KEY (instance_id, sequence)
 );
@@ -29,5 +31,13 @@ CREATE TABLE IF NOT EXISTS tokens (
     hash        TEXT   NOT NULL UNIQUE,  -- lower-case hex SHA-256 of the token
     permissions TEXT   NOT NULL,         -- comma-separated, e.g. iam.read,iam.write
     created_at  BIGINT NOT NULL,
-    expires_at  BIGINT                   -- microseconds since the Unix epoch; NULL: never
+    expires_at  BIGINT,                  -- microseconds since the Unix epoch; NULL: never
+    created_by  TEXT                     -- the id of the token that created it; NULL: none
 );
+
+-- The audit search's filters on time and on generator type read what they return, not the
+-- log (the primary key serves the sequence). Over columns every version has, so that this
+-- file runs on a store of an older version before its writer upgrades it; the indexes on the
+-- creator's columns are CREATOR_INDEXES (src/store/mod.rs), made after the upgrade.
+CREATE INDEX IF NOT EXISTS events_by_time ON events (instance_id, created_at);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (instance_id, generator_type, sequence);

@@ -40,18 +40,22 @@ use super::directory::{
 use std::collections::HashMap;
 
 use super::{
-    Event, EventType, GENESIS, NewEvent, Notice, SCHEMA, Store, StoreError, StoreErrorKind,
-    StoredEvent, TokenFacts, TokenRecord, Watcher, chain_hash, corrupt, database_path,
-    events_following, from_micros, hex, rows_to_append, to_micros, truncate_to_micros, unavailable,
-    unhex, verify_chain, wal,
+    Author, CREATOR_INDEXES, Event, EventFilter, EventType, GENESIS, LogPage, NewEvent, Notice,
+    PageSql, SCHEMA, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenFacts,
+    TokenRecord, Watcher, chain_hash, corrupt, database_path, events_following, from_micros, hex,
+    page_entries, rows_to_append, to_micros, truncate_to_micros, unavailable, unhex, verify_chain,
+    wal,
 };
 use crate::registry::InstanceId;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: &str = "3";
+pub const SCHEMA_VERSION: &str = "4";
 
 /// How often the server asks whether another process changed the store (token commands).
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How many read connections for pages of the log are kept between reads.
+const PAGE_READERS: usize = 4;
 
 /// How long a statement waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -117,6 +121,9 @@ pub struct SqliteStore {
     /// A read-only connection of its own for reads that must never wait behind a write
     /// (the token table: every request's authentication may need it), opened on first use.
     reader: Mutex<Option<Connection>>,
+    /// Read-only connections for pages of the log (the audit search), kept between reads,
+    /// so that concurrent searches neither wait behind a write nor share one connection.
+    page_readers: Mutex<Vec<Connection>>,
     /// Held for the life of a writer; the OS releases the lock when the process dies.
     _lock: Option<File>,
     /// Whether the thread started by [`Store::watch`] should go on; cleared on drop.
@@ -203,6 +210,7 @@ impl SqliteStore {
                 pending: true,
             }),
             reader: Mutex::new(None),
+            page_readers: Mutex::new(Vec::new()),
             watching: Arc::new(AtomicBool::new(false)),
             _lock: Some(lock),
         };
@@ -213,6 +221,7 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sql_error(&store.path, "cannot write", e))?;
         tx.execute_batch(SCHEMA)
+            .and_then(|()| tx.execute_batch(CREATOR_INDEXES))
             .map_err(|e| sql_error(&store.path, "cannot create the tables of", e))?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -277,6 +286,7 @@ impl SqliteStore {
                 pending: false,
             }),
             reader: Mutex::new(None),
+            page_readers: Mutex::new(Vec::new()),
             watching: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
@@ -347,13 +357,16 @@ impl SqliteStore {
         }
         match self.meta("schema_version")?.as_deref() {
             Some(SCHEMA_VERSION) => {}
-            Some(old @ ("1" | "2")) if self.mode == Mode::Writer => {
+            Some(old @ ("1" | "2" | "3")) if self.mode == Mode::Writer => {
                 if old == "1" {
                     self.upgrade_from_version_1()?;
                 }
-                self.upgrade_from_version_2()?;
+                if old != "3" {
+                    self.upgrade_from_version_2()?;
+                }
+                self.upgrade_from_version_3()?;
             }
-            Some(old @ ("1" | "2")) => {
+            Some(old @ ("1" | "2" | "3")) => {
                 return Err(StoreError::new(
                     StoreErrorKind::Refused,
                     format!(
@@ -414,6 +427,12 @@ impl SqliteStore {
     fn upgrade_from_version_1(&self) -> Result<(), StoreError> {
         self.upgrade("2", "events chained by hash", |tx| {
             tx.execute_batch("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")?;
+            // The creator's id (version 4) too: the rows are read with it; all empty.
+            if !has_column(tx, "events", "creator_id")? {
+                tx.execute_batch(
+                    "ALTER TABLE events ADD COLUMN creator_id TEXT NOT NULL DEFAULT ''",
+                )?;
+            }
             let rows = read_rows(tx, None)?;
             let mut previous: Option<(&str, [u8; 32])> = None;
             for row in &rows {
@@ -435,16 +454,34 @@ impl SqliteStore {
     /// Version 2 had no token expiry: the writer adds the column (tokens without one never
     /// expire).
     fn upgrade_from_version_2(&self) -> Result<(), StoreError> {
-        self.upgrade(SCHEMA_VERSION, "token expiry", |tx| {
-            let has_column: bool = tx.query_row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('tokens') WHERE name = 'expires_at'",
-                [],
-                |row| row.get(0),
-            )?;
-            if !has_column {
+        self.upgrade("3", "token expiry", |tx| {
+            if !has_column(tx, "tokens", "expires_at")? {
                 tx.execute_batch("ALTER TABLE tokens ADD COLUMN expires_at BIGINT")?;
             }
             Ok(())
+        })
+    }
+
+    /// Version 3 had no token lineage and no indexes for the audit search: the writer adds
+    /// the creator's id to events (empty for every event before: their hashes stay valid),
+    /// the creating token to tokens (none for every token before: they are left as they
+    /// are), and the indexes.
+    fn upgrade_from_version_3(&self) -> Result<(), StoreError> {
+        self.upgrade(SCHEMA_VERSION, "token lineage, audit indexes", |tx| {
+            if !has_column(tx, "events", "creator_id")? {
+                tx.execute_batch(
+                    "ALTER TABLE events ADD COLUMN creator_id TEXT NOT NULL DEFAULT ''",
+                )?;
+            }
+            if !has_column(tx, "tokens", "created_by")? {
+                tx.execute_batch("ALTER TABLE tokens ADD COLUMN created_by TEXT")?;
+            }
+            tx.execute_batch(
+                "CREATE INDEX IF NOT EXISTS events_by_time ON events (instance_id, created_at); \
+                 CREATE INDEX IF NOT EXISTS events_by_type ON events \
+                 (instance_id, generator_type, sequence)",
+            )?;
+            tx.execute_batch(CREATOR_INDEXES)
         })
     }
 
@@ -594,16 +631,16 @@ impl SqliteStore {
         result
     }
 
-    /// One change of the tokens and its event, in one transaction: `change` alters the
-    /// `tokens` table and says what it did (nothing: `None`, and nothing is written), then
-    /// the event is appended to the default instance's log, made by `creator`.
+    /// One change of the tokens and its events, in one transaction: `change` alters the
+    /// `tokens` table and says what it did (nothing: empty, and nothing is written), then
+    /// the events are appended to the default instance's log, made by `creator`.
     fn token_change(
         &self,
-        creator: &str,
+        creator: &Author,
         change: impl FnOnce(
             &rusqlite::Transaction<'_>,
-        ) -> Result<Option<(EventType, TokenFacts, SystemTime)>, StoreError>,
-    ) -> Result<Option<Event>, StoreError> {
+        ) -> Result<Vec<(EventType, TokenFacts, SystemTime)>, StoreError>,
+    ) -> Result<Vec<Event>, StoreError> {
         self.require_mode(&[Mode::Writer, Mode::Shared], "change tokens")?;
         let write_error = |e| sql_error(&self.path, "cannot write", e);
         let bad = |why: String| corrupt(&self.path, &why);
@@ -611,9 +648,10 @@ impl SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(write_error)?;
-            let Some((event_type, facts, at)) = change(&tx)? else {
-                return Ok(None);
-            };
+            let changes = change(&tx)?;
+            if changes.is_empty() {
+                return Ok(Vec::new());
+            }
             let instance: Option<String> = tx
                 .query_row(
                     "SELECT value FROM meta WHERE key = 'default_instance'",
@@ -630,24 +668,50 @@ impl SqliteStore {
             })?;
             let instance = InstanceId::new(&instance)
                 .map_err(|e| bad(format!("its default instance id is invalid: {e}")))?;
-            let (last, previous) = last_event(&tx, &instance, &bad)?;
-            let row = StoredEvent::encode_token(
-                &instance,
-                last + 1,
-                &previous,
-                event_type,
-                &facts,
-                at,
-                creator,
-            );
-            insert_event(&tx, &row).map_err(write_error)?;
+            let (mut last, mut previous) = last_event(&tx, &instance, &bad)?;
+            let mut rows = Vec::with_capacity(changes.len());
+            for (event_type, facts, at) in changes {
+                let row = StoredEvent::encode_token(
+                    &instance,
+                    last + 1,
+                    &previous,
+                    event_type,
+                    &facts,
+                    at,
+                    creator,
+                );
+                insert_event(&tx, &row).map_err(write_error)?;
+                (last, previous) = (row.sequence, row.hash);
+                rows.push(row);
+            }
             tx.commit().map_err(write_error)?;
-            row.decode(&bad).map(Some)
+            rows.into_iter().map(|row| row.decode(&bad)).collect()
         })
     }
 
+    /// Refuses `token` when another live token (not expired at its creation) has its name
+    /// (a second insert of the same token is refused by its id instead).
+    fn require_free_name(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        token: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        let taken: bool = tx
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM tokens WHERE name = ?1 \
+                 AND (expires_at IS NULL OR expires_at > ?2) AND id <> ?3",
+                rusqlite::params![token.name, to_micros(token.created_at), token.id],
+                |row| row.get(0),
+            )
+            .map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        if taken {
+            return Err(name_taken());
+        }
+        Ok(())
+    }
+
     /// Inserts `token`'s row with `values` (a `VALUES` or `SELECT` clause over `?1` to
-    /// `?6`) in `tx`; returns whether a row was inserted.
+    /// `?7`) in `tx`; returns whether a row was inserted.
     fn insert_token(
         &self,
         tx: &rusqlite::Transaction<'_>,
@@ -656,8 +720,8 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let result = tx.execute(
             &format!(
-                "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at) \
-                 {values}"
+                "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at, \
+                 created_by) {values}"
             ),
             rusqlite::params![
                 token.id,
@@ -666,6 +730,7 @@ impl SqliteStore {
                 token.permissions.join(","),
                 to_micros(token.created_at),
                 token.expires_at.map(to_micros),
+                token.created_by,
             ],
         );
         match result {
@@ -687,6 +752,30 @@ impl SqliteStore {
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         verify_chain(&rows, (0, GENESIS), &|why| corrupt(&self.path, &why))?;
         Ok(rows)
+    }
+
+    /// A read-only connection for a page of the log: a kept one, or a new one.
+    fn page_reader(&self) -> Result<Connection, StoreError> {
+        let kept = self
+            .page_readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        match kept {
+            Some(conn) => Ok(conn),
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                connection(&self.path, flags).map_err(|e| sql_error(&self.path, "cannot open", e))
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next page, up to [`PAGE_READERS`] connections.
+    fn keep_page_reader(&self, conn: Connection) {
+        let mut kept = self.page_readers.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < PAGE_READERS {
+            kept.push(conn);
+        }
     }
 
     /// Every instance in the log, in order of their ids.
@@ -796,57 +885,83 @@ impl Store for SqliteStore {
     }
 
     fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
-        self.token_change(creator, |tx| {
-            self.insert_token(tx, token, "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-            Ok(Some((
+        let author = Author {
+            name: creator.to_owned(),
+            token_id: token.created_by.clone(),
+        };
+        self.token_change(&author, |tx| {
+            self.require_free_name(tx, token)?;
+            self.insert_token(tx, token, "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+            Ok(vec![(
                 EventType::TokenAdded,
                 TokenFacts::of(token),
                 token.created_at,
-            )))
+            )])
         })
-        .map(|event| event.expect("a token added is an event"))
+        .map(|mut events| events.remove(0))
     }
 
     fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError> {
-        self.token_change(creator, |tx| {
+        let author = Author {
+            name: creator.to_owned(),
+            token_id: token.created_by.clone(),
+        };
+        self.token_change(&author, |tx| {
             let added = self.insert_token(
                 tx,
                 token,
-                "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+                "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
             )?;
-            Ok(added.then(|| {
-                (
-                    EventType::TokenAdded,
-                    TokenFacts::of(token),
-                    token.created_at,
-                )
-            }))
+            Ok(added
+                .then(|| {
+                    (
+                        EventType::TokenAdded,
+                        TokenFacts::of(token),
+                        token.created_at,
+                    )
+                })
+                .into_iter()
+                .collect())
         })
-        .map(|event| event.is_some())
+        .map(|events| !events.is_empty())
     }
 
-    fn remove_token(&self, id: &str, creator: &str) -> Result<Option<Event>, StoreError> {
-        self.token_change(creator, |tx| {
+    fn remove_token(&self, id: &str, by: &Author) -> Result<Vec<Event>, StoreError> {
+        self.token_change(by, |tx| {
             let read_error = |e| sql_error(&self.path, "cannot read", e);
             let found = tx
-                .query_row(
-                    "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
-                     WHERE id = ?1",
-                    [id],
-                    token_row,
-                )
+                .query_row(&format!("{SELECT_TOKENS} WHERE id = ?1"), [id], token_row)
                 .optional()
                 .map_err(read_error)?;
             let Some((record, _)) = found else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
-            tx.execute("DELETE FROM tokens WHERE id = ?1", [id])
-                .map_err(|e| sql_error(&self.path, "cannot write", e))?;
-            Ok(Some((
-                EventType::TokenRemoved,
-                TokenFacts::of(&record),
-                truncate_to_micros(SystemTime::now()),
-            )))
+            // The token, then the tokens it created, theirs, and so on, breadth first.
+            let at = truncate_to_micros(SystemTime::now());
+            let mut removed = vec![record];
+            let mut next = 0;
+            while next < removed.len() {
+                let parent = removed[next].id.clone();
+                next += 1;
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "{SELECT_TOKENS} WHERE created_by = ?1 ORDER BY created_at, id"
+                    ))
+                    .map_err(read_error)?;
+                let children = stmt
+                    .query_map([&parent], token_row)
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .map_err(read_error)?;
+                removed.extend(children.into_iter().map(|(child, _)| child));
+            }
+            for record in &removed {
+                tx.execute("DELETE FROM tokens WHERE id = ?1", [&record.id])
+                    .map_err(|e| sql_error(&self.path, "cannot write", e))?;
+            }
+            Ok(removed
+                .iter()
+                .map(|record| (EventType::TokenRemoved, TokenFacts::of(record), at))
+                .collect())
         })
     }
 
@@ -854,10 +969,7 @@ impl Store for SqliteStore {
         let inner = self.inner();
         let mut stmt = inner
             .conn
-            .prepare_cached(
-                "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens \
-                 WHERE hash = ?1",
-            )
+            .prepare_cached(&format!("{SELECT_TOKENS} WHERE hash = ?1"))
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         let found = stmt
             .query_row([hex(hash)], token_row)
@@ -871,9 +983,7 @@ impl Store for SqliteStore {
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let read = |conn: &Connection| -> rusqlite::Result<Vec<(TokenRecord, String)>> {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, name, hash, permissions, created_at, expires_at FROM tokens",
-            )?;
+            let mut stmt = conn.prepare_cached(SELECT_TOKENS)?;
             let rows = stmt.query_map([], token_row)?;
             rows.collect()
         };
@@ -915,6 +1025,63 @@ impl Store for SqliteStore {
 
     fn sole_writer(&self) -> bool {
         self.mode == Mode::Writer
+    }
+
+    /// One read transaction on a connection of its own: the last sequence (the primary
+    /// key's last entry), the count when the filters need one, and the page through the
+    /// indexes; each `changed` event's previous configuration by the type index. The rows
+    /// are decoded, not chained: a page is not the whole log (see ARCHITECTURE.md).
+    fn events_page(
+        &self,
+        instance: &InstanceId,
+        filter: &EventFilter,
+    ) -> Result<LogPage, StoreError> {
+        let conn = self.page_reader()?;
+        let read = |conn: &Connection| -> rusqlite::Result<(u64, u64, Vec<_>)> {
+            let tx = conn.unchecked_transaction()?;
+            let last: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE instance_id = ?1",
+                )?
+                .query_row([instance.as_str()], |row| row.get(0))?;
+            let last = u64::try_from(last).unwrap_or(0);
+            let sql = PageSql::of(instance, filter, last, |n| format!("?{n}"));
+            let params: Vec<rusqlite::types::Value> = sql
+                .params
+                .iter()
+                .map(|p| match p {
+                    SqlValue::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    SqlValue::Integer(n) => rusqlite::types::Value::Integer(*n),
+                })
+                .collect();
+            let total = match sql.count() {
+                None => sql.total.unwrap_or(0),
+                Some(count) => {
+                    let n: i64 = tx
+                        .prepare_cached(&count)?
+                        .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
+                    u64::try_from(n).unwrap_or(0)
+                }
+            };
+            let rows = tx
+                .prepare_cached(&sql.select())?
+                .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                    Ok((stored_row(row)?, row.get::<_, Option<String>>(9)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.finish()?;
+            Ok((total, last, rows))
+        };
+        let result = read(&conn);
+        self.keep_page_reader(conn);
+        let (total, last_sequence, rows) =
+            result.map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        let entries = page_entries(rows, &|why| corrupt(&self.path, &why))?;
+        Ok(LogPage {
+            total,
+            last_sequence,
+            entries,
+        })
     }
 
     fn events_after(
@@ -1053,7 +1220,7 @@ fn last_event(
 fn insert_event(tx: &rusqlite::Transaction<'_>, row: &StoredEvent) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (instance_id, sequence, event_type, generator_type, payload, \
-         created_at, creator, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         created_at, creator, creator_id, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(rusqlite::params![
         row.instance_id,
@@ -1063,13 +1230,35 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, row: &StoredEvent) -> rusqlite::
         row.payload,
         row.created_at,
         row.creator,
+        row.creator_id,
         hex(&row.hash),
     ])?;
     Ok(())
 }
 
-/// A row of `SELECT id, name, hash, permissions, created_at, expires_at FROM tokens`: the record (its
-/// hash still zero) and the hash as stored (hex), for the caller to check.
+/// The tokens' columns, in the order [`token_row`] reads them.
+const SELECT_TOKENS: &str =
+    "SELECT id, name, hash, permissions, created_at, expires_at, created_by FROM tokens";
+
+/// Whether `table` has `column`.
+fn has_column(tx: &rusqlite::Transaction<'_>, table: &str, column: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |row| row.get(0),
+    )
+}
+
+/// The refusal of a token whose name a live token has.
+fn name_taken() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::NameTaken,
+        "a live token already has this name",
+    )
+}
+
+/// A row of [`SELECT_TOKENS`]: the record (its hash still zero) and the hash as stored
+/// (hex), for the caller to check.
 fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
     let permissions: String = row.get(3)?;
     Ok((
@@ -1084,6 +1273,7 @@ fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)>
                 .collect(),
             created_at: from_micros(row.get(4)?),
             expires_at: row.get::<_, Option<i64>>(5)?.map(from_micros),
+            created_by: row.get(6)?,
         },
         row.get(2)?,
     ))
@@ -1097,7 +1287,8 @@ fn read_rows_from(
 ) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \
-         creator, hash FROM events WHERE instance_id = ?1 AND sequence >= ?2 ORDER BY sequence",
+         creator, creator_id, hash FROM events WHERE instance_id = ?1 AND sequence >= ?2 \
+         ORDER BY sequence",
     )?;
     stmt.query_map(rusqlite::params![instance, from], stored_row)?
         .collect()
@@ -1107,14 +1298,14 @@ fn read_rows_from(
 fn read_rows(conn: &Connection, instance: Option<&str>) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT instance_id, sequence, event_type, generator_type, payload, created_at, \
-         creator, hash FROM events WHERE ?1 IS NULL OR instance_id = ?1 \
+         creator, creator_id, hash FROM events WHERE ?1 IS NULL OR instance_id = ?1 \
          ORDER BY instance_id, sequence",
     )?;
     stmt.query_map([instance], stored_row)?.collect()
 }
 
 /// An event row of a `SELECT instance_id, sequence, event_type, generator_type, payload,
-/// created_at, creator, hash FROM events`.
+/// created_at, creator, creator_id, hash FROM events`.
 fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         instance_id: row.get(0)?,
@@ -1124,7 +1315,8 @@ fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         payload: row.get(4)?,
         created_at: row.get(5)?,
         creator: row.get(6)?,
-        hash: unhex(&row.get::<_, String>(7)?).unwrap_or([0; 32]),
+        creator_id: row.get(7)?,
+        hash: unhex(&row.get::<_, String>(8)?).unwrap_or([0; 32]),
     })
 }
 

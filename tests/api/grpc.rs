@@ -1110,3 +1110,73 @@ async fn a_request_that_cannot_be_decoded_is_invalid_argument() {
         .unwrap();
     assert_eq!(answer.into_inner().secret_generator.unwrap().length, 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_or_expired_token_ends_the_streams_it_started() {
+    let app = spawn_app();
+    let make = |name: &str, expiry: Option<&str>| {
+        let mut body = serde_json::json!({"name": name, "permissions": ["codes.generate"]});
+        if let Some(expiry) = expiry {
+            body["expiry"] = expiry.into();
+        }
+        let made = app.request(
+            "POST",
+            "/admin/v1/tokens",
+            Some(&app.token),
+            Some(&body.to_string()),
+        );
+        assert_eq!(made.status, 200, "{:?}", made.body);
+        (
+            made.body["token"].as_str().unwrap().to_owned(),
+            made.body["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (revoked, revoked_id) = make("streamer", None);
+    let (expiring, _) = make("brief-streamer", Some("2s"));
+    let client = codes(&app).await;
+    let open = |token: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .generate_stream(authed(
+                    GenerateStreamRequest {
+                        generator_type: OTP_SMS,
+                        count: 10_000_000,
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut cut = open(revoked).await;
+    let mut lapsing = open(expiring).await;
+    for stream in [&mut cut, &mut lapsing] {
+        stream.message().await.unwrap().expect("a first chunk");
+    }
+    let gone = app.request(
+        "DELETE",
+        &format!("/admin/v1/tokens/{revoked_id}"),
+        Some(&app.token),
+        None,
+    );
+    assert_eq!(gone.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // What was made before (the windows' worth) still arrives; then the stream ends.
+    for (what, stream) in [("revoked", &mut cut), ("expired", &mut lapsing)] {
+        let mut codes = 0usize;
+        let status = loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => codes += chunk.codes.len() / 8,
+                Ok(None) => panic!("the {what} token's stream ran to its end"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        assert!(
+            codes < 2_000_000,
+            "{what}: {codes} codes after the first chunk"
+        );
+    }
+}

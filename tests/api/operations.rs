@@ -201,6 +201,7 @@ fn the_openapi_description_is_served_and_names_every_route() {
         ]
     );
     // Every documented operation exists: none answers 404 or 405.
+    let mut made = 0;
     for (path, item) in answer.body["paths"].as_object().unwrap() {
         for method in item
             .as_object()
@@ -208,12 +209,16 @@ fn the_openapi_description_is_served_and_names_every_route() {
             .keys()
             .filter(|k| *k != "parameters")
         {
-            // A token of its own for the revocation route, which answers 404 for an unknown id.
+            // A token of its own for the revocation route, which answers 404 for an unknown id
+            // (names are unique among live tokens).
+            made += 1;
             let throwaway = app.request(
                 "POST",
                 "/admin/v1/tokens",
                 Some(&app.token),
-                Some(r#"{"name": "throwaway", "permissions": ["iam.read"]}"#),
+                Some(&format!(
+                    r#"{{"name": "throwaway {made}", "permissions": ["iam.read"]}}"#
+                )),
             );
             let concrete = path
                 .replace("{generatorType}", "OTP_SMS")

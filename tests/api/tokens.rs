@@ -330,3 +330,299 @@ fn revoking_from_the_command_line_beside_a_running_server_takes_effect_at_once()
         .unwrap();
     assert!(!again.status.success());
 }
+
+/// The id of the token named `name`, from the listing.
+fn id_of(app: &TestApp, name: &str) -> String {
+    let listed = list(app, &app.token, &json!({}));
+    listed.body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no token {name}: {:?}", listed.body))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A token made by `creator`: its answer's token, id and expiry.
+fn made_by(app: &TestApp, creator: &str, body: &Value) -> (String, String, Option<String>) {
+    let made = create(app, creator, body);
+    assert_eq!(made.status, 200, "{body}: {:?}", made.body);
+    (
+        made.body["token"].as_str().unwrap().to_owned(),
+        made.body["id"].as_str().unwrap().to_owned(),
+        made.body["expiresAt"].as_str().map(str::to_owned),
+    )
+}
+
+#[test]
+fn a_token_expires_no_later_than_the_token_that_created_it() {
+    let app = spawn_app();
+    let (short, _, short_expiry) = made_by(
+        &app,
+        &app.token,
+        &json!({"name": "short", "permissions": ["iam.write", "codes.generate"], "expiry": "5s"}),
+    );
+    let short_expiry = short_expiry.expect("5 s asked");
+    // None asked, or a longer one: cut to the creator's, and the answer says so.
+    for (name, expiry) in [("forever", None), ("a-day", Some("86400s"))] {
+        let mut body = json!({"name": name, "permissions": ["codes.generate"]});
+        if let Some(expiry) = expiry {
+            body["expiry"] = expiry.into();
+        }
+        let (_, _, got) = made_by(&app, &short, &body);
+        assert_eq!(got.as_deref(), Some(short_expiry.as_str()), "{name}");
+    }
+    // A shorter one is kept.
+    let (_, _, sooner) = made_by(
+        &app,
+        &short,
+        &json!({"name": "sooner", "permissions": ["codes.generate"], "expiry": "2s"}),
+    );
+    assert!(sooner.unwrap() < short_expiry);
+    // The listing shows what each got.
+    let listed = list(&app, &app.token, &json!({}));
+    let forever = listed.body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "forever")
+        .unwrap()
+        .clone();
+    assert_eq!(forever["expiresAt"], short_expiry.as_str());
+}
+
+#[test]
+fn revoking_a_token_revokes_every_token_it_created() {
+    let app = spawn_app();
+    let all = json!(["iam.read", "iam.write", "codes.generate"]);
+    let (a, a_id, _) = made_by(&app, &app.token, &json!({"name": "a", "permissions": all}));
+    let (b, b_id, _) = made_by(&app, &a, &json!({"name": "b", "permissions": all}));
+    let (c, c_id, _) = made_by(
+        &app,
+        &b,
+        &json!({"name": "c", "permissions": ["codes.generate"]}),
+    );
+    let (b2, b2_id, _) = made_by(
+        &app,
+        &a,
+        &json!({"name": "b2", "permissions": ["codes.generate"]}),
+    );
+    let (other, _, _) = made_by(
+        &app,
+        &app.token,
+        &json!({"name": "other", "permissions": ["codes.generate"]}),
+    );
+    for token in [&a, &b, &c, &b2, &other] {
+        assert_eq!(app.generate_with(token), 200);
+    }
+    let revoked = revoke(&app, &app.token, &a_id);
+    assert_eq!(revoked.status, 200, "{:?}", revoked.body);
+    for token in [&a, &b, &c, &b2] {
+        assert_eq!(app.generate_with(token), 401, "a descendant still works");
+    }
+    assert_eq!(
+        app.generate_with(&other),
+        200,
+        "an unrelated token was revoked"
+    );
+    // One event each, by the revoker, the token first, then its descendants nearest first;
+    // the answer's sequence is the last of them.
+    let log = app.request(
+        "POST",
+        "/admin/v1/events/_search",
+        Some(&app.token),
+        Some(&json!({"eventTypes": ["instance.token.removed"]}).to_string()),
+    );
+    let removed: Vec<(&str, &str, &str)> = log.body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["tokenId"].as_str().unwrap(),
+                e["creator"].as_str().unwrap(),
+                e["creatorId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let admin_id = id_of(&app, "bootstrap-admin");
+    let ids: Vec<&str> = removed.iter().map(|r| r.0).collect();
+    assert_eq!(ids[0], a_id);
+    let mut children = ids[1..3].to_vec();
+    children.sort();
+    let mut expected = vec![b_id.as_str(), b2_id.as_str()];
+    expected.sort();
+    assert_eq!(children, expected);
+    assert_eq!(ids[3], c_id);
+    assert!(
+        removed
+            .iter()
+            .all(|r| r.1 == "bootstrap-admin" && r.2 == admin_id),
+        "{removed:?}"
+    );
+    assert_eq!(
+        revoked.body["details"]["sequence"],
+        log.body["result"][3]["sequence"]
+    );
+}
+
+#[test]
+fn only_a_token_that_holds_every_permission_of_another_may_revoke_it() {
+    let app = spawn_app();
+    let (writer, writer_id, _) = made_by(
+        &app,
+        &app.token,
+        &json!({"name": "writer", "permissions": ["iam.write"]}),
+    );
+    let admin_id = id_of(&app, "bootstrap-admin");
+    let refused = revoke(&app, &writer, &admin_id);
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_error_shape(&refused, 7);
+    assert_eq!(app.generate_with(&app.token), 200, "the admin was revoked");
+    // One that holds what the target holds may: itself, or a token like it.
+    let (_, peer_id, _) = made_by(
+        &app,
+        &app.token,
+        &json!({"name": "peer", "permissions": ["iam.write"]}),
+    );
+    assert_eq!(revoke(&app, &writer, &peer_id).status, 200);
+    assert_eq!(revoke(&app, &writer, &writer_id).status, 200);
+    assert_eq!(app.generate_with(&app.token), 200);
+}
+
+#[test]
+fn names_are_unique_among_live_tokens_and_the_servers_own_names_are_reserved() {
+    let app = spawn_app();
+    let (_, first, _) = made_by(
+        &app,
+        &app.token,
+        &json!({"name": "deploy", "permissions": ["codes.generate"]}),
+    );
+    let again = create(
+        &app,
+        &app.token,
+        &json!({"name": "deploy", "permissions": ["codes.generate"]}),
+    );
+    assert_eq!(again.status, 400, "{:?}", again.body);
+    assert_error_shape(&again, 3);
+    assert_eq!(violated_fields(&again), ["name"]);
+    for reserved in [
+        "system",
+        "command line",
+        "bootstrap-admin",
+        "System",
+        " bootstrap-admin ",
+    ] {
+        let taken = create(
+            &app,
+            &app.token,
+            &json!({"name": reserved, "permissions": ["codes.generate"]}),
+        );
+        assert_eq!(taken.status, 400, "{reserved:?}: {:?}", taken.body);
+        assert_eq!(violated_fields(&taken), ["name"], "{reserved:?}");
+    }
+    // A revoked or expired token's name is free again.
+    assert_eq!(revoke(&app, &app.token, &first).status, 200);
+    made_by(
+        &app,
+        &app.token,
+        &json!({"name": "deploy", "permissions": ["codes.generate"]}),
+    );
+    let (brief, _, _) = made_by(
+        &app,
+        &app.token,
+        &json!({"name": "brief", "permissions": ["codes.generate"], "expiry": "1s"}),
+    );
+    let start = Instant::now();
+    while app.generate_with(&brief) == 200 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    made_by(
+        &app,
+        &app.token,
+        &json!({"name": "brief", "permissions": ["codes.generate"]}),
+    );
+    // The command line keeps the same rules.
+    for (name, why) in [
+        ("system", "server's own"),
+        ("deploy", "already has this name"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
+            .args([
+                "token",
+                "create",
+                "--name",
+                name,
+                "--permissions",
+                "iam.read",
+            ])
+            .env("SECRETGEN_DATA_DIR", &app.data_dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn the_audit_log_records_the_creators_token_id_beside_its_name() {
+    let app = spawn_app();
+    let admin_id = id_of(&app, "bootstrap-admin");
+    let (ops, ops_id, _) = made_by(
+        &app,
+        &app.token,
+        &json!({"name": "ops", "permissions": ["iam.read", "iam.write"]}),
+    );
+    let put = app.request(
+        "PUT",
+        "/admin/v1/secretgenerators/OTP_SMS",
+        Some(&ops),
+        Some(&json!({"length": 9, "expiry": "300s", "includeDigits": true}).to_string()),
+    );
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let log = app.request(
+        "POST",
+        "/admin/v1/events/_search",
+        Some(&app.token),
+        Some("{}"),
+    );
+    let by: Vec<(&str, &str, &str)> = log.body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap(),
+                e["creator"].as_str().unwrap(),
+                e["creatorId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let n = by.len();
+    assert_eq!(by[0], ("instance.secret.generator.added", "system", ""));
+    assert_eq!(
+        by[n - 3],
+        ("instance.token.added", "system", ""),
+        "the first admin"
+    );
+    assert_eq!(
+        by[n - 2],
+        ("instance.token.added", "bootstrap-admin", admin_id.as_str())
+    );
+    assert_eq!(
+        by[n - 1],
+        ("instance.secret.generator.changed", "ops", ops_id.as_str())
+    );
+    // And it is a filter.
+    let mine = app.request(
+        "POST",
+        "/admin/v1/events/_search",
+        Some(&app.token),
+        Some(&json!({"creatorId": ops_id}).to_string()),
+    );
+    assert_eq!(mine.body["details"]["totalResult"], "1");
+}
