@@ -20,6 +20,8 @@ pub enum GrpcCode {
     DeadlineExceeded = 4,
     /// 5.
     NotFound = 5,
+    /// 6.
+    AlreadyExists = 6,
     /// 7.
     PermissionDenied = 7,
     /// 8.
@@ -221,6 +223,13 @@ impl From<service::Error> for ApiError {
                     .collect(),
             ),
             E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, GrpcCode::NotFound, message),
+            E::AlreadyExists { violation, .. } => ApiError {
+                violations: vec![Violation::new(
+                    json_name(violation.subject),
+                    violation.description,
+                )],
+                ..ApiError::new(StatusCode::CONFLICT, GrpcCode::AlreadyExists, message)
+            },
             E::Unavailable(_) => ApiError::unavailable(message),
             E::Internal(_) => ApiError::internal(message),
         }

@@ -67,6 +67,12 @@ pub fn status(e: service::Error) -> Status {
                 .collect(),
         ),
         E::NotFound(_) => Status::not_found(message),
+        E::AlreadyExists { violation, .. } => {
+            let field = field_name(violation.subject).to_owned();
+            let mut details = ErrorDetails::new();
+            details.add_bad_request_violation(field, violation.description);
+            Status::with_error_details(Code::AlreadyExists, message, details)
+        }
         E::Unavailable(_) => Status::unavailable(message),
         E::Internal(_) => Status::internal(message),
     }

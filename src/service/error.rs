@@ -58,6 +58,15 @@ pub enum Error {
     /// What the call names does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request is valid, but what it would make exists already (a live token's name):
+    /// the same request may succeed once that changes.
+    #[error("{message}")]
+    AlreadyExists {
+        /// What kind of request was refused.
+        message: &'static str,
+        /// The field that names what exists.
+        violation: Violation,
+    },
     /// The store cannot do what was asked now; the caller may try again.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -113,11 +113,13 @@ impl Service {
             .map_err(|_| Error::Internal("the call was interrupted"))?;
         let event = match added {
             Err(e) if e.kind() == StoreErrorKind::NameTaken => {
-                return Err(Error::invalid(
-                    "invalid token",
-                    Subject::TokenName,
-                    token::TokenError::NameTaken.to_string(),
-                ));
+                return Err(Error::AlreadyExists {
+                    message: "a live token already has this name",
+                    violation: crate::service::error::Violation {
+                        subject: Subject::TokenName,
+                        description: token::TokenError::NameTaken.to_string(),
+                    },
+                });
             }
             other => other.map_err(|e| {
                 Error::store(

@@ -505,9 +505,14 @@ fn names_are_unique_among_live_tokens_and_the_servers_own_names_are_reserved() {
         &app.token,
         &json!({"name": "deploy", "permissions": ["codes.generate"]}),
     );
-    assert_eq!(again.status, 400, "{:?}", again.body);
-    assert_error_shape(&again, 3);
-    assert_eq!(violated_fields(&again), ["name"]);
+    // A conflict with what exists, not a bad request: 409, ALREADY_EXISTS, on the field.
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    assert_error_shape(&again, 6);
+    assert_eq!(
+        again.body["details"][0]["fieldViolations"][0]["field"], "name",
+        "{:?}",
+        again.body
+    );
     for reserved in [
         "system",
         "command line",
