@@ -32,7 +32,7 @@ use proto::zitadel::admin::v1::admin_service_server::AdminServiceServer;
 pub const MESSAGE_LIMIT: usize = crate::api::BODY_LIMIT;
 
 /// Streams one connection may have open at once (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`).
-pub const MAX_CONCURRENT_STREAMS: u32 = 32;
+pub const MAX_CONCURRENT_STREAMS: u32 = 16;
 
 /// Admits the caller of `request` to operation `O` by its `authorization: Bearer` metadata.
 pub(crate) async fn admit<O: Operation, T>(

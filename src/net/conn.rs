@@ -39,6 +39,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `GenerateStream` chunk (64 KiB of codes) and its framing.
 const RESERVE: usize = 65 * 1024;
 
+/// The kernel's send buffer of an accepted connection (Linux doubles it for its own use).
+pub const SEND_BUFFER: usize = 256 * 1024;
+
 /// How often at most a watchdog sleeps before it looks again: a rule is enforced within
 /// this much of its timeout.
 const LOOK_EVERY: Duration = Duration::from_millis(200);
@@ -520,6 +523,10 @@ pub async fn accept(
     on_close: impl Fn(Closed) + Send + 'static,
 ) -> io::Result<Stream> {
     let _ = stream.set_nodelay(true);
+    // The kernel's send buffer grows to 4 MiB a connection by itself: for a peer that does
+    // not read, that much of the server's answers is made, copied and held before a write
+    // waits. A fixed buffer keeps it to what a fast peer needs.
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     let activity = watch(&stream, timeouts, on_close);
     let watched = Watched::new(stream, activity);
     match tls {
