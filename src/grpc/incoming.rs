@@ -6,7 +6,7 @@
 //! hyper is driven here rather than through tonic's own server so that what a connection may
 //! hold is capped on the server's side whatever the client announces: [`MAX_CONCURRENT_STREAMS`]
 //! streams, receive windows of [`STREAM_WINDOW`] and [`CONNECTION_WINDOW`] (a request is at
-//! most 64 KiB), a stream's send buffer of [`SEND_BUFFER`] (about one chunk of a
+//! most 64 KiB), a stream's send buffer of [`STREAM_SEND_BUFFER`] (about one chunk of a
 //! `GenerateStream`), and [`AHEAD`] bytes of answers handed to HTTP/2 and not yet written to
 //! the socket, over all its streams (a body waits while they are spent: a stream makes its
 //! next chunk only once the last has gone out).
@@ -38,7 +38,7 @@ pub const STREAM_WINDOW: u32 = 128 * 1024;
 pub const CONNECTION_WINDOW: u32 = 256 * 1024;
 
 /// What a stream may hold written to HTTP/2 beyond what the peer's window lets out.
-pub const SEND_BUFFER: usize = 64 * 1024;
+pub const STREAM_SEND_BUFFER: usize = 64 * 1024;
 
 /// Bytes of answers a connection may hold handed to HTTP/2 and not yet written out.
 pub const AHEAD: usize = 256 * 1024;
@@ -91,7 +91,7 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .adaptive_window(false)
-        .max_send_buf_size(SEND_BUFFER)
+        .max_send_buf_size(STREAM_SEND_BUFFER)
         .max_header_list_size(16 * 1024)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));

@@ -40,7 +40,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESERVE: usize = 65 * 1024;
 
 /// The kernel's send buffer of an accepted connection (Linux doubles it for its own use).
-pub const SEND_BUFFER: usize = 256 * 1024;
+pub const KERNEL_SEND_BUFFER: usize = 256 * 1024;
 
 /// How often at most a watchdog sleeps before it looks again: a rule is enforced within
 /// this much of its timeout.
@@ -151,11 +151,6 @@ impl Activity {
             activity: Arc::clone(self),
             answering,
         }
-    }
-
-    /// Requests in flight.
-    pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
     }
 
     fn wrote(&self, n: usize) {
@@ -445,14 +440,6 @@ impl Stream {
             Stream::Tls(t) => t.get_ref().0.tcp().peer_addr().ok(),
         }
     }
-
-    /// The protocol TLS's ALPN chose, if any.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        match self {
-            Stream::Plain(_) => None,
-            Stream::Tls(t) => t.get_ref().1.alpn_protocol(),
-        }
-    }
 }
 
 macro_rules! each {
@@ -526,7 +513,7 @@ pub async fn accept(
     // The kernel's send buffer grows to 4 MiB a connection by itself: for a peer that does
     // not read, that much of the server's answers is made, copied and held before a write
     // waits. A fixed buffer keeps it to what a fast peer needs.
-    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(KERNEL_SEND_BUFFER);
     let activity = watch(&stream, timeouts, on_close);
     let watched = Watched::new(stream, activity);
     match tls {

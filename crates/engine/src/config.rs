@@ -550,6 +550,11 @@ mod tests {
     use GeneratorType::{AppSecret, InitCode, OtpSms};
 
     fn draft(t: GeneratorType, length: i64, expiry: &str, classes: [bool; 4]) -> ConfigDraft {
+        draft_over(ConfigDraft::new(t), length, expiry, classes)
+    }
+
+    /// `base` with these fields.
+    fn draft_over(base: ConfigDraft, length: i64, expiry: &str, classes: [bool; 4]) -> ConfigDraft {
         ConfigDraft {
             length,
             expiry: expiry.to_owned(),
@@ -557,7 +562,7 @@ mod tests {
             include_upper_letters: classes[1],
             include_digits: classes[2],
             include_symbols: classes[3],
-            ..ConfigDraft::new(t)
+            ..base
         }
     }
 
@@ -708,14 +713,9 @@ mod tests {
 
     #[test]
     fn a_draft_of_an_unreadable_type_still_lists_every_other_violation() {
-        let with = |length: i64, expiry: &str, classes: [bool; 4]| ConfigDraft {
-            length,
-            expiry: expiry.to_owned(),
-            include_lower_letters: classes[0],
-            include_upper_letters: classes[1],
-            include_digits: classes[2],
-            include_symbols: classes[3],
-            ..ConfigDraft::with_unreadable_type("unknown generator type")
+        let with = |length: i64, expiry: &str, classes: [bool; 4]| {
+            let base = ConfigDraft::with_unreadable_type("unknown generator type");
+            draft_over(base, length, expiry, classes)
         };
         let err = GeneratorConfig::new(&with(0, "-1s", [false; 4])).unwrap_err();
         assert_eq!(
