@@ -6,7 +6,8 @@
 #
 # Sets, for the server just started: SERVER (pid), WORK (scratch folder), TOKEN (bootstrap
 # token), BASE (http://ADDR) and, when GRPC_LISTEN names an address (gRPC is off otherwise),
-# GRPC (ADDR).
+# GRPC (ADDR). SERVE_DATA names a data folder to start from (copied; the original is left as
+# it is) instead of a fresh store.
 
 SERVE_PIDS=()
 SERVE_DIRS=()
@@ -23,6 +24,7 @@ start_server() {
     shift 2
     WORK="$(mktemp -d)"
     SERVE_DIRS+=("$WORK")
+    if [ -n "${SERVE_DATA:-}" ]; then cp -a "$SERVE_DATA" "$WORK/data"; fi
     TOKEN="$prefix-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
     SECRETGEN_LOG=warn "$binary" serve --listen 127.0.0.1:0 --grpc-listen "${GRPC_LISTEN:-off}" --data-dir "$WORK/data" \
         --bootstrap-token "$TOKEN" "$@" >"$WORK/stdout" 2>"$WORK/stderr" &

@@ -1,6 +1,6 @@
-//! The control plane's core: a [`Store`] and the live [`Registry`] kept in step.
+//! The control plane's core: a [`Store`] and the live [`Instance`] kept in step.
 //!
-//! On open, the event log is replayed into the registry; types that have no event yet get
+//! On open, the event log is replayed into the instance; types that have no event yet get
 //! ZITADEL's default written as an `added` event first, so every type has details from the
 //! start. An update takes a configuration that is valid by construction, appends its event
 //! (durable when the store returns), then swaps the snapshot. Events are swapped in in the
@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use crate::config::GeneratorConfig;
 use crate::generator_type::GeneratorType;
-use crate::registry::{Instance, InstanceId, Registry, Snapshot, Version};
+use crate::registry::{Instance, InstanceId, Snapshot, Version};
 use crate::store::{
     Author, Event, EventType, GENESIS, NewEvent, Store, StoreError, StoreErrorKind,
     truncate_to_micros,
@@ -28,16 +28,16 @@ pub const SYSTEM_CREATOR: &str = "system";
 /// The live generators of the default instance, and the log they come from.
 pub struct ControlPlane {
     store: Arc<dyn Store>,
-    registry: Registry,
+    instance: Arc<Instance>,
     /// The last event applied. Held around every swap, never across a call to the store:
-    /// the registry takes the log's events in the log's order.
+    /// the instance takes the log's events in the log's order.
     applied: Mutex<Applied>,
 }
 
 impl ControlPlane {
     /// Opens the control plane on `store` (which must be writable): takes the stored
     /// instance id, or `requested` (or a new random one) on a first start; writes the
-    /// defaults of the types that have no event yet; replays the log into a registry.
+    /// defaults of the types that have no event yet; replays the log into the instance.
     ///
     /// `requested` must match the stored id when there is one: a data directory belongs to
     /// one instance.
@@ -107,19 +107,14 @@ impl ControlPlane {
         });
         Ok(ControlPlane {
             store,
-            registry: Registry::new(instance),
+            instance: Arc::new(instance),
             applied: Mutex::new(applied),
         })
     }
 
-    /// The live generators.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// The default instance.
     pub fn instance(&self) -> &Arc<Instance> {
-        self.registry.default_instance()
+        &self.instance
     }
 
     /// The store behind the control plane.
@@ -295,7 +290,7 @@ impl ControlPlane {
     }
 }
 
-/// The last event applied to the registry: where the next catch-up reads from.
+/// The last event applied to the instance: where the next catch-up reads from.
 #[derive(Clone, Copy, Debug)]
 struct Applied {
     sequence: u64,

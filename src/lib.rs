@@ -5,8 +5,8 @@
 //!    constructor that checks every rule and reports every violation at once.
 //! 2. A valid configuration is compiled once into a [`Generator`]: alphabet table, rejection
 //!    zone and exact entropy.
-//! 3. A [`Snapshot`] (configuration, generator, version) is swapped whole into the
-//!    [`Registry`]; readers load it without a lock and never see half an update.
+//! 3. A [`Snapshot`] (configuration, generator, version) is swapped whole into its
+//!    [`Instance`]; readers load it without a lock and never see half an update.
 //! 4. [`Generator::generate`] makes an owned [`Code`] with its expiry, and
 //!    [`Generator::fill`] writes a code into a caller's buffer without allocating.
 //!
@@ -48,6 +48,6 @@ pub use control::{ControlPlane, OpenError};
 pub use expiry::Expiry;
 pub use generator::{Code, FillError, Generator};
 pub use generator_type::GeneratorType;
-pub use registry::{Instance, InstanceId, Registry, Snapshot, Version};
+pub use registry::{Instance, InstanceId, Snapshot, Version};
 pub use rng::{CodeRng, EntropyError};
 pub use store::{SqliteStore, Store, StoreError, StoreErrorKind};

@@ -20,6 +20,10 @@ Every mode talks to 127.0.0.1 only and stops by itself after --seconds.
         the attacker's back) that announce 1 GiB windows, open M streams of
         CodeService.GenerateStream with count 10,000,000 each and never read; reopened when
         closed.
+    attack.py audit    PORT TOKEN --seconds S [--conns N]
+        N readers of the audit search, each on a connection of its own, that page through the
+        whole log (1000 events a page, by fromSequence) over and over, as fast as the server
+        answers; a connection the server closes is opened again.
     attack.py client   PORT TOKEN --seconds S [--after A]
         One connection, one request at a time: GET /healthz and _generate count=1 in turn.
         Connects (one request) at once, measures from A seconds later for S seconds (a new
@@ -68,8 +72,8 @@ def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument(
         "mode",
-        choices=["methods", "pipeline", "headers", "slowread", "silent", "streams", "client",
-                 "fresh"],
+        choices=["methods", "pipeline", "headers", "slowread", "silent", "streams", "audit",
+                 "client", "fresh"],
     )
     p.add_argument("port", type=int)
     p.add_argument("token", nargs="?", default="")
@@ -345,6 +349,67 @@ async def streams(port, token, seconds, conns, per_conn):
     await hold("streams", port, seconds, conns, setup=setup)
 
 
+async def audit(port, token, seconds, conns):
+    """Full readers of the audit search (SPEC 13: they must not starve _generate)."""
+    deadline = time.monotonic() + seconds
+    head = (b"POST /admin/v1/events/_search HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {token}\r\n".encode()
+            + b"Content-Type: application/json\r\n")
+    marker = b'"sequence":"'
+    stats = {"pages": 0, "events": 0, "passes": 0, "refused": 0}
+
+    async def one():
+        start = 1
+        while time.monotonic() < deadline:
+            try:
+                reader, writer = await open_attacker(port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                while time.monotonic() < deadline:
+                    body = f'{{"fromSequence":"{start}","query":{{"limit":1000}}}}'.encode()
+                    writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                    answer = await asyncio.wait_for(
+                        read_body(reader), max(0.01, deadline - time.monotonic()))
+                    if answer is None:
+                        stats["refused"] += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    stats["pages"] += 1
+                    # The last event's sequence, found without parsing the page.
+                    at = answer.rfind(marker)
+                    last = int(answer[at + len(marker):answer.index(b'"', at + len(marker))]) \
+                        if at >= 0 else 0
+                    if last >= start:
+                        stats["events"] += last + 1 - start
+                        start = last + 1
+                    else:
+                        stats["passes"] += 1
+                        start = 1
+            except (asyncio.TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.transport.abort()
+
+    await asyncio.wait([asyncio.ensure_future(one()) for _ in range(conns)], timeout=seconds + 5)
+    print(f"audit: {stats['pages']} pages, {stats['events']} events read, {stats['passes']} "
+          f"whole passes, {stats['refused']} refused", file=sys.stderr)
+
+
+async def read_body(reader):
+    """One HTTP/1.1 answer with a Content-Length: its body if the status is 200, else None."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    body = await reader.readexactly(length) if length else b""
+    return body if status == 200 else None
+
+
 def client(port, token, seconds, after):
     """Blocking, one request at a time, over one connection (a new one if the server closes it)."""
     deadline = time.monotonic() + after + seconds
@@ -523,6 +588,8 @@ def main():
         asyncio.run(slowread(args.port, args.seconds, args.conns))
     elif args.mode == "silent":
         asyncio.run(silent(args.port, args.seconds, args.conns))
+    elif args.mode == "audit":
+        asyncio.run(audit(args.port, args.token, args.seconds, args.conns))
     else:
         asyncio.run(streams(args.port, args.token, args.seconds, args.conns, args.streams))
 

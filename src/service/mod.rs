@@ -1,8 +1,8 @@
 //! The use cases of secretgen, the same for every transport: read, search and update the
 //! generators, generate codes, and report readiness.
 //!
-//! A transport (the HTTP API in [`crate::api`], later gRPC and the console) is a thin
-//! adapter: it reads its wire format into the typed inputs here, calls one use case, and
+//! A transport (the HTTP API and the console in [`crate::api`], gRPC in [`crate::grpc`]) is a
+//! thin adapter: it reads its wire format into the typed inputs here, calls one use case, and
 //! renders the typed result or the one [`Error`]. What every transport must do lives here:
 //! who may call what, the rate limit, validation, the metrics of what was done, and the log
 //! lines of changes.
@@ -24,6 +24,8 @@ use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use zeroize::Zeroize;
 
 pub use audit::{AuditEntry, EventPage, EventQuery, ReadEvents};
 pub use error::{Error, Subject, Violation};
@@ -177,17 +179,8 @@ pub struct Codes {
 
 impl Drop for Codes {
     fn drop(&mut self) {
-        wipe(&mut self.bytes);
+        self.bytes.zeroize();
     }
-}
-
-/// Overwrites `bytes` with zeros: one `memset` (`zeroize`'s volatile writes go a byte at a
-/// time, which cost a `_generate` of 1000 codes about a tenth of its throughput), kept from
-/// being optimised away by [`std::hint::black_box`], which the compiler must assume reads
-/// the bytes.
-pub fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(bytes);
 }
 
 /// Bytes that hold secrets (codes, or an answer that carries them): zeroed when dropped. A
@@ -202,7 +195,7 @@ impl AsRef<[u8]> for SecretBytes {
 
 impl Drop for SecretBytes {
     fn drop(&mut self) {
-        wipe(&mut self.0);
+        self.0.zeroize();
     }
 }
 
@@ -441,19 +434,7 @@ impl Service {
         match GeneratorConfig::new(draft) {
             Ok(config) => {
                 let generator = crate::Generator::new(&config);
-                let length = generator.length();
-                let mut samples = Codes {
-                    generator_type: config.generator_type(),
-                    sequence: 0,
-                    length,
-                    expires_at: None,
-                    bytes: vec![0u8; PREVIEW_SAMPLES * length],
-                };
-                generator.fill_codes(&mut samples.bytes).map_err(|e| {
-                    tracing::error!(error = %e, "code generation failed");
-                    Error::Internal("the random source failed; no code was made")
-                })?;
-                samples.expires_at = generator.expires_at(SystemTime::now());
+                let samples = fill(&generator, config.generator_type(), 0, PREVIEW_SAMPLES)?;
                 Ok(Preview {
                     violations: Vec::new(),
                     entropy_bits: Some(config.entropy_bits()),
@@ -537,11 +518,28 @@ fn make_codes(
     count: usize,
 ) -> Result<Codes, Error> {
     let snapshot = control.instance().load(generator_type);
-    let generator = snapshot.generator();
+    let codes = fill(
+        snapshot.generator(),
+        generator_type,
+        snapshot.version().sequence,
+        count,
+    )?;
+    metrics.codes_generated(generator_type, count);
+    Ok(codes)
+}
+
+/// `count` codes made by `generator` (the configuration of `generator_type` at `sequence`),
+/// expiring from now.
+fn fill(
+    generator: &crate::Generator,
+    generator_type: GeneratorType,
+    sequence: u64,
+    count: usize,
+) -> Result<Codes, Error> {
     let length = generator.length();
     let mut codes = Codes {
         generator_type,
-        sequence: snapshot.version().sequence,
+        sequence,
         length,
         expires_at: None,
         bytes: vec![0u8; count * length],
@@ -552,7 +550,6 @@ fn make_codes(
         Error::Internal("the random source failed; no code was made")
     })?;
     codes.expires_at = generator.expires_at(made_at);
-    metrics.codes_generated(generator_type, count);
     Ok(codes)
 }
 
@@ -569,13 +566,6 @@ pub struct CodeStream {
     left: u64,
 }
 
-impl CodeStream {
-    /// Codes still to be made.
-    pub fn left(&self) -> u64 {
-        self.left
-    }
-}
-
 impl Iterator for CodeStream {
     type Item = Result<Codes, Error>;
 
@@ -589,22 +579,22 @@ impl Iterator for CodeStream {
                 "the token was revoked or has expired",
             )));
         }
-        // The length of the configuration this chunk will be made with, read again: a
+        // The configuration live now, loaded once for the chunk's size and its codes: a
         // change may make codes longer mid-stream.
-        let length = self
-            .control
-            .instance()
-            .load(self.generator_type)
-            .generator()
-            .length();
-        let per_chunk = (CHUNK_BYTES / length.max(1)).max(1) as u64;
+        let snapshot = self.control.instance().load(self.generator_type);
+        let generator = snapshot.generator();
+        let per_chunk = (CHUNK_BYTES / generator.length().max(1)).max(1) as u64;
         let count = per_chunk.min(self.left);
-        let chunk = make_codes(
-            &self.control,
-            &self.metrics,
+        let chunk = fill(
+            generator,
             self.generator_type,
+            snapshot.version().sequence,
             count as usize,
         );
+        if chunk.is_ok() {
+            self.metrics
+                .codes_generated(self.generator_type, count as usize);
+        }
         match &chunk {
             Ok(_) => self.left -= count,
             // A failed chunk ends the stream.

@@ -179,34 +179,6 @@ impl fmt::Debug for Instance {
     }
 }
 
-/// The live generators: the default instance, which every request is served from (a
-/// deployment serves one instance). Reads take no lock.
-pub struct Registry {
-    default: Arc<Instance>,
-}
-
-impl Registry {
-    /// A registry holding `default` as its default instance.
-    pub fn new(default: Instance) -> Registry {
-        Registry {
-            default: Arc::new(default),
-        }
-    }
-
-    /// The default instance.
-    pub fn default_instance(&self) -> &Arc<Instance> {
-        &self.default
-    }
-}
-
-impl fmt::Debug for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry")
-            .field("default", &self.default.id)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
