@@ -3,10 +3,9 @@
 #
 #   bash benches/attacks/run.sh [SECONDS]        (default 30; each attack stops by itself)
 #
-# For each attack a fresh server is started (its VmHWM is reset once warm, so that the peak is the
-# attack's own), with
-# the default timeouts (10 s) and connection cap (256). From two attacker processes, half
-# of the connections each:
+# For each attack a fresh server is started, with the default timeouts (10 s) and connection
+# cap (256); its VmHWM is reset once it is warm, so that the peak is the attack's own. From
+# two attacker processes, half of the connections each:
 #   methods    8 connections send requests with random method names (a new name each time)
 #   pipeline   1000 clients pipeline POST _generate {"count":1000} and never read
 #   headers    8000 connections each send 120 KiB of header lines and never finish the head
