@@ -6,6 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::common::cli::{output, refusal};
 use crate::helpers::{StderrTo, TestApp, spawn_app, spawn_app_with};
 
 /// `secretgen serve` with `args`: the cap is tested through the command line that sets it.
@@ -66,15 +67,14 @@ fn connections_over_the_cap_wait_until_one_closes() {
 #[test]
 fn max_connections_must_be_a_positive_number() {
     for bad in ["0", "-1", "many", "1000001"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg(format!("--max-connections={bad}"))
-            .env("SECRETGEN_DATA_DIR", "/nonexistent/never-written")
-            .output()
-            .unwrap();
+        let out = output([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            &format!("--max-connections={bad}"),
+        ]);
         assert_eq!(out.status.code(), Some(2), "--max-connections {bad}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let stderr = refusal(&out);
         assert!(stderr.contains("--max-connections"), "{stderr}");
     }
 }
