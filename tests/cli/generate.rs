@@ -1,11 +1,9 @@
 //! The `secretgen generate` command, run as a real process.
 
-mod common;
-
 use std::io::Read;
 use std::process::{Output, Stdio};
 
-use common::cli::{output, refusal, run, secretgen, stdout};
+use crate::common::cli::{output, refusal, run, secretgen, stdout};
 use secretgen::alphabet::{AMBIGUOUS, DIGITS, SYMBOLS};
 
 /// The lines of a run that must succeed and say nothing on standard error.

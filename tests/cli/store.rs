@@ -1,14 +1,13 @@
 //! The commands that use the data directory, run as real processes: `generate` with a
 //! stored configuration, `token create`, and the clear refusals of stores that cannot be used.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use common::cli::{refusal, run, stdout, wrapped};
+use crate::common;
+use crate::common::cli::{refusal, run, stdout, wrapped};
 use secretgen::store::database_path;
 use secretgen::{ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, SqliteStore, Store};
 
