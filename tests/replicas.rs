@@ -8,28 +8,25 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{run, secretgen, stdout};
+use common::http::Client;
 use common::pg::TestDatabase;
 use common::proxy::Proxy;
+use common::server::{Serve, ServerProcess};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_secretgen");
 
 /// The admin token every replica of a test is started with.
 fn admin_token() -> String {
     format!("sg_{}", "R".repeat(43))
 }
 
-/// A `secretgen serve` process.
+/// A `secretgen serve` process on a database, and a client of it.
 struct Replica {
-    child: Child,
-    base: String,
-    agent: ureq::Agent,
-    stderr: tempfile::NamedTempFile,
+    server: ServerProcess,
+    client: Client,
 }
 
 impl Replica {
@@ -38,74 +35,24 @@ impl Replica {
         Replica::start_with(url, &[])
     }
 
+    /// A replica on `url` with extra `serve` flags: one worker, no gRPC, logs at `info`.
     fn start_with(url: &str, extra: &[&str]) -> Replica {
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .args(["--grpc-listen", "off"])
-            .args(["--database-url", url, "--bootstrap-token", &admin_token()])
+        let server = Serve::database(url)
+            .args(&["--workers", "1", "--grpc-listen", "off"])
             .args(extra)
+            .bootstrap_token(&admin_token())
             .env("SECRETGEN_LOG", "info")
-            .env_remove("SECRETGEN_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr.reopen().unwrap()))
-            .spawn()
-            .expect("secretgen serve starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("listening on ") {
-                        break addr.to_owned();
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    panic!(
-                        "the replica stopped before listening: {}",
-                        std::fs::read_to_string(stderr.path()).unwrap_or_default()
-                    );
-                }
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+            .start();
         Replica {
-            child,
-            base,
-            agent,
-            stderr,
+            client: Client::new(&server.base),
+            server,
         }
     }
 
-    /// Status and JSON body of a request with `token`.
+    /// Status and body of a request with `token`.
     fn call_with(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, Value) {
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {token}"));
-        let result = match body {
-            Some(b) => self.agent.run(
-                request
-                    .header("Content-Type", "application/json")
-                    .body(b.to_owned())
-                    .unwrap(),
-            ),
-            None => self.agent.run(request.body(()).unwrap()),
-        };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, body)
+        let answer = self.client.request(method, path, Some(token), body);
+        (answer.status, answer.body)
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
@@ -143,19 +90,19 @@ impl Replica {
         body["codes"][0]["code"].as_str().unwrap().len()
     }
 
+    /// The text of an unauthenticated GET (`/metrics`).
+    fn text(&self, path: &str) -> String {
+        let answer = self.client.request("GET", path, None, None);
+        assert_eq!(answer.status, 200, "{path}: {:?}", answer.body);
+        answer.body.as_str().unwrap_or_default().to_owned()
+    }
+
     fn logs(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+        self.server.logs()
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.pid()
     }
 }
 
@@ -451,20 +398,15 @@ fn during_an_outage_codes_flow_writes_fail_fast_and_everything_recovers() {
     // The metrics tell the same story (the follower thread sets the gauge, just after the
     // write that succeeded).
     within(Duration::from_secs(5), || {
-        ureq_text(&b, "/metrics").contains("secretgen_store_up 1")
+        b.text("/metrics").contains("secretgen_store_up 1")
     })
     .expect("secretgen_store_up 1");
-    let metrics = ureq_text(&b, "/metrics");
+    let metrics = b.text("/metrics");
     assert!(
         metrics.contains("secretgen_store_reconnects_total"),
         "{metrics}"
     );
     assert!(metrics.contains("secretgen_store_propagation_seconds_count"));
-}
-
-fn ureq_text(r: &Replica, path: &str) -> String {
-    let mut response = r.agent.get(format!("{}{path}", r.base)).call().unwrap();
-    response.body_mut().read_to_string().unwrap()
 }
 
 #[test]
@@ -485,22 +427,17 @@ fn a_token_created_with_database_url_works_on_every_replica() {
     let Some((db, replicas)) = replicas("token_on_every_replica", 3) else {
         return;
     };
-    let out = Command::new(BIN)
-        .args(["token", "create", "--name", "deploy-bot"])
-        .args([
-            "--permissions",
-            "codes.generate",
-            "--database-url",
-            db.url(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = run(&mut secretgen([
+        "token",
+        "create",
+        "--name",
+        "deploy-bot",
+        "--permissions",
+        "codes.generate",
+        "--database-url",
+        db.url(),
+    ]));
+    let token = stdout(&out).trim().to_owned();
     for r in &replicas {
         let (status, body) = r.call_with("POST", "/v1/codes/OTP_SMS/_generate", &token, None);
         assert_eq!(status, 200, "{body}");
@@ -560,33 +497,21 @@ fn commands_work_on_the_database() {
     };
     let a = Replica::start(db.url());
     a.set_length(7);
-    let generate = Command::new(BIN)
-        .args([
-            "generate",
-            "OTP_SMS",
-            "--count",
-            "3",
-            "--database-url",
-            db.url(),
-        ])
-        .output()
-        .unwrap();
-    assert!(generate.status.success());
-    let codes = String::from_utf8(generate.stdout).unwrap();
+    let generate = run(&mut secretgen([
+        "generate",
+        "OTP_SMS",
+        "--count",
+        "3",
+        "--database-url",
+        db.url(),
+    ]));
+    let codes = stdout(&generate);
     assert!(
         codes.lines().count() == 3 && codes.lines().all(|c| c.len() == 7),
         "{codes}"
     );
-    let check = Command::new(BIN)
-        .args(["check", "--database-url", db.url()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let check = run(&mut secretgen(["check", "--database-url", db.url()]));
+    let text = stdout(&check);
     assert!(
         text.contains("10 events, last sequence 10, hash chain intact"),
         "{text}"
@@ -598,10 +523,7 @@ fn commands_work_on_the_database() {
             &[],
         )
         .unwrap();
-    let check = Command::new(BIN)
-        .args(["check", "--database-url", db.url()])
-        .output()
-        .unwrap();
+    let check = run(&mut secretgen(["check", "--database-url", db.url()]));
     assert!(!check.status.success());
     let reason = String::from_utf8_lossy(&check.stderr);
     assert!(reason.contains("does not match its hash"), "{reason}");
@@ -616,52 +538,24 @@ fn migrate_copies_an_embedded_store_and_refuses_a_database_that_holds_one() {
     let data = dir.path().join("data");
     // An embedded store with a change and a second token, made by a server of its own.
     let token = {
-        let mut server = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--grpc-listen",
-                "off",
-                "--workers",
-                "1",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .args(["--bootstrap-token", &admin_token()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().unwrap().unwrap();
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.to_owned();
-            }
-        };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let status = agent
-            .put(format!("{base}/admin/v1/secretgenerators/OTP_EMAIL"))
-            .header("Authorization", format!("Bearer {}", admin_token()))
-            .send(r#"{"length": 13, "expiry": "60s", "includeUpperLetters": true}"#)
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
-        let _ = server.kill();
-        let _ = server.wait();
+        let server = Serve::embedded(&data)
+            .args(&["--workers", "1", "--grpc-listen", "off"])
+            .bootstrap_token(&admin_token())
+            .start();
+        let answer = Client::new(&server.base).request(
+            "PUT",
+            "/admin/v1/secretgenerators/OTP_EMAIL",
+            Some(&admin_token()),
+            Some(r#"{"length": 13, "expiry": "60s", "includeUpperLetters": true}"#),
+        );
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        drop(server); // SIGKILL
         token_create(&data)
     };
     let migrate = |url: &str| {
-        Command::new(BIN)
-            .args(["migrate", "--data-dir"])
+        run(secretgen(["migrate", "--data-dir"])
             .arg(&data)
-            .args(["--database-url", url])
-            .output()
-            .unwrap()
+            .args(["--database-url", url]))
     };
     let out = migrate(db.url());
     assert!(
@@ -691,25 +585,17 @@ fn migrate_copies_an_embedded_store_and_refuses_a_database_that_holds_one() {
 
 /// A `codes.generate` token made in the embedded store of `data`.
 fn token_create(data: &Path) -> String {
-    let out = Command::new(BIN)
-        .args([
-            "token",
-            "create",
-            "--name",
-            "bot",
-            "--permissions",
-            "codes.generate",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let out = run(secretgen([
+        "token",
+        "create",
+        "--name",
+        "bot",
+        "--permissions",
+        "codes.generate",
+        "--data-dir",
+    ])
+    .arg(data));
+    stdout(&out).trim().to_owned()
 }
 
 /// SPEC section 13: a session cut off mid-transaction (the network goes silent after it took

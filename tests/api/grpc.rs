@@ -582,10 +582,7 @@ fn grpc_web(
     body: Vec<u8>,
 ) -> (u16, String, Vec<u8>) {
     let url = format!("{}{path}", app.grpc.as_ref().unwrap());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::common::http::agent();
     let mut request = agent
         .post(&url)
         .header("content-type", content_type)
@@ -1070,10 +1067,7 @@ async fn a_request_that_cannot_be_decoded_is_invalid_argument() {
             b"!!not base64 at all!!".to_vec(),
         ),
     ];
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::common::http::agent();
     for (content_type, body) in web {
         let response = agent
             .post(format!("{}{path}", app.grpc.as_ref().unwrap()))

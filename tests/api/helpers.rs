@@ -9,21 +9,28 @@
 //!   environment, its log lines on standard error, signals, being killed or restarted, the
 //!   data directory's lock against a second process.
 //!
+//! The process is `common::server`'s and the client `common::http`'s, as in every test
+//! binary that starts a server; what is here is the in-process server and the endpoints.
+//!
 //! The in-process server installs no tracing subscriber (the binary's `cli` does, not
 //! `Application::build`) and reads no environment variable: it logs nothing, and
 //! [`TestApp::logs`] refuses to answer for it rather than answer "nothing logged".
 
-use std::io::{BufRead, BufReader};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, ExitStatus, Output};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use secretgen::server::{Application, DEFAULT_MAX_CONNECTIONS, Settings, StoreSettings};
 use serde_json::Value;
+
+use crate::common::cli::{run, secretgen, stdout};
+pub use crate::common::http::Answer;
+use crate::common::http::Client;
+pub use crate::common::server::StderrTo;
+use crate::common::server::{Serve, ServerProcess};
 
 /// A running server.
 pub struct TestApp {
@@ -34,8 +41,7 @@ pub struct TestApp {
     pub token: String,
     pub data_dir: PathBuf,
     server: Server,
-    logs: Arc<Mutex<Vec<String>>>,
-    agent: ureq::Agent,
+    client: Client,
     /// Whether dropping the app runs `secretgen check` on its store (see [`Drop`]).
     check_on_drop: bool,
     _temp: Option<tempfile::TempDir>,
@@ -43,27 +49,14 @@ pub struct TestApp {
 
 /// Where a test's server runs.
 enum Server {
-    /// `secretgen serve`, a child process (`None` once it has exited), and the thread that
-    /// collects its standard error.
-    Process {
-        child: Option<Child>,
-        stderr_reader: Option<JoinHandle<()>>,
-    },
+    /// `secretgen serve`, a child process.
+    Process(ServerProcess),
     /// `Application` serving on its own thread, in its own actix system, until stopped
     /// through `handle` (`thread` is `None` once joined).
     InProcess {
         handle: ServerHandle,
         thread: Option<JoinHandle<std::io::Result<()>>>,
     },
-}
-
-/// An answer: status, JSON body, and the headers we look at.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
-    pub allow: Option<String>,
-    pub content_type: Option<String>,
 }
 
 /// The server in this process, with what `secretgen serve` uses when given no option but
@@ -127,6 +120,7 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
         }
     };
     TestApp {
+        client: Client::new(&base),
         base,
         grpc,
         token,
@@ -135,8 +129,6 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
             handle,
             thread: Some(thread),
         },
-        logs: Arc::default(),
-        agent: agent(),
         check_on_drop: true,
         _temp: Some(temp),
     }
@@ -150,31 +142,9 @@ pub fn spawn_app_process() -> TestApp {
     spawn_app_in(&dir, &[]).keeping(temp)
 }
 
-/// The client of a test: 30 s at most per request, every status an answer.
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
 /// A server on `data_dir`, with extra environment variables.
 pub fn spawn_app_in(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     spawn_app_with(data_dir, &[], env, StderrTo::Collected)
-}
-
-/// Where a test server's standard error goes.
-pub enum StderrTo {
-    /// A pipe the test reads: [`TestApp::logs`].
-    Collected,
-    /// A pipe whose reading end the test closes once the server listens: every later write
-    /// fails with EPIPE.
-    PipeClosedAfterStart,
-    /// The server starts with standard error closed (`2>&-`).
-    Closed,
-    /// This file (e.g. `/dev/full`).
-    File(std::fs::File),
 }
 
 /// A server on `data_dir`, with extra `serve` flags, extra environment variables and its
@@ -185,103 +155,18 @@ pub fn spawn_app_with(
     env: &[(&str, &str)],
     stderr: StderrTo,
 ) -> TestApp {
-    let mut command = serve_command(data_dir, args, env);
-    let collect = matches!(stderr, StderrTo::Collected);
-    match stderr {
-        StderrTo::Collected | StderrTo::PipeClosedAfterStart => {
-            command.stderr(Stdio::piped());
-        }
-        StderrTo::File(file) => {
-            command.stderr(Stdio::from(file));
-        }
-        StderrTo::Closed => {
-            // `exec` keeps the pid: the server itself is the child.
-            let program = command.get_program().to_owned();
-            let mut sh = Command::new("sh");
-            sh.arg("-c")
-                .arg("exec \"$0\" \"$@\" 2>&-")
-                .arg(program)
-                .args(command.get_args())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null());
-            for (k, v) in command.get_envs() {
-                match v {
-                    Some(v) => sh.env(k, v),
-                    None => sh.env_remove(k),
-                };
-            }
-            command = sh;
-        }
-    }
-    let mut child = command.spawn().expect("the server starts");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (stderr_reader, unread_stderr) = match stderr {
-        Some(stderr) if collect => {
-            let sink = Arc::clone(&logs);
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            (Some(reader), None)
-        }
-        other => (None, other),
-    };
-    let mut lines = BufReader::new(stdout).lines();
-    let mut token = env
-        .iter()
-        .find(|(k, _)| *k == "SECRETGEN_BOOTSTRAP_TOKEN")
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default();
-    let base = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            if let Some(reader) = stderr_reader {
-                let _ = reader.join();
-            }
-            panic!(
-                "the server stopped before listening: {:?}",
-                logs.lock().unwrap()
-            );
-        };
-        if line.starts_with("sg_") {
-            token = line;
-        } else if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.to_owned();
-        }
-    };
-    // gRPC's line follows the HTTP one, unless gRPC is off.
-    let grpc_off = args
-        .iter()
-        .chain(env.iter().map(|(_, v)| v))
-        .any(|a| *a == "off");
-    let grpc = if grpc_off {
-        None
-    } else {
-        lines
-            .next()
-            .and_then(Result::ok)
-            .and_then(|line| line.strip_prefix("listening on grpc://").map(str::to_owned))
-            .map(|addr| format!("http://{addr}"))
-    };
-    // The only reading end: from here on, the server's writes to standard error fail.
-    drop(unread_stderr);
-    // Keep reading standard output so that the server never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
+    let process = Serve::embedded(data_dir)
+        .args(args)
+        .envs(env)
+        .stderr(stderr)
+        .start();
     TestApp {
-        base,
-        grpc,
-        token,
+        client: Client::new(&process.base),
+        base: process.base.clone(),
+        grpc: process.grpc.clone(),
+        token: process.token.clone(),
         data_dir: data_dir.to_owned(),
-        server: Server::Process {
-            child: Some(child),
-            stderr_reader,
-        },
-        logs,
-        agent: agent(),
+        server: Server::Process(process),
         check_on_drop: true,
         _temp: None,
     }
@@ -289,42 +174,18 @@ pub fn spawn_app_with(
 
 /// Starts `secretgen serve` without waiting for it.
 pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Child {
-    serve_command(data_dir, &[], env)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the server starts")
-}
-
-/// `secretgen serve` on port 0 with `args` (two workers unless they say otherwise) and `env`;
-/// standard output piped.
-fn serve_command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_secretgen"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("SECRETGEN_DATA_DIR", data_dir)
-        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
-        .env_remove("SECRETGEN_LOG")
-        .env("SECRETGEN_GRPC_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped());
-    if !args.contains(&"--workers") {
-        command.args(["--workers", "2"]);
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command
+    Serve::embedded(data_dir).envs(env).spawn()
 }
 
 impl TestApp {
     /// The same server through another client (one that trusts a test CA, say).
     pub fn with_agent(mut self, agent: ureq::Agent) -> TestApp {
-        self.agent = agent;
+        self.client = self.client.with_agent(agent);
         self
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.client.url(path)
     }
 
     /// Any request: `method`, `path`, an optional token and an optional raw body.
@@ -335,8 +196,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Answer {
-        self.try_request(method, path, token, body)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        self.client.request(method, path, token, body)
     }
 
     /// [`TestApp::request`], giving back transport errors (a stopped server) instead of
@@ -348,50 +208,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Result<Answer, ureq::Error> {
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path));
-        let request = match token {
-            Some(t) => request.header("Authorization", format!("Bearer {t}")),
-            None => request,
-        };
-        let result = match body {
-            Some(b) => self.agent.run(
-                request
-                    .header("Content-Type", "application/json")
-                    .body(b.to_owned())
-                    .unwrap(),
-            ),
-            None => self.agent.run(request.body(()).unwrap()),
-        };
-        let mut response = result?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let allow = header("allow");
-        let content_type = header("content-type");
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
-        let json = content_type
-            .as_deref()
-            .is_some_and(|t| t.starts_with("application/json"));
-        let body = if text.is_empty() {
-            Value::Null
-        } else if !json {
-            Value::String(text)
-        } else {
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
-        };
-        Ok(Answer {
-            status,
-            body,
-            allow,
-            content_type,
-        })
+        self.client.try_request(method, path, token, body)
     }
 
     /// The server's `host:port`.
@@ -471,40 +288,41 @@ impl TestApp {
 
     /// A new token with `permissions`, made by `secretgen token create` beside the server.
     pub fn create_token(&self, name: &str, permissions: &str) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))
-            .args([
-                "token",
-                "create",
-                "--name",
-                name,
-                "--permissions",
-                permissions,
-            ])
-            .env("SECRETGEN_DATA_DIR", &self.data_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+        let out = self.command(&[
+            "token",
+            "create",
+            "--name",
+            name,
+            "--permissions",
+            permissions,
+        ]);
+        stdout(&out).trim_end().to_owned()
+    }
+
+    /// `secretgen ARGS` on the server's store, beside it, run to its end.
+    pub fn command(&self, args: &[&str]) -> Output {
+        run(secretgen(args).env("SECRETGEN_DATA_DIR", &self.data_dir))
     }
 
     /// Everything the server logged so far. Only a server process logs (to standard error,
     /// collected): an in-process app refuses, so that no test reads "nothing logged" there.
     pub fn logs(&self) -> String {
-        assert!(
-            matches!(self.server, Server::Process { .. }),
-            "an in-process server logs nothing: spawn the process to read its logs"
-        );
-        self.logs.lock().unwrap().join("\n")
+        self.process().logs()
     }
 
-    /// The child process of a process app; panics for an in-process one.
-    fn child(&mut self) -> &mut Option<Child> {
+    /// The server process of a process app; panics for an in-process one.
+    fn process(&self) -> &ServerProcess {
+        match &self.server {
+            Server::Process(process) => process,
+            Server::InProcess { .. } => {
+                panic!("an in-process server has no process of its own: spawn the process")
+            }
+        }
+    }
+
+    fn process_mut(&mut self) -> &mut ServerProcess {
         match &mut self.server {
-            Server::Process { child, .. } => child,
+            Server::Process(process) => process,
             Server::InProcess { .. } => {
                 panic!("an in-process server has no process of its own: spawn the process")
             }
@@ -513,43 +331,17 @@ impl TestApp {
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        match &self.server {
-            Server::Process { child, .. } => child.as_ref().expect("running").id(),
-            Server::InProcess { .. } => {
-                panic!("an in-process server has no process of its own: spawn the process")
-            }
-        }
+        self.process().pid()
     }
 
     /// Sends SIGTERM and waits for the server to exit; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.wait()
+        self.process_mut().stop()
     }
 
     /// Waits for the server to exit (after a signal); returns its exit status.
     pub fn wait(&mut self) -> ExitStatus {
-        let mut child = self.child().take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                if let Server::Process { stderr_reader, .. } = &mut self.server
-                    && let Some(reader) = stderr_reader.take()
-                {
-                    reader.join().unwrap();
-                }
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process_mut().wait()
     }
 }
 
@@ -573,12 +365,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         match &mut self.server {
-            Server::Process { child, .. } => {
-                if let Some(mut child) = child.take() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            }
+            Server::Process(process) => process.kill(),
             Server::InProcess { handle, thread } => {
                 // The command is sent at once; the thread's end says that it was obeyed.
                 drop(handle.stop(false));
@@ -595,17 +382,7 @@ impl Drop for TestApp {
             }
         }
         if self.check_on_drop && !std::thread::panicking() {
-            let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))
-                .args(["check", "--data-dir"])
-                .arg(&self.data_dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "secretgen check on {}: {}",
-                self.data_dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::common::assert_check_passes(&self.data_dir);
         }
     }
 }

@@ -2,12 +2,12 @@
 //! bootstrap tokens, who made each change, and logs without secrets.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use secretgen::{SqliteStore, Store};
 use serde_json::json;
 
+use crate::common::cli::{refusal, run, secretgen};
 use crate::helpers::{
     TestApp, assert_error_shape, spawn_app, spawn_app_in, spawn_app_process, start,
 };
@@ -267,25 +267,15 @@ fn logs_at_every_level_and_in_json_hold_no_code_and_no_token() {
 
 /// `secretgen serve` with `args` on `data_dir`, run to its end (it must fail).
 fn failed_start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_secretgen"));
+    let mut command = secretgen(["serve", "--data-dir"]);
     command
-        .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(args)
-        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN")
-        .env_remove("SECRETGEN_BOOTSTRAP_TOKEN_FILE")
-        .env("SECRETGEN_GRPC_LISTEN", "off");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = command.output().unwrap();
+        .env("SECRETGEN_GRPC_LISTEN", "off")
+        .envs(env.iter().copied());
+    let out = run(&mut command);
     assert_eq!(out.status.code(), Some(2), "{args:?}");
-    assert!(out.stdout.is_empty(), "{args:?}: {:?}", out.stdout);
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
-    assert!(err.starts_with("secretgen: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
+    refusal(&out)
 }
 
 #[test]

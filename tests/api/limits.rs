@@ -6,6 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::common::cli::{output, refusal};
 use crate::helpers::{StderrTo, TestApp, spawn_app, spawn_app_with};
 
 /// `secretgen serve` with `args`: the cap is tested through the command line that sets it.
@@ -19,26 +20,43 @@ fn addr(app: &TestApp) -> String {
     app.base.strip_prefix("http://").unwrap().to_owned()
 }
 
-/// Sends `GET /healthz` on `stream`; the status line's code, or `None` when nothing came
-/// within `wait` (or the connection was closed).
-fn healthz(stream: &mut TcpStream, wait: Duration) -> Option<u16> {
+/// What a client hears on a connection within a wait.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    /// A status line with this code.
+    Status(u16),
+    /// The end of the connection (closed or reset) and no answer.
+    Closed,
+    /// Nothing: the connection is open and silent.
+    Nothing,
+}
+
+/// Sends `GET /healthz` on `stream`; what came back within `wait`.
+fn healthz(stream: &mut TcpStream, wait: Duration) -> Heard {
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    read_status(stream, wait)
+    hear(stream, wait)
 }
 
-fn read_status(stream: &mut TcpStream, wait: Duration) -> Option<u16> {
+/// What comes back on `stream` within `wait`; anything but a status line, the end of the
+/// connection or silence fails the test.
+fn hear(stream: &mut TcpStream, wait: Duration) -> Heard {
     stream.set_read_timeout(Some(wait)).unwrap();
     let mut answer = [0u8; 512];
     match stream.read(&mut answer) {
-        Ok(0) => None,
+        Ok(0) => Heard::Closed,
         Ok(n) => {
             let text = String::from_utf8_lossy(&answer[..n]);
-            text.split(' ').nth(1).and_then(|code| code.parse().ok())
+            let code = text
+                .strip_prefix("HTTP/1.1 ")
+                .and_then(|rest| rest.get(..3))
+                .and_then(|code| code.parse().ok())
+                .unwrap_or_else(|| panic!("not a status line: {text:?}"));
+            Heard::Status(code)
         }
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => None,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Heard::Nothing,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Heard::Closed,
         Err(e) => panic!("reading the answer: {e}"),
     }
 }
@@ -49,32 +67,40 @@ fn connections_over_the_cap_wait_until_one_closes() {
     let addr = addr(&app);
     let mut first = TcpStream::connect(&addr).unwrap();
     let mut second = TcpStream::connect(&addr).unwrap();
-    assert_eq!(healthz(&mut first, Duration::from_secs(5)), Some(200));
-    assert_eq!(healthz(&mut second, Duration::from_secs(5)), Some(200));
+    assert_eq!(
+        healthz(&mut first, Duration::from_secs(5)),
+        Heard::Status(200)
+    );
+    assert_eq!(
+        healthz(&mut second, Duration::from_secs(5)),
+        Heard::Status(200)
+    );
 
     // The kernel completes the third handshake, but the server does not take the connection
     // while two are held.
     let mut third = TcpStream::connect(&addr).unwrap();
-    assert_eq!(healthz(&mut third, Duration::from_secs(1)), None);
+    assert_eq!(healthz(&mut third, Duration::from_secs(1)), Heard::Nothing);
     // The held ones are still served.
-    assert_eq!(healthz(&mut first, Duration::from_secs(5)), Some(200));
+    assert_eq!(
+        healthz(&mut first, Duration::from_secs(5)),
+        Heard::Status(200)
+    );
 
     drop(second);
-    assert_eq!(read_status(&mut third, Duration::from_secs(5)), Some(200));
+    assert_eq!(hear(&mut third, Duration::from_secs(5)), Heard::Status(200));
 }
 
 #[test]
 fn max_connections_must_be_a_positive_number() {
     for bad in ["0", "-1", "many", "1000001"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg(format!("--max-connections={bad}"))
-            .env("SECRETGEN_DATA_DIR", "/nonexistent/never-written")
-            .output()
-            .unwrap();
+        let out = output([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            &format!("--max-connections={bad}"),
+        ]);
         assert_eq!(out.status.code(), Some(2), "--max-connections {bad}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let stderr = refusal(&out);
         assert!(stderr.contains("--max-connections"), "{stderr}");
     }
 }
@@ -95,22 +121,42 @@ fn a_header_section_over_128_kib_is_refused() {
     );
     assert!(head.len() < 128 * 1024);
     stream.write_all(head.as_bytes()).unwrap();
-    assert_eq!(read_status(&mut stream, Duration::from_secs(5)), Some(200));
+    assert_eq!(
+        hear(&mut stream, Duration::from_secs(5)),
+        Heard::Status(200)
+    );
 
     // Over it: 431, or the connection closed while the client was still sending.
-    let mut stream = TcpStream::connect(&addr).unwrap();
     let head = format!(
         "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
         line.repeat(50)
     );
     assert!(head.len() > 128 * 1024);
-    let status = match stream.write_all(head.as_bytes()) {
-        Ok(()) => read_status(&mut stream, Duration::from_secs(5)),
-        Err(_) => None,
-    };
-    assert!(matches!(status, Some(431) | None), "{status:?}");
+    assert_refused(&addr, head.as_bytes());
     // The server goes on serving.
     assert_eq!(app.request("GET", "/healthz", None, None).status, 200);
+}
+
+/// Sends `head` on a new connection to `addr`: the server must answer 431 or close the
+/// connection (the client's write or read then fails), within 5 s. Silence fails: a server
+/// that stopped reading and kept the connection would hold the client forever.
+fn assert_refused(addr: &str, head: &[u8]) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let heard = match stream.write_all(head) {
+        Ok(()) => hear(&mut stream, Duration::from_secs(5)),
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+            Heard::Closed
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Heard::Nothing,
+        Err(e) => panic!("sending the head: {e}"),
+    };
+    assert!(
+        matches!(heard, Heard::Status(431) | Heard::Closed),
+        "{heard:?}"
+    );
 }
 
 /// A client may pipeline: past the 16 requests a connection queues, the rest wait in the

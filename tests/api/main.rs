@@ -5,6 +5,8 @@
 
 mod audit;
 mod codes;
+#[path = "../common/mod.rs"]
+mod common;
 mod console;
 mod errors;
 mod generators;

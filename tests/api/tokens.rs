@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::common::cli::{refusal, stdout};
 use crate::helpers::{
     Answer, TestApp, assert_error_shape, spawn_app, spawn_app_process, violated_fields,
 };
@@ -295,16 +296,7 @@ fn revoking_from_the_command_line_beside_a_running_server_takes_effect_at_once()
             .unwrap()
             .to_owned()
     };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
-        .args(["token", "revoke", &id])
-        .env("SECRETGEN_DATA_DIR", &app.data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout(&app.command(&["token", "revoke", &id]));
     // The server notices another process's commit within its watch interval (20 ms).
     let start = Instant::now();
     while app.generate_with(&token) == 200 {
@@ -314,21 +306,11 @@ fn revoking_from_the_command_line_beside_a_running_server_takes_effect_at_once()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let list_out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
-        .args(["token", "list"])
-        .env("SECRETGEN_DATA_DIR", &app.data_dir)
-        .output()
-        .unwrap();
-    let listing = String::from_utf8(list_out.stdout).unwrap();
+    let listing = stdout(&app.command(&["token", "list"]));
     assert!(listing.contains("bootstrap-admin"), "{listing}");
     assert!(!listing.contains(&id), "{listing}");
     assert!(!listing.contains("sg_"), "no token in the listing");
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
-        .args(["token", "revoke", &id])
-        .env("SECRETGEN_DATA_DIR", &app.data_dir)
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
+    refusal(&app.command(&["token", "revoke", &id]));
 }
 
 /// The id of the token named `name`, from the listing.
@@ -555,20 +537,15 @@ fn names_are_unique_among_live_tokens_and_the_servers_own_names_are_reserved() {
         ("system", "server's own"),
         ("deploy", "already has this name"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
-            .args([
-                "token",
-                "create",
-                "--name",
-                name,
-                "--permissions",
-                "iam.read",
-            ])
-            .env("SECRETGEN_DATA_DIR", &app.data_dir)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{name} was accepted");
+        let out = app.command(&[
+            "token",
+            "create",
+            "--name",
+            name,
+            "--permissions",
+            "iam.read",
+        ]);
+        let stderr = refusal(&out);
         assert!(stderr.contains(why), "{name}: {stderr}");
     }
 }

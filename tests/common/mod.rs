@@ -14,11 +14,7 @@ pub fn private_dir() -> tempfile::TempDir {
 
 /// Runs `secretgen check` on `data_dir` and fails the test unless it finds the store whole.
 pub fn assert_check_passes(data_dir: &std::path::Path) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgen"))
-        .args(["check", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("secretgen check runs");
+    let out = cli::run(cli::secretgen(["check", "--data-dir"]).arg(data_dir));
     assert!(
         out.status.success(),
         "secretgen check failed on {}: {}",
@@ -27,5 +23,8 @@ pub fn assert_check_passes(data_dir: &std::path::Path) {
     );
 }
 
+pub mod cli;
+pub mod http;
 pub mod pg;
 pub mod proxy;
+pub mod server;

@@ -1,36 +1,21 @@
 //! The `secretgen generate` command, run as a real process.
 
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
+use crate::common::cli::{output, refusal, run, secretgen, stdout};
 use secretgen::alphabet::{AMBIGUOUS, DIGITS, SYMBOLS};
 
-fn secretgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_secretgen"))
-        .args(args)
-        // Never a store that happens to be in the working directory: the defaults.
-        .env("SECRETGEN_DATA_DIR", "/nonexistent/secretgen-cli-test")
-        .output()
-        .expect("the binary runs")
-}
-
+/// The lines of a run that must succeed and say nothing on standard error.
 fn lines(out: &Output) -> Vec<String> {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout(out);
     assert!(out.stderr.is_empty());
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    text.lines().map(str::to_owned).collect()
 }
 
 #[test]
 fn prints_count_codes_of_the_default_configuration() {
-    let codes = lines(&secretgen(&["generate", "otp_sms", "--count", "1000"]));
+    let codes = lines(&output(["generate", "otp_sms", "--count", "1000"]));
     assert_eq!(codes.len(), 1000);
     assert!(
         codes
@@ -47,7 +32,7 @@ fn prints_count_codes_of_the_default_configuration() {
 #[test]
 fn one_code_by_default_for_every_spelling_of_the_type() {
     for t in ["SECRET_GENERATOR_TYPE_APP_SECRET", "app_secret", "6"] {
-        let codes = lines(&secretgen(&["generate", t]));
+        let codes = lines(&output(["generate", t]));
         assert_eq!(codes.len(), 1);
         assert_eq!(codes[0].len(), 64);
         assert!(codes[0].bytes().all(|b| b.is_ascii_alphanumeric()));
@@ -56,7 +41,7 @@ fn one_code_by_default_for_every_spelling_of_the_type() {
 
 #[test]
 fn flags_override_the_configuration_for_one_run() {
-    let codes = lines(&secretgen(&[
+    let codes = lines(&output([
         "generate",
         "INIT_CODE",
         "--count",
@@ -104,31 +89,20 @@ fn bad_arguments_give_one_line_and_a_failure() {
         (&[], "subcommand"),
     ];
     for (args, needle) in cases {
-        let out = secretgen(args);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(out.stdout.is_empty(), "{args:?} printed codes");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("secretgen: "), "{err}");
+        let err = refusal(&output(*args));
         assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
     }
 }
 
 #[test]
 fn help_succeeds() {
-    let out = secretgen(&["generate", "--help"]);
-    assert!(out.status.success());
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .contains("--require-each-class")
-    );
+    let help = stdout(&output(["generate", "--help"]));
+    assert!(help.contains("--require-each-class"));
 }
 
 #[test]
 fn a_reader_that_stops_early_ends_the_run_quietly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secretgen"))
-        .args(["generate", "OTP_SMS", "--count", "1000000000000"])
+    let mut child = secretgen(["generate", "OTP_SMS", "--count", "1000000000000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -153,28 +127,21 @@ fn a_reader_that_stops_early_ends_the_run_quietly() {
 #[test]
 fn a_bad_body_timeout_is_one_line_and_exit_2() {
     for value in ["0", "3601", "1.5", "ten", "-1", ""] {
-        let out = secretgen(&["serve", &format!("--body-timeout={value}")]);
+        let out = output(["serve", &format!("--body-timeout={value}")]);
         assert_eq!(out.status.code(), Some(2), "--body-timeout {value:?}");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{value:?}: {err}");
+        let err = refusal(&out);
         assert!(err.contains("--body-timeout"), "{value:?}: {err}");
         if value.is_empty() {
             // An empty variable is as good as none: the server would start.
             continue;
         }
         // The same through the environment.
-        let out = Command::new(env!("CARGO_BIN_EXE_secretgen"))
-            .arg("serve")
-            .env("SECRETGEN_DATA_DIR", "/nonexistent/secretgen-cli-test")
-            .env("SECRETGEN_BODY_TIMEOUT", value)
-            .output()
-            .unwrap();
+        let out = run(secretgen(["serve"]).env("SECRETGEN_BODY_TIMEOUT", value));
         assert_eq!(
             out.status.code(),
             Some(2),
             "SECRETGEN_BODY_TIMEOUT={value:?}"
         );
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{value:?}: {err}");
+        refusal(&out);
     }
 }

@@ -1,49 +1,26 @@
 //! The commands that use the data directory, run as real processes: `generate` with a
 //! stored configuration, `token create`, and the clear refusals of stores that cannot be used.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use crate::common;
+use crate::common::cli::{refusal, run, stdout, wrapped};
 use secretgen::store::database_path;
 use secretgen::{ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, SqliteStore, Store};
 
-fn secretgen(args: &[&str], data_dir: &Path) -> Output {
-    run(
-        Command::new(env!("CARGO_BIN_EXE_secretgen")),
-        args,
-        data_dir,
-    )
-}
-
-fn run(mut command: Command, args: &[&str], data_dir: &Path) -> Output {
+/// `secretgen ARGS` on the store in `data_dir`.
+fn in_store(args: &[&str], data_dir: &Path) -> Command {
+    let mut command = common::cli::secretgen(args);
+    command.env("SECRETGEN_DATA_DIR", data_dir);
     command
-        .args(args)
-        .env("SECRETGEN_DATA_DIR", data_dir)
-        .output()
-        .expect("the binary runs")
 }
 
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// The one-line reason of a failed command.
-fn refusal(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    assert!(out.stdout.is_empty());
-    let err = String::from_utf8(out.stderr.clone()).unwrap();
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("secretgen: "), "{err}");
-    err
+/// `secretgen ARGS` on the store in `data_dir`, run to its end.
+fn run_in(args: &[&str], data_dir: &Path) -> Output {
+    run(&mut in_store(args, data_dir))
 }
 
 #[test]
@@ -62,7 +39,7 @@ fn generate_uses_the_stored_configuration() {
             .update(GeneratorConfig::new(&draft).unwrap(), "ci")
             .unwrap();
     }
-    let codes = stdout(&secretgen(
+    let codes = stdout(&run_in(
         &["generate", "otp_sms", "--count", "50"],
         dir.path(),
     ));
@@ -74,7 +51,7 @@ fn generate_uses_the_stored_configuration() {
         "{codes}"
     );
     // Flags still override the stored configuration for one run.
-    let codes = stdout(&secretgen(
+    let codes = stdout(&run_in(
         &["generate", "otp_sms", "--length", "20"],
         dir.path(),
     ));
@@ -82,7 +59,7 @@ fn generate_uses_the_stored_configuration() {
         codes.trim_end().len() == 20 && codes.bytes().all(|b| b.is_ascii_uppercase() || b == b'\n')
     );
     // A type left at its default keeps it.
-    let codes = stdout(&secretgen(&["generate", "otp_email"], dir.path()));
+    let codes = stdout(&run_in(&["generate", "otp_email"], dir.path()));
     assert!(codes.trim_end().len() == 8 && codes.trim_end().bytes().all(|b| b.is_ascii_digit()));
 }
 
@@ -100,7 +77,7 @@ fn generate_reads_the_store_while_a_writer_holds_it() {
     control
         .update(GeneratorConfig::new(&draft).unwrap(), "ci")
         .unwrap();
-    let codes = stdout(&secretgen(&["generate", "7"], dir.path()));
+    let codes = stdout(&run_in(&["generate", "7"], dir.path()));
     assert_eq!(codes.trim_end().len(), 7);
 }
 
@@ -108,7 +85,7 @@ fn generate_reads_the_store_while_a_writer_holds_it() {
 fn token_create_prints_a_token_and_stores_only_its_hash() {
     let dir = common::private_dir();
     let data = dir.path().join("new");
-    let out = stdout(&secretgen(
+    let out = stdout(&run_in(
         &[
             "token",
             "create",
@@ -154,7 +131,7 @@ fn token_create_works_beside_a_running_writer() {
     let dir = common::private_dir();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let _control = ControlPlane::open(Arc::clone(&store) as Arc<dyn Store>, None).unwrap();
-    let out = stdout(&secretgen(
+    let out = stdout(&run_in(
         &[
             "token",
             "create",
@@ -173,7 +150,7 @@ fn token_create_works_beside_a_running_writer() {
 fn token_create_refuses_bad_arguments_and_writes_nothing() {
     let dir = common::private_dir();
     let data = dir.path().join("d");
-    let err = refusal(&secretgen(
+    let err = refusal(&run_in(
         &[
             "token",
             "create",
@@ -185,7 +162,7 @@ fn token_create_refuses_bad_arguments_and_writes_nothing() {
         &data,
     ));
     assert!(err.contains("unknown permission \"root\""), "{err}");
-    let err = refusal(&secretgen(
+    let err = refusal(&run_in(
         &["token", "create", "--name", "", "--permissions", "iam.read"],
         &data,
     ));
@@ -212,7 +189,7 @@ fn a_corrupt_store_stops_every_command_and_is_left_as_it_was() {
             "iam.read",
         ][..],
     ] {
-        let err = refusal(&secretgen(args, dir.path()));
+        let err = refusal(&run_in(args, dir.path()));
         assert!(err.contains("not a usable secretgen store"), "{err}");
         assert!(err.contains("left as it is"), "{err}");
         assert_eq!(fs::read(database_path(dir.path())).unwrap(), garbage);
@@ -224,17 +201,18 @@ fn a_corrupt_store_stops_every_command_and_is_left_as_it_was() {
 fn without_override(args: &[&str], data_dir: &Path) -> Output {
     let probe = data_dir.join(".probe");
     if fs::write(&probe, b"").is_err() {
-        return secretgen(args, data_dir); // permissions already apply to us
+        return run_in(args, data_dir); // permissions already apply to us
     }
     let _ = fs::remove_file(&probe);
-    let mut command = Command::new("setpriv");
-    command.args([
-        "--bounding-set",
-        "-dac_override,-dac_read_search,-fowner",
-        "--",
-        env!("CARGO_BIN_EXE_secretgen"),
-    ]);
-    run(command, args, data_dir)
+    run(&mut wrapped(
+        &[
+            "setpriv",
+            "--bounding-set",
+            "-dac_override,-dac_read_search,-fowner",
+            "--",
+        ],
+        &in_store(args, data_dir),
+    ))
 }
 
 fn make_read_only(dir: &Path) {
@@ -316,7 +294,7 @@ fn backup_copies_the_store_while_its_writer_runs_and_the_copy_is_a_working_store
     let target = common::private_dir();
     let copy = target.path().join("secretgen-backup.db");
     let copy_arg = copy.to_str().unwrap();
-    let out = stdout(&secretgen(&["backup", "--to", copy_arg], dir.path()));
+    let out = stdout(&run_in(&["backup", "--to", copy_arg], dir.path()));
     assert!(out.contains("9 events"), "{out}");
     assert_eq!(
         fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
@@ -330,7 +308,7 @@ fn backup_copies_the_store_while_its_writer_runs_and_the_copy_is_a_working_store
 
     // A backup never overwrites.
     let before = fs::read(&copy).unwrap();
-    let err = refusal(&secretgen(&["backup", "--to", copy_arg], dir.path()));
+    let err = refusal(&run_in(&["backup", "--to", copy_arg], dir.path()));
     assert!(err.contains("exists"), "{err}");
     assert_eq!(fs::read(&copy).unwrap(), before);
 
@@ -338,7 +316,7 @@ fn backup_copies_the_store_while_its_writer_runs_and_the_copy_is_a_working_store
     let restored = common::private_dir();
     fs::copy(&copy, database_path(restored.path())).unwrap();
     common::assert_check_passes(restored.path());
-    let codes = stdout(&secretgen(&["generate", "otp_sms"], restored.path()));
+    let codes = stdout(&run_in(&["generate", "otp_sms"], restored.path()));
     assert_eq!(codes.trim_end().len(), 11);
     let restarted =
         ControlPlane::open(Arc::new(SqliteStore::open(restored.path()).unwrap()), None).unwrap();
@@ -366,7 +344,7 @@ fn check_reports_a_whole_store_and_refuses_a_damaged_one_without_changing_it() {
             .unwrap();
         control.instance().id().clone()
     };
-    stdout(&secretgen(
+    stdout(&run_in(
         &[
             "token",
             "create",
@@ -377,7 +355,7 @@ fn check_reports_a_whole_store_and_refuses_a_damaged_one_without_changing_it() {
         ],
         dir.path(),
     ));
-    let report = stdout(&secretgen(&["check"], dir.path()));
+    let report = stdout(&run_in(&["check"], dir.path()));
     assert!(
         report.contains(&format!(
             "instance {id} (default): 10 events, last sequence 10, hash chain intact"
@@ -398,11 +376,11 @@ fn check_reports_a_whole_store_and_refuses_a_damaged_one_without_changing_it() {
             .map(|name| fs::read(dir.path().join(name)).unwrap_or_default())
     };
     let before = contents();
-    let err = refusal(&secretgen(&["check"], dir.path()));
+    let err = refusal(&run_in(&["check"], dir.path()));
     assert!(err.contains("event 9 of instance"), "{err}");
     assert!(err.contains("does not match its hash"), "{err}");
     assert!(before == contents(), "check changed the store's files");
     let empty = common::private_dir();
-    let err = refusal(&secretgen(&["check"], empty.path()));
+    let err = refusal(&run_in(&["check"], empty.path()));
     assert!(err.contains("holds no store"), "{err}");
 }
