@@ -40,8 +40,8 @@ fn open_writer(dir: &Path) -> Result<SqliteStore, secretgen::StoreError> {
 /// A digits-only configuration of `t`.
 fn otp_of(t: GeneratorType, length: i64, expiry: &str) -> GeneratorConfig {
     GeneratorConfig::new(&ConfigDraft {
-        length,
-        expiry: expiry.into(),
+        length: secretgen::CodeLength::new(length),
+        expiry: secretgen::protojson::expiry(expiry),
         include_digits: true,
         ..ConfigDraft::new(t)
     })
