@@ -1167,7 +1167,7 @@ mod tests {
         let instance = InstanceId::new("1").unwrap();
         let event = |event_type, length| {
             let mut draft = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
-            draft.length = length;
+            draft.length = crate::CodeLength::new(length);
             NewEvent {
                 event_type,
                 config: GeneratorConfig::new(&draft).unwrap(),
