@@ -115,8 +115,8 @@ fn by_type(c: &mut Criterion) {
 
 fn alnum8(c: &mut Criterion) {
     let config = GeneratorConfig::new(&ConfigDraft {
-        length: 8,
-        expiry: "300s".into(),
+        length: secretgen::CodeLength::new(8),
+        expiry: secretgen::Expiry::from_secs(300),
         include_lower_letters: true,
         include_upper_letters: true,
         include_digits: true,
@@ -137,7 +137,7 @@ fn swap(c: &mut Criterion) {
     ));
     let a = GeneratorConfig::default_for(t);
     let mut draft = a.to_draft();
-    draft.expiry = "600s".into();
+    draft.expiry = secretgen::Expiry::from_secs(600);
     let b = GeneratorConfig::new(&draft).unwrap();
     let mut group = c.benchmark_group("swap");
     let mut buf = vec![0u8; a.length().get()];

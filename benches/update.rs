@@ -19,8 +19,8 @@ use secretgen::{ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, Sqlit
 /// Configuration number `n` of `t`, checked (the check is part of every update's cost).
 fn config(t: GeneratorType, n: u64) -> GeneratorConfig {
     GeneratorConfig::new(&ConfigDraft {
-        length: 8,
-        expiry: format!("{}s", 60 + n % 2),
+        length: secretgen::CodeLength::new(8),
+        expiry: secretgen::Expiry::from_secs(60 + n % 2),
         include_digits: true,
         ..ConfigDraft::new(t)
     })

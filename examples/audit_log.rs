@@ -43,8 +43,8 @@ fn open(kind: &str, at: &str) -> Arc<dyn Store> {
 
 fn config(length: i64) -> GeneratorConfig {
     GeneratorConfig::new(&ConfigDraft {
-        length,
-        expiry: "300s".into(),
+        length: secretgen::CodeLength::new(length),
+        expiry: secretgen::Expiry::from_secs(300),
         include_digits: true,
         ..ConfigDraft::new(GeneratorType::OtpSms)
     })

@@ -20,8 +20,8 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "owned".into());
     let n: usize = args.next().map_or(100_000, |s| s.parse().expect("a count"));
     let config = GeneratorConfig::new(&ConfigDraft {
-        length: 8,
-        expiry: "300s".into(),
+        length: secretgen::CodeLength::new(8),
+        expiry: secretgen::Expiry::from_secs(300),
         include_lower_letters: true,
         include_upper_letters: true,
         include_digits: true,

@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use secretgen::store::{PostgresOptions, PostgresStore};
 use secretgen::token::{self, Token};
 use secretgen::{
-    CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType, InstanceId,
-    SqliteStore, Store, StoreErrorKind, control, server,
+    CodeLength, CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType,
+    InstanceId, SqliteStore, Store, StoreErrorKind, control, server,
 };
 use zeroize::Zeroize;
 
@@ -479,7 +479,7 @@ fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, CliError> {
         .unwrap_or_else(|| GeneratorConfig::default_for(generator_type));
     let mut draft: ConfigDraft = base.to_draft();
     if let Some(length) = args.length {
-        draft.length = length;
+        draft.length = CodeLength::new(length);
     }
     if args.lower || args.upper || args.digits || args.symbols {
         draft.include_lower_letters = args.lower;

@@ -34,6 +34,7 @@ pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod protojson;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -134,7 +134,7 @@ pub enum TokenError {
 /// A token's lifetime from its protobuf JSON duration (`"86400s"`): whole seconds, 1 s to
 /// [`MAX_EXPIRY`].
 pub fn parse_expiry(text: &str) -> Result<Duration, TokenError> {
-    match crate::expiry::parse_duration(text) {
+    match crate::protojson::duration(text) {
         Some((false, Some(d))) if d.subsec_nanos() == 0 && d.as_secs() >= 1 && d <= MAX_EXPIRY => {
             Ok(d)
         }
@@ -150,8 +150,7 @@ impl Token {
     /// A new random token.
     pub fn generate() -> Result<Token, EntropyError> {
         let config = GeneratorConfig::new(&ConfigDraft {
-            length: RANDOM_CHARS,
-            expiry: "0s".into(),
+            length: crate::CodeLength::new(RANDOM_CHARS),
             include_lower_letters: true,
             include_upper_letters: true,
             include_digits: true,

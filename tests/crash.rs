@@ -32,8 +32,8 @@ fn update_config(n: u64) -> (GeneratorType, ConfigDraft) {
         GeneratorType::OtpEmail
     };
     let draft = ConfigDraft {
-        length: 8 + (n % 5) as i64,
-        expiry: format!("{}s", 1 + n % 2_678_000),
+        length: secretgen::CodeLength::new(8 + (n % 5) as i64),
+        expiry: secretgen::Expiry::from_secs(1 + n % 2_678_000),
         include_digits: true,
         ..ConfigDraft::new(t)
     };

@@ -1,6 +1,6 @@
 //! The README's library example, kept compiling and true.
 
-use secretgen::{Field, Generator, GeneratorConfig, GeneratorType};
+use secretgen::{CodeLength, Field, Generator, GeneratorConfig, GeneratorType};
 
 #[test]
 fn the_readme_library_example_runs() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,7 +15,7 @@ fn the_readme_library_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     assert!(buf.iter().all(u8::is_ascii_digit));
 
     let mut draft = config.to_draft();
-    draft.length = 4;
+    draft.length = CodeLength::new(4);
     let err = GeneratorConfig::new(&draft).unwrap_err(); // every violated rule, by field
     assert_eq!(err.fields(), [Field::EntropyBits]);
     Ok(())

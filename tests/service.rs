@@ -293,7 +293,7 @@ fn an_update_is_checked_once_and_a_refused_one_changes_nothing() {
         let written = events(&s);
         // Every rule at once, each by its typed field; nothing written, nothing swapped.
         let mut draft = ConfigDraft::new(GeneratorType::OtpSms);
-        draft.expiry = "-1s".into();
+        draft.expiry = Err(secretgen::expiry::ExpiryError::Negative);
         let e = s.service.update(&grant, draft).await.unwrap_err();
         let Error::Invalid { violations, .. } = e else {
             panic!("expected violations, got {e:?}");
@@ -318,7 +318,7 @@ fn an_update_is_checked_once_and_a_refused_one_changes_nothing() {
         ));
         // A valid change is written once and served at once; the same again writes nothing.
         let mut draft = before.config().to_draft();
-        draft.length = 10;
+        draft.length = secretgen::CodeLength::new(10);
         let changed = s.service.update(&grant, draft.clone()).await.unwrap();
         assert_eq!(changed.config().length().get(), 10);
         assert_eq!(events(&s), written + 1);

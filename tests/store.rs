@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use secretgen::store::{EventType, database_path};
 use secretgen::{
-    ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, InstanceId, SqliteStore, Store,
-    StoreErrorKind,
+    CodeLength, ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, InstanceId, SqliteStore,
+    Store, StoreErrorKind,
 };
 
 fn open(dir: &Path) -> ControlPlane {
@@ -40,8 +40,8 @@ fn open_writer(dir: &Path) -> Result<SqliteStore, secretgen::StoreError> {
 /// A digits-only configuration of `t`.
 fn otp_of(t: GeneratorType, length: i64, expiry: &str) -> GeneratorConfig {
     GeneratorConfig::new(&ConfigDraft {
-        length,
-        expiry: expiry.into(),
+        length: secretgen::CodeLength::new(length),
+        expiry: secretgen::protojson::expiry(expiry),
         include_digits: true,
         ..ConfigDraft::new(t)
     })
@@ -511,7 +511,7 @@ fn a_new_store_is_whole_in_its_database_file_alone() {
     assert_eq!(reader.default_instance().unwrap(), Some(id.clone()));
     let events = reader.events(&id).unwrap();
     assert_eq!(events.len(), 9);
-    assert_eq!(events[8].config().unwrap().length, 10);
+    assert_eq!(events[8].config().unwrap().length, CodeLength::new(10));
     common::assert_check_passes(copy.path());
     common::assert_check_passes(dir.path());
 }

@@ -81,8 +81,8 @@ fn claimed(store: &dyn Store) -> InstanceId {
 /// A digits-only configuration of `t`.
 fn config(t: GeneratorType, length: i64) -> GeneratorConfig {
     GeneratorConfig::new(&ConfigDraft {
-        length,
-        expiry: "60s".into(),
+        length: secretgen::CodeLength::new(length),
+        expiry: secretgen::Expiry::new(std::time::Duration::from_secs(60)),
         include_digits: true,
         ..ConfigDraft::new(t)
     })

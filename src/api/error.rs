@@ -8,33 +8,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
+use crate::config::Field;
 use crate::service::{self, Subject};
 
-/// gRPC status codes used by the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum GrpcCode {
-    /// 3.
-    InvalidArgument = 3,
-    /// 4.
-    DeadlineExceeded = 4,
-    /// 5.
-    NotFound = 5,
-    /// 6.
-    AlreadyExists = 6,
-    /// 7.
-    PermissionDenied = 7,
-    /// 8.
-    ResourceExhausted = 8,
-    /// 12.
-    Unimplemented = 12,
-    /// 13.
-    Internal = 13,
-    /// 14.
-    Unavailable = 14,
-    /// 16.
-    Unauthenticated = 16,
-}
+/// The gRPC status code of an error body: the gRPC transport's own type, one for both
+/// transports (SPEC section 5's table).
+pub use tonic::Code as GrpcCode;
 
 /// One field violation of a `google.rpc.BadRequest`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,7 +175,7 @@ impl ApiError {
             })]
         };
         json!({
-            "code": self.code as u8,
+            "code": self.code as i32,
             "message": self.message,
             "details": details,
         })
@@ -236,11 +215,23 @@ impl From<service::Error> for ApiError {
     }
 }
 
-/// The JSON name of what a violation is about: a configuration field by its SPEC name
-/// (protojson's lowerCamelCase, as the SPEC writes them), and `count`.
+/// The JSON name of what a violation is about: a configuration field by its protojson name
+/// (lowerCamelCase, as the SPEC writes them), and `count`. The gRPC transport names the same
+/// fields its own way (`crate::grpc::status::field_name`).
 pub fn json_name(subject: Subject) -> &'static str {
     match subject {
-        Subject::Config(field) => field.name(),
+        Subject::Config(field) => match field {
+            Field::GeneratorType => "generatorType",
+            Field::Length => "length",
+            Field::Expiry => "expiry",
+            Field::IncludeLowerLetters => "includeLowerLetters",
+            Field::IncludeUpperLetters => "includeUpperLetters",
+            Field::IncludeDigits => "includeDigits",
+            Field::IncludeSymbols => "includeSymbols",
+            Field::ExcludeAmbiguous => "excludeAmbiguous",
+            Field::RequireEachClass => "requireEachClass",
+            Field::EntropyBits => "entropyBits",
+        },
         Subject::Count => "count",
         Subject::TokenName => "name",
         Subject::TokenPermissions => "permissions",

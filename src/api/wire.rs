@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, Violation};
-use crate::config::{ConfigDraft, Field, FieldViolation, floor_hundredths};
+use crate::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
 use crate::generator_type::{GeneratorType, ParseGeneratorTypeError};
 use crate::registry::{InstanceId, Snapshot, Version};
 use crate::service::{
@@ -20,22 +20,7 @@ use crate::service::{
 use crate::store::{Change, EventType, TokenRecord};
 use crate::token::Token;
 
-/// A timestamp as protojson writes it: UTC, with 0, 3, 6 or 9 fractional digits.
-pub fn timestamp(time: SystemTime) -> String {
-    let nanos = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    if nanos == 0 {
-        humantime::format_rfc3339_seconds(time).to_string()
-    } else if nanos.is_multiple_of(1_000_000) {
-        humantime::format_rfc3339_millis(time).to_string()
-    } else if nanos.is_multiple_of(1_000) {
-        humantime::format_rfc3339_micros(time).to_string()
-    } else {
-        humantime::format_rfc3339_nanos(time).to_string()
-    }
-}
+pub use crate::protojson::timestamp;
 
 /// `details` of a generator.
 #[derive(Debug, Serialize)]
@@ -59,20 +44,52 @@ impl Details {
     }
 }
 
-/// A `secretGenerator` object.
+/// A configuration's fields, the one HTTP rendering of a configuration: in a
+/// `secretGenerator` and in the audit log's `config` and `previous`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SecretGenerator {
-    generator_type: &'static str,
-    details: Details,
-    length: usize,
-    expiry: String,
+pub struct ConfigFields {
+    length: i64,
+    /// `null` only for a draft whose expiry is unacceptable, which no stored event holds.
+    expiry: Option<String>,
     include_lower_letters: bool,
     include_upper_letters: bool,
     include_digits: bool,
     include_symbols: bool,
     exclude_ambiguous: bool,
     require_each_class: bool,
+}
+
+impl ConfigFields {
+    /// The fields of `draft` (a valid configuration's draft, or an event's).
+    pub fn of(draft: &ConfigDraft) -> ConfigFields {
+        ConfigFields {
+            length: match draft.length {
+                Ok(length) => length.get() as i64,
+                Err(e) => e.value(),
+            },
+            expiry: draft
+                .expiry
+                .ok()
+                .map(|e| crate::protojson::duration_text(e.duration())),
+            include_lower_letters: draft.include_lower_letters,
+            include_upper_letters: draft.include_upper_letters,
+            include_digits: draft.include_digits,
+            include_symbols: draft.include_symbols,
+            exclude_ambiguous: draft.exclude_ambiguous,
+            require_each_class: draft.require_each_class,
+        }
+    }
+}
+
+/// A `secretGenerator` object.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretGenerator {
+    generator_type: &'static str,
+    details: Details,
+    #[serde(flatten)]
+    config: ConfigFields,
     entropy_bits: f64,
 }
 
@@ -80,18 +97,10 @@ impl SecretGenerator {
     /// The generator of `snapshot`, in `instance`.
     pub fn of(snapshot: &Snapshot, instance: &InstanceId) -> SecretGenerator {
         let c = snapshot.config();
-        let d = c.to_draft();
         SecretGenerator {
             generator_type: c.generator_type().full_name(),
             details: Details::of(snapshot.version(), instance),
-            length: c.length().get(),
-            expiry: d.expiry,
-            include_lower_letters: d.include_lower_letters,
-            include_upper_letters: d.include_upper_letters,
-            include_digits: d.include_digits,
-            include_symbols: d.include_symbols,
-            exclude_ambiguous: d.exclude_ambiguous,
-            require_each_class: d.require_each_class,
+            config: ConfigFields::of(&c.to_draft()),
             entropy_bits: floor_hundredths(c.entropy_bits()),
         }
     }
@@ -318,17 +327,17 @@ pub fn config_draft(
             description: why.to_owned(),
         })
     };
-    let mut length = 0;
+    let mut length = CodeLength::new(0);
     if let Some(value) = field(object, "length") {
         match integer(value) {
-            Some(n) => length = n,
+            Some(n) => length = CodeLength::new(n),
             None => unreadable(Field::Length, "must be an integer"),
         }
     }
     let mut expiry = None;
     match field(object, "expiry") {
         None => {}
-        Some(Value::String(s)) => expiry = Some(s.clone()),
+        Some(Value::String(s)) => expiry = Some(crate::protojson::expiry(s)),
         Some(_) => unreadable(Field::Expiry, "must be a duration string such as \"300s\""),
     }
     let mut flags = [false; 6];
@@ -342,7 +351,7 @@ pub fn config_draft(
             Some(_) => unreadable(field_, "must be true or false"),
         }
     }
-    draft.length = i64::try_from(length).unwrap_or(if length < 0 { i64::MIN } else { i64::MAX });
+    draft.length = length;
     if let Some(expiry) = expiry {
         draft.expiry = expiry;
     }
@@ -653,16 +662,7 @@ fn rfc3339(text: &str) -> Option<SystemTime> {
 
 /// A configuration as the audit log shows it: the API's field names.
 fn config_json(draft: &ConfigDraft) -> Value {
-    serde_json::json!({
-        "length": draft.length,
-        "expiry": draft.expiry,
-        "includeLowerLetters": draft.include_lower_letters,
-        "includeUpperLetters": draft.include_upper_letters,
-        "includeDigits": draft.include_digits,
-        "includeSymbols": draft.include_symbols,
-        "excludeAmbiguous": draft.exclude_ambiguous,
-        "requireEachClass": draft.require_each_class,
-    })
+    serde_json::to_value(ConfigFields::of(draft)).expect("plain fields serialize")
 }
 
 /// The answer to an event search: each event with its sequence, type, what it is about, what
@@ -818,23 +818,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn timestamps_are_written_like_protojson() {
-        assert_eq!(timestamp(at(1_795_339_958, 0)), "2026-11-22T09:32:38Z");
-        assert_eq!(
-            timestamp(at(1_795_339_958, 719_000_000)),
-            "2026-11-22T09:32:38.719Z"
-        );
-        assert_eq!(
-            timestamp(at(1_795_339_958, 719_123_000)),
-            "2026-11-22T09:32:38.719123Z"
-        );
-        assert_eq!(
-            timestamp(at(1_795_339_958, 719_123_456)),
-            "2026-11-22T09:32:38.719123456Z"
-        );
-    }
-
-    #[test]
     fn codes_need_no_json_escaping() {
         for alphabet in [LOWER, UPPER, DIGITS, SYMBOLS] {
             assert!(!alphabet.contains('"') && !alphabet.contains('\\'));
@@ -883,7 +866,8 @@ mod tests {
             object(br#"{"length": "10", "expiry": "60s", "includeDigits": true, "x": 1}"#).unwrap();
         let draft = config_draft(&body, Ok(GeneratorType::OtpSms));
         assert!(draft.unreadable.is_empty());
-        assert_eq!(draft.length, 10);
+        assert_eq!(draft.length, CodeLength::new(10));
+        assert_eq!(draft.expiry, crate::Expiry::from_secs(60));
         assert!(draft.include_digits && !draft.include_upper_letters);
         let body = object(
             br#"{"length": 8.5, "expiry": 300, "includeDigits": "yes", "excludeAmbiguous": null}"#,
@@ -892,7 +876,8 @@ mod tests {
         let draft = config_draft(&body, Ok(GeneratorType::OtpSms));
         let fields: Vec<Field> = draft.unreadable.iter().map(|v| v.field).collect();
         assert_eq!(fields, [Field::Length, Field::Expiry, Field::IncludeDigits]);
-        assert_eq!((draft.length, draft.expiry.as_str()), (0, "0s"));
+        assert_eq!(draft.length, CodeLength::new(0));
+        assert_eq!(draft.expiry, Ok(crate::Expiry::NEVER));
         // A bad type is one more unreadable field, listed first; the body is read all the
         // same.
         let draft = config_draft(&body, "nope".parse::<GeneratorType>());

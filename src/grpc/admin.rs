@@ -15,7 +15,8 @@ use super::proto::zitadel::admin::v1::{
 use super::proto::zitadel::settings::v1::{SecretGenerator, secret_generator_query::Query};
 use super::proto::zitadel::v1::{ListDetails, ObjectDetails};
 use super::{admit, generator_type, observe, status};
-use crate::config::{ConfigDraft, Field, FieldViolation, floor_hundredths};
+use crate::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
+use crate::expiry::{Expiry, ExpiryError};
 use crate::metrics::GrpcMethod;
 use crate::registry::{InstanceId, Snapshot, Version};
 use crate::service::{ReadGenerators, SearchQuery, Service, UpdateGenerator};
@@ -38,12 +39,27 @@ pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(time)
 }
 
-/// A duration as protobuf writes it (it fits: expiries are at most 31 days).
-pub fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: d.subsec_nanos() as i32,
+/// An expiry as protobuf writes it (it fits: expiries are at most 31 days).
+fn duration(expiry: Expiry) -> prost_types::Duration {
+    prost_types::Duration::try_from(expiry.duration()).expect("31 days fit in a Duration")
+}
+
+/// Why a `google.protobuf.Duration` is none: protobuf requires seconds and nanos of one sign,
+/// and nanos below a second.
+const NOT_A_DURATION: &str = "must be a google.protobuf.Duration: seconds and nanos of one \
+                              sign, and nanos between -999999999 and 999999999";
+
+/// A `google.protobuf.Duration` as the engine's expiry, converted once: `None` when it is no
+/// duration at all ([`NOT_A_DURATION`]), else the expiry or why it is none (negative, too
+/// long, too short).
+fn expiry(d: &prost_types::Duration) -> Option<Result<Expiry, ExpiryError>> {
+    let (secs, nanos) = (d.seconds, d.nanos);
+    if nanos.unsigned_abs() >= 1_000_000_000 || (secs > 0 && nanos < 0) || (secs < 0 && nanos > 0) {
+        return None;
     }
+    let negative = secs < 0 || nanos < 0;
+    let magnitude = Duration::new(secs.unsigned_abs(), nanos.unsigned_abs());
+    Some(Expiry::signed(negative, magnitude))
 }
 
 /// `details` of a generator (or of any event) in `instance`.
@@ -64,7 +80,7 @@ pub fn secret_generator(snapshot: &Snapshot, instance: &InstanceId) -> SecretGen
         generator_type: i32::from(c.generator_type().number()),
         details: Some(details(snapshot.version(), instance)),
         length: c.length().get() as u32,
-        expiry: Some(duration(c.expiry().duration())),
+        expiry: Some(duration(c.expiry())),
         include_lower_letters: d.include_lower_letters,
         include_upper_letters: d.include_upper_letters,
         include_digits: d.include_digits,
@@ -73,26 +89,6 @@ pub fn secret_generator(snapshot: &Snapshot, instance: &InstanceId) -> SecretGen
         require_each_class: d.require_each_class,
         entropy_bits: floor_hundredths(c.entropy_bits()),
     }
-}
-
-/// A `google.protobuf.Duration` as the protobuf JSON text the engine reads (`"-1.5s"`), or
-/// why it is no duration: protobuf requires seconds and nanos of one sign, and nanos below a
-/// second.
-fn duration_text(d: &prost_types::Duration) -> Result<String, &'static str> {
-    let (secs, nanos) = (d.seconds, d.nanos);
-    if nanos.unsigned_abs() >= 1_000_000_000 || (secs > 0 && nanos < 0) || (secs < 0 && nanos > 0) {
-        return Err(
-            "must be a google.protobuf.Duration: seconds and nanos of one sign, \
-                    and nanos between -999999999 and 999999999",
-        );
-    }
-    let sign = if secs < 0 || nanos < 0 { "-" } else { "" };
-    let (secs, nanos) = (secs.unsigned_abs(), nanos.unsigned_abs());
-    Ok(if nanos == 0 {
-        format!("{sign}{secs}s")
-    } else {
-        format!("{sign}{secs}.{nanos:09}s")
-    })
 }
 
 /// An update request as the draft the use case checks: a field left out is its zero value.
@@ -107,13 +103,13 @@ fn draft(request: &UpdateSecretGeneratorRequest) -> ConfigDraft {
         Ok(t) => ConfigDraft::new(t),
         Err(e) => ConfigDraft::with_unreadable_type(e.to_string()),
     };
-    draft.length = i64::from(request.length);
-    if let Some(expiry) = &request.expiry {
-        match duration_text(expiry) {
-            Ok(text) => draft.expiry = text,
-            Err(why) => draft.unreadable.push(FieldViolation {
+    draft.length = CodeLength::new(request.length);
+    if let Some(d) = &request.expiry {
+        match expiry(d) {
+            Some(expiry) => draft.expiry = expiry,
+            None => draft.unreadable.push(FieldViolation {
                 field: Field::Expiry,
-                description: why.to_owned(),
+                description: NOT_A_DURATION.to_owned(),
             }),
         }
     }
@@ -228,27 +224,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_become_the_text_the_engine_reads() {
-        let d = |seconds, nanos| prost_types::Duration { seconds, nanos };
-        assert_eq!(duration_text(&d(300, 0)).unwrap(), "300s");
-        assert_eq!(duration_text(&d(1, 500_000_000)).unwrap(), "1.500000000s");
-        assert_eq!(duration_text(&d(0, 0)).unwrap(), "0s");
-        assert_eq!(duration_text(&d(-5, 0)).unwrap(), "-5s");
-        assert_eq!(duration_text(&d(0, -1)).unwrap(), "-0.000000001s");
+    fn durations_become_expiries_once() {
+        use ExpiryError::*;
+        let d = |seconds, nanos| expiry(&prost_types::Duration { seconds, nanos });
+        let ok = |secs, nanos| Some(Expiry::new(Duration::new(secs, nanos)));
+        assert_eq!(d(300, 0), ok(300, 0));
+        assert_eq!(d(1, 500_000_000), ok(1, 500_000_000));
+        assert_eq!(d(0, 0), Some(Ok(Expiry::NEVER)));
+        assert_eq!(d(-5, 0), Some(Err(Negative)));
+        assert_eq!(d(0, -1), Some(Err(Negative)));
+        assert_eq!(d(i64::MIN, 0), Some(Err(Negative)));
+        assert_eq!(d(i64::MAX, 999_999_999), Some(Err(TooLong)));
+        assert_eq!(d(0, 999_999_999), Some(Err(TooShort)));
+        assert_eq!(d(1, -1), None);
+        assert_eq!(d(-1, 1), None);
+        assert_eq!(d(0, 1_000_000_000), None);
+        assert_eq!(d(0, i32::MIN), None);
+        // And back, as protobuf writes them.
+        let e = Expiry::new(Duration::from_millis(1500)).unwrap();
         assert_eq!(
-            duration_text(&d(i64::MIN, 0)).unwrap(),
-            "-9223372036854775808s"
+            duration(e),
+            prost_types::Duration {
+                seconds: 1,
+                nanos: 500_000_000
+            }
         );
-        assert!(duration_text(&d(1, -1)).is_err());
-        assert!(duration_text(&d(-1, 1)).is_err());
-        assert!(duration_text(&d(0, 1_000_000_000)).is_err());
-        assert!(duration_text(&d(0, i32::MIN)).is_err());
-        // What the engine makes of them.
-        assert_eq!(
-            crate::Expiry::parse(&duration_text(&d(1, 500_000_000)).unwrap())
-                .unwrap()
-                .duration(),
-            Duration::from_millis(1500)
-        );
+        assert_eq!(duration(Expiry::NEVER), prost_types::Duration::default());
     }
 }

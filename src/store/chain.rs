@@ -346,8 +346,8 @@ impl Payload {
     pub(crate) fn of(config: &GeneratorConfig) -> Payload {
         let d = config.to_draft();
         Payload {
-            length: d.length,
-            expiry: d.expiry,
+            length: config.length().get() as i64,
+            expiry: crate::protojson::duration_text(config.expiry().duration()),
             include_lower_letters: d.include_lower_letters,
             include_upper_letters: d.include_upper_letters,
             include_digits: d.include_digits,
@@ -359,8 +359,8 @@ impl Payload {
 
     pub(crate) fn into_draft(self, generator_type: GeneratorType) -> ConfigDraft {
         ConfigDraft {
-            length: self.length,
-            expiry: self.expiry,
+            length: crate::config::CodeLength::new(self.length),
+            expiry: crate::protojson::expiry(&self.expiry),
             include_lower_letters: self.include_lower_letters,
             include_upper_letters: self.include_upper_letters,
             include_digits: self.include_digits,
@@ -382,7 +382,7 @@ mod tests {
         let instance = InstanceId::new("1").unwrap();
         let event = |event_type, length| {
             let mut draft = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
-            draft.length = length;
+            draft.length = crate::CodeLength::new(length);
             NewEvent {
                 event_type,
                 config: GeneratorConfig::new(&draft).unwrap(),

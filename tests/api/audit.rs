@@ -248,8 +248,8 @@ fn an_answer_holds_at_most_1000_events_and_paging_by_sequence_reads_the_whole_lo
             .map(|i| secretgen::store::NewEvent {
                 event_type: secretgen::store::EventType::Changed,
                 config: secretgen::GeneratorConfig::new(&secretgen::ConfigDraft {
-                    length: 6 + i % 2,
-                    expiry: "60s".into(),
+                    length: secretgen::CodeLength::new(6 + i % 2),
+                    expiry: secretgen::Expiry::from_secs(60),
                     include_digits: true,
                     ..secretgen::ConfigDraft::new(secretgen::GeneratorType::OtpSms)
                 })

@@ -30,8 +30,8 @@ fn generate_uses_the_stored_configuration() {
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
         let control = ControlPlane::open(store, None).unwrap();
         let draft = ConfigDraft {
-            length: 12,
-            expiry: "60s".into(),
+            length: secretgen::CodeLength::new(12),
+            expiry: secretgen::Expiry::from_secs(60),
             include_upper_letters: true,
             ..ConfigDraft::new(GeneratorType::OtpSms)
         };
@@ -69,8 +69,8 @@ fn generate_reads_the_store_while_a_writer_holds_it() {
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let control = ControlPlane::open(store, None).unwrap();
     let draft = ConfigDraft {
-        length: 7,
-        expiry: "60s".into(),
+        length: secretgen::CodeLength::new(7),
+        expiry: secretgen::Expiry::from_secs(60),
         include_digits: true,
         ..ConfigDraft::new(GeneratorType::OtpSms)
     };
@@ -283,8 +283,8 @@ fn backup_copies_the_store_while_its_writer_runs_and_the_copy_is_a_working_store
     let control = ControlPlane::open(Arc::new(SqliteStore::open(dir.path()).unwrap()), None)
         .expect("the writer opens");
     let draft = ConfigDraft {
-        length: 11,
-        expiry: "90s".into(),
+        length: secretgen::CodeLength::new(11),
+        expiry: secretgen::Expiry::from_secs(90),
         include_digits: true,
         ..ConfigDraft::new(GeneratorType::OtpSms)
     };
@@ -334,8 +334,8 @@ fn check_reports_a_whole_store_and_refuses_a_damaged_one_without_changing_it() {
         let control =
             ControlPlane::open(Arc::new(SqliteStore::open(dir.path()).unwrap()), None).unwrap();
         let draft = ConfigDraft {
-            length: 9,
-            expiry: "90s".into(),
+            length: secretgen::CodeLength::new(9),
+            expiry: secretgen::Expiry::from_secs(90),
             include_digits: true,
             ..ConfigDraft::new(GeneratorType::OtpSms)
         };

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::alphabet::{Alphabet, CharClass, ClassSet};
 use crate::entropy;
-use crate::expiry::Expiry;
+use crate::expiry::{Expiry, ExpiryError};
 use crate::generator_type::GeneratorType;
 
 /// How many characters a code has: 1 to [`CodeLength::MAX`].
@@ -15,11 +15,14 @@ impl CodeLength {
     /// The longest code.
     pub const MAX: u16 = 1024;
 
-    /// A length of `n` characters, refused outside 1 to 1024.
-    pub fn new(n: i64) -> Result<CodeLength, LengthError> {
+    /// A length of `n` characters, refused outside 1 to 1024. Any integer a transport reads
+    /// (a JSON number or string of digits, a protobuf `uint32`) converts straight into it.
+    pub fn new(n: impl Into<i128>) -> Result<CodeLength, LengthError> {
+        let n = n.into();
         match u16::try_from(n) {
             Ok(n) if (1..=Self::MAX).contains(&n) => Ok(CodeLength(n)),
-            _ => Err(LengthError(n)),
+            // Shown as a 64-bit integer reads it, as protobuf's `int64` does.
+            _ => Err(LengthError(n.clamp(i64::MIN.into(), i64::MAX.into()) as i64)),
         }
     }
 
@@ -32,6 +35,13 @@ impl CodeLength {
 /// A length outside 1 to 1024.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LengthError(i64);
+
+impl LengthError {
+    /// The length refused (clamped to 64 bits).
+    pub fn value(self) -> i64 {
+        self.0
+    }
+}
 
 impl fmt::Display for LengthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,10 +160,11 @@ impl fmt::Display for Field {
 pub struct ConfigDraft {
     /// The type the configuration is for.
     pub generator_type: GeneratorType,
-    /// Characters per code.
-    pub length: i64,
-    /// Protobuf JSON duration, e.g. `"300s"`.
-    pub expiry: String,
+    /// Characters per code, or why what was written is no length (judged in its place).
+    pub length: Result<CodeLength, LengthError>,
+    /// How long a code stays valid, or why what was written is no expiry (judged in its
+    /// place).
+    pub expiry: Result<Expiry, ExpiryError>,
     /// Include `a-z`.
     pub include_lower_letters: bool,
     /// Include `A-Z`.
@@ -176,8 +187,8 @@ impl ConfigDraft {
     pub fn new(generator_type: GeneratorType) -> ConfigDraft {
         ConfigDraft {
             generator_type,
-            length: 0,
-            expiry: "0s".to_owned(),
+            length: CodeLength::new(0),
+            expiry: Ok(Expiry::NEVER),
             include_lower_letters: false,
             include_upper_letters: false,
             include_digits: false,
@@ -248,7 +259,8 @@ impl GeneratorConfig {
         let type_known = known(Field::GeneratorType);
 
         let length = if known(Field::Length) {
-            CodeLength::new(draft.length)
+            draft
+                .length
                 .map_err(|e| errors.push(Field::Length, e.to_string()))
                 .ok()
         } else {
@@ -256,7 +268,8 @@ impl GeneratorConfig {
         };
 
         let expiry = if known(Field::Expiry) {
-            Expiry::parse(&draft.expiry)
+            draft
+                .expiry
                 .map_err(|e| errors.push(Field::Expiry, e.to_string()))
                 .ok()
         } else {
@@ -375,8 +388,8 @@ impl GeneratorConfig {
             OtpSms | OtpEmail => (8, 300, false, false),
         };
         let draft = ConfigDraft {
-            length,
-            expiry: format!("{expiry_secs}s"),
+            length: CodeLength::new(length),
+            expiry: Expiry::from_secs(expiry_secs),
             include_lower_letters: lower,
             include_upper_letters: upper,
             include_digits: true,
@@ -399,14 +412,14 @@ impl GeneratorConfig {
         let sizes: Vec<u32> = classes.iter().map(|c| alphabet.class_size(c)).collect();
         GeneratorConfig {
             generator_type: draft.generator_type,
-            length: CodeLength::new(draft.length).unwrap(),
-            expiry: Expiry::parse(&draft.expiry).unwrap(),
+            length: draft.length.unwrap(),
+            expiry: draft.expiry.unwrap(),
             classes,
             exclude_ambiguous: draft.exclude_ambiguous,
             require_each_class: draft.require_each_class,
             entropy_bits: entropy::entropy_bits(
                 &sizes,
-                draft.length as u32,
+                draft.length.unwrap().get() as u32,
                 draft.require_each_class,
             ),
             alphabet,
@@ -417,8 +430,8 @@ impl GeneratorConfig {
     pub fn to_draft(&self) -> ConfigDraft {
         ConfigDraft {
             generator_type: self.generator_type,
-            length: self.length.get() as i64,
-            expiry: self.expiry.to_string(),
+            length: Ok(self.length),
+            expiry: Ok(self.expiry),
             include_lower_letters: self.includes(CharClass::Lower),
             include_upper_letters: self.includes(CharClass::Upper),
             include_digits: self.includes(CharClass::Digits),
@@ -548,16 +561,35 @@ mod tests {
         IncludeUpperLetters, Length, RequireEachClass,
     };
     use GeneratorType::{AppSecret, InitCode, OtpSms};
+    use std::time::Duration;
 
-    fn draft(t: GeneratorType, length: i64, expiry: &str, classes: [bool; 4]) -> ConfigDraft {
+    type Written = Result<crate::Expiry, ExpiryError>;
+
+    /// An expiry of `secs` seconds and `nanos` nanoseconds, as a transport reads it.
+    fn ex(secs: u64, nanos: u32) -> Written {
+        crate::Expiry::new(Duration::new(secs, nanos))
+    }
+
+    /// A negative expiry, as a transport reads it.
+    const NEGATIVE: Written = Err(ExpiryError::Negative);
+
+    /// A text a transport could not read as a duration.
+    const NOT_A_DURATION: Written = Err(ExpiryError::Unreadable("not a duration"));
+
+    fn draft(t: GeneratorType, length: i64, expiry: Written, classes: [bool; 4]) -> ConfigDraft {
         draft_over(ConfigDraft::new(t), length, expiry, classes)
     }
 
     /// `base` with these fields.
-    fn draft_over(base: ConfigDraft, length: i64, expiry: &str, classes: [bool; 4]) -> ConfigDraft {
+    fn draft_over(
+        base: ConfigDraft,
+        length: i64,
+        expiry: Written,
+        classes: [bool; 4],
+    ) -> ConfigDraft {
         ConfigDraft {
-            length,
-            expiry: expiry.to_owned(),
+            length: CodeLength::new(length),
+            expiry,
             include_lower_letters: classes[0],
             include_upper_letters: classes[1],
             include_digits: classes[2],
@@ -571,21 +603,31 @@ mod tests {
     #[test]
     fn defaults_are_zitadels() {
         use GeneratorType::*;
-        let expect: [(GeneratorType, usize, &str, [bool; 4]); 8] = [
-            (InitCode, 6, "259200s", [false, true, true, false]),
-            (VerifyEmailCode, 6, "3600s", [false, true, true, false]),
-            (VerifyPhoneCode, 6, "3600s", [false, true, true, false]),
-            (PasswordResetCode, 6, "3600s", [false, true, true, false]),
-            (PasswordlessInitCode, 12, "3600s", [true, true, true, false]),
-            (AppSecret, 64, "0s", [true, true, true, false]),
-            (OtpSms, 8, "300s", DIGITS_ONLY),
-            (OtpEmail, 8, "300s", DIGITS_ONLY),
+        let expect: [(GeneratorType, usize, Written, [bool; 4]); 8] = [
+            (InitCode, 6, ex(259200, 0), [false, true, true, false]),
+            (VerifyEmailCode, 6, ex(3600, 0), [false, true, true, false]),
+            (VerifyPhoneCode, 6, ex(3600, 0), [false, true, true, false]),
+            (
+                PasswordResetCode,
+                6,
+                ex(3600, 0),
+                [false, true, true, false],
+            ),
+            (
+                PasswordlessInitCode,
+                12,
+                ex(3600, 0),
+                [true, true, true, false],
+            ),
+            (AppSecret, 64, ex(0, 0), [true, true, true, false]),
+            (OtpSms, 8, ex(300, 0), DIGITS_ONLY),
+            (OtpEmail, 8, ex(300, 0), DIGITS_ONLY),
         ];
         for (t, length, expiry, classes) in expect {
             let c = GeneratorConfig::default_for(t);
             assert_eq!(c.generator_type(), t);
             assert_eq!(c.length().get(), length);
-            assert_eq!(c.expiry().to_string(), expiry);
+            assert_eq!(Ok(c.expiry()), expiry);
             let flags = CharClass::ALL.map(|k| c.includes(k));
             assert_eq!(flags, classes, "{t}");
             assert!(!c.exclude_ambiguous() && !c.require_each_class());
@@ -608,7 +650,7 @@ mod tests {
 
     #[test]
     fn every_violation_is_reported_at_once() {
-        let d = draft(OtpSms, 0, "-5s", [false; 4]);
+        let d = draft(OtpSms, 0, NEGATIVE, [false; 4]);
         let err = GeneratorConfig::new(&d).unwrap_err();
         assert_eq!(
             err.fields(),
@@ -630,32 +672,48 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let fields = |d: ConfigDraft| GeneratorConfig::new(&d).unwrap_err().fields();
-        assert_eq!(fields(draft(OtpSms, 1025, "300s", DIGITS_ONLY)), [Length]);
-        assert_eq!(fields(draft(OtpSms, -1, "300s", DIGITS_ONLY)), [Length]);
-        assert_eq!(fields(draft(OtpSms, 8, "300", DIGITS_ONLY)), [Expiry]);
-        assert_eq!(fields(draft(OtpSms, 8, "2678401s", DIGITS_ONLY)), [Expiry]);
-        assert_eq!(fields(draft(OtpSms, 8, "0s", DIGITS_ONLY)), [Expiry]);
+        assert_eq!(
+            fields(draft(OtpSms, 1025, ex(300, 0), DIGITS_ONLY)),
+            [Length]
+        );
+        assert_eq!(fields(draft(OtpSms, -1, ex(300, 0), DIGITS_ONLY)), [Length]);
+        assert_eq!(
+            fields(draft(OtpSms, 8, NOT_A_DURATION, DIGITS_ONLY)),
+            [Expiry]
+        );
+        assert_eq!(
+            fields(draft(OtpSms, 8, ex(2678401, 0), DIGITS_ONLY)),
+            [Expiry]
+        );
+        assert_eq!(fields(draft(OtpSms, 8, ex(0, 0), DIGITS_ONLY)), [Expiry]);
         // Under a second, codes are born expired: refused for every type, APP_SECRET too.
-        for short in ["0.000000001s", "0.5s", "0.999999999s"] {
+        for short in [ex(0, 1), ex(0, 500_000_000), ex(0, 999_999_999)] {
             assert_eq!(fields(draft(OtpSms, 8, short, DIGITS_ONLY)), [Expiry]);
             assert_eq!(
                 fields(draft(AppSecret, 64, short, [true, true, true, false])),
                 [Expiry]
             );
         }
-        let err = GeneratorConfig::new(&draft(OtpSms, 8, "0.5s", DIGITS_ONLY)).unwrap_err();
+        let err =
+            GeneratorConfig::new(&draft(OtpSms, 8, ex(0, 500_000_000), DIGITS_ONLY)).unwrap_err();
         assert!(err.to_string().contains("at least 1s"), "{err}");
-        assert!(GeneratorConfig::new(&draft(OtpSms, 8, "1s", DIGITS_ONLY)).is_ok());
-        assert!(GeneratorConfig::new(&draft(OtpSms, 8, "1.000000001s", DIGITS_ONLY)).is_ok());
-        assert_eq!(fields(draft(OtpSms, 8, "", DIGITS_ONLY)), [Expiry]);
+        assert!(GeneratorConfig::new(&draft(OtpSms, 8, ex(1, 0), DIGITS_ONLY)).is_ok());
+        assert!(GeneratorConfig::new(&draft(OtpSms, 8, ex(1, 1), DIGITS_ONLY)).is_ok());
+        assert_eq!(
+            fields(draft(OtpSms, 8, NOT_A_DURATION, DIGITS_ONLY)),
+            [Expiry]
+        );
         // Five digits are 16.6 bits, below the floor; six are 19.93, above it.
-        assert_eq!(fields(draft(OtpSms, 5, "300s", DIGITS_ONLY)), [EntropyBits]);
-        assert!(GeneratorConfig::new(&draft(OtpSms, 6, "300s", DIGITS_ONLY)).is_ok());
+        assert_eq!(
+            fields(draft(OtpSms, 5, ex(300, 0), DIGITS_ONLY)),
+            [EntropyBits]
+        );
+        assert!(GeneratorConfig::new(&draft(OtpSms, 6, ex(300, 0), DIGITS_ONLY)).is_ok());
         // An app secret needs 128 bits: 21 alphanumerics are 125, 22 are 131.
         let alnum = [true, true, true, false];
-        assert_eq!(fields(draft(AppSecret, 21, "0s", alnum)), [EntropyBits]);
-        assert!(GeneratorConfig::new(&draft(AppSecret, 22, "0s", alnum)).is_ok());
-        let mut d = draft(InitCode, 3, "60s", [true, true, true, true]);
+        assert_eq!(fields(draft(AppSecret, 21, ex(0, 0), alnum)), [EntropyBits]);
+        assert!(GeneratorConfig::new(&draft(AppSecret, 22, ex(0, 0), alnum)).is_ok());
+        let mut d = draft(InitCode, 3, ex(60, 0), [true, true, true, true]);
         d.require_each_class = true;
         assert_eq!(fields(d), [RequireEachClass]);
     }
@@ -663,7 +721,7 @@ mod tests {
     #[test]
     fn exclude_ambiguous_counts_toward_the_entropy_floor() {
         // Six digits pass (19.93 bits); without 0 and 1 six digits are 18 bits and fail.
-        let mut d = draft(OtpSms, 6, "300s", DIGITS_ONLY);
+        let mut d = draft(OtpSms, 6, ex(300, 0), DIGITS_ONLY);
         assert!(GeneratorConfig::new(&d).is_ok());
         d.exclude_ambiguous = true;
         assert_eq!(
@@ -680,7 +738,7 @@ mod tests {
         };
         // Read as zero values, these fields would break the class, requireEachClass and
         // entropy rules; unreadable, each is reported once, as what it is.
-        let mut d = draft(OtpSms, 8, "300s", [false; 4]);
+        let mut d = draft(OtpSms, 8, ex(300, 0), [false; 4]);
         d.require_each_class = true;
         d.unreadable = vec![unreadable(IncludeDigits), unreadable(RequireEachClass)];
         let err = GeneratorConfig::new(&d).unwrap_err();
@@ -688,7 +746,7 @@ mod tests {
         assert_eq!(err.violations()[0].description, "must be true or false");
         // An unreadable length hides the length, requireEachClass and entropy rules, not the
         // others.
-        let mut d = draft(OtpSms, 0, "-1s", [false, false, true, false]);
+        let mut d = draft(OtpSms, 0, NEGATIVE, [false, false, true, false]);
         d.require_each_class = true;
         d.unreadable = vec![unreadable(Length)];
         assert_eq!(
@@ -696,7 +754,7 @@ mod tests {
             [Length, Expiry]
         );
         // An unreadable expiry hides only the expiry rules.
-        let mut d = draft(OtpSms, 5, "0s", DIGITS_ONLY);
+        let mut d = draft(OtpSms, 5, ex(0, 0), DIGITS_ONLY);
         d.unreadable = vec![unreadable(Expiry)];
         assert_eq!(
             GeneratorConfig::new(&d).unwrap_err().fields(),
@@ -713,11 +771,11 @@ mod tests {
 
     #[test]
     fn a_draft_of_an_unreadable_type_still_lists_every_other_violation() {
-        let with = |length: i64, expiry: &str, classes: [bool; 4]| {
+        let with = |length: i64, expiry: Written, classes: [bool; 4]| {
             let base = ConfigDraft::with_unreadable_type("unknown generator type");
             draft_over(base, length, expiry, classes)
         };
-        let err = GeneratorConfig::new(&with(0, "-1s", [false; 4])).unwrap_err();
+        let err = GeneratorConfig::new(&with(0, NEGATIVE, [false; 4])).unwrap_err();
         assert_eq!(
             err.fields(),
             [
@@ -733,10 +791,10 @@ mod tests {
         assert_eq!(err.violations()[0].description, "unknown generator type");
         // Below the lowest floor is refused whatever the type; 0s is allowed for one type,
         // so it is not judged.
-        let err = GeneratorConfig::new(&with(2, "0s", DIGITS_ONLY)).unwrap_err();
+        let err = GeneratorConfig::new(&with(2, ex(0, 0), DIGITS_ONLY)).unwrap_err();
         assert_eq!(err.fields(), [Field::GeneratorType, EntropyBits]);
         // Valid for some type (APP_SECRET's floor is not judged): only the type is refused.
-        let err = GeneratorConfig::new(&with(8, "0s", DIGITS_ONLY)).unwrap_err();
+        let err = GeneratorConfig::new(&with(8, ex(0, 0), DIGITS_ONLY)).unwrap_err();
         assert_eq!(err.fields(), [Field::GeneratorType]);
     }
 }

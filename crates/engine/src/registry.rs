@@ -213,7 +213,7 @@ mod tests {
     fn replace_swaps_only_its_own_type() {
         let instance = Instance::with_defaults(id("a"), SystemTime::now());
         let mut d = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
-        d.length = 10;
+        d.length = crate::CodeLength::new(10);
         let config = GeneratorConfig::new(&d).unwrap();
         let version = Version {
             sequence: 9,

@@ -3,7 +3,9 @@
 //! changes and nothing else in the oracle does.
 
 use secretgen::alphabet::CharClass;
-use secretgen::{ConfigDraft, Field, FieldViolation, GeneratorConfig, GeneratorType};
+use secretgen::expiry::ExpiryError;
+use secretgen::protojson;
+use secretgen::{CodeLength, ConfigDraft, Field, FieldViolation, GeneratorConfig, GeneratorType};
 
 use crate::rules::Proposal;
 use crate::spec::Shape;
@@ -22,8 +24,8 @@ pub fn validate(p: &Proposal) -> Result<GeneratorConfig, Vec<&'static str>> {
         description: "could not be read".to_owned(),
     });
     let draft = ConfigDraft {
-        length: p.length,
-        expiry: p.expiry.clone(),
+        length: CodeLength::new(p.length),
+        expiry: protojson::expiry(&p.expiry),
         include_lower_letters: p.include_lower_letters,
         include_upper_letters: p.include_upper_letters,
         include_digits: p.include_digits,
@@ -38,12 +40,23 @@ pub fn validate(p: &Proposal) -> Result<GeneratorConfig, Vec<&'static str>> {
     GeneratorConfig::new(&draft).map_err(|e| e.fields().into_iter().map(Field::name).collect())
 }
 
-/// A draft the API made of a body, as a proposal.
+/// A draft the API made of a body, as a proposal. The draft holds typed values: an
+/// acceptable expiry becomes its canonical text, an unacceptable one a text the rules refuse
+/// for the same reason.
 pub fn proposal(d: &ConfigDraft) -> Proposal {
     Proposal {
         generator_type: d.generator_type.number(),
-        length: d.length,
-        expiry: d.expiry.clone(),
+        length: match d.length {
+            Ok(length) => length.get() as i64,
+            Err(e) => e.value(),
+        },
+        expiry: match d.expiry {
+            Ok(e) => protojson::duration_text(e.duration()),
+            Err(ExpiryError::Unreadable(_)) => "not a duration".to_owned(),
+            Err(ExpiryError::Negative) => "-1s".to_owned(),
+            Err(ExpiryError::TooLong) => "2678401s".to_owned(),
+            Err(ExpiryError::TooShort) => "0.5s".to_owned(),
+        },
         include_lower_letters: d.include_lower_letters,
         include_upper_letters: d.include_upper_letters,
         include_digits: d.include_digits,

@@ -81,7 +81,7 @@ impl Proposal {
         let shape = crate::adapter::shape(c);
         Proposal {
             length: shape.length as i64,
-            expiry: c.expiry().to_string(),
+            expiry: secretgen::protojson::duration_text(c.expiry().duration()),
             include_lower_letters: shape.classes[0],
             include_upper_letters: shape.classes[1],
             include_digits: shape.classes[2],

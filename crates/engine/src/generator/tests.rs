@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::cache::with_thread_state;
 use super::*;
+use crate::config::CodeLength;
 use crate::generator_type::GeneratorType;
 
 fn seeded(n: u8) -> CodeRng {
@@ -65,7 +66,7 @@ fn bulk_fill_gives_the_codes_of_single_fills() {
 #[test]
 fn a_partial_last_code_is_the_start_of_a_whole_one() {
     let mut draft = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
-    (draft.length, draft.require_each_class) = (4, true);
+    (draft.length, draft.require_each_class) = (CodeLength::new(4), true);
     (draft.include_lower_letters, draft.include_upper_letters) = (true, true);
     draft.include_symbols = true;
     let config = GeneratorConfig::new(&draft).unwrap();
@@ -109,7 +110,7 @@ fn debug_never_shows_the_code() {
 #[test]
 fn long_codes_live_on_the_heap_and_are_whole() {
     let mut d = GeneratorConfig::default_for(GeneratorType::AppSecret).to_draft();
-    d.length = 1024;
+    d.length = CodeLength::new(1024);
     let g = Generator::new(&GeneratorConfig::new(&d).unwrap());
     let code = g.generate_with(&mut seeded(1), SystemTime::now()).unwrap();
     assert_eq!(code.len(), 1024);
@@ -157,13 +158,13 @@ fn cache_view() -> (u64, usize, bool) {
 fn interleaved_generators_each_get_their_own_codes() {
     let digits = GeneratorConfig::default_for(GeneratorType::OtpSms); // 8 digits
     let mut d = GeneratorConfig::default_for(GeneratorType::InitCode).to_draft();
-    d.length = 20;
+    d.length = CodeLength::new(20);
     d.include_digits = false;
     d.include_symbols = true;
     d.require_each_class = true;
     let classes = GeneratorConfig::new(&d).unwrap();
     let mut d = classes.to_draft();
-    d.length = 32; // the longest cached length
+    d.length = CodeLength::new(32); // the longest cached length
     let longest = GeneratorConfig::new(&d).unwrap();
     let configs = [digits, classes, longest];
     let generators: Vec<Generator> = configs.iter().map(Generator::new).collect();
@@ -269,7 +270,7 @@ fn the_thread_generator_is_created_once_per_thread() {
 fn cached_codes_are_the_single_draws_of_the_same_seed() {
     let draft = |t: GeneratorType, length: i64, classes: [bool; 4], require: bool| {
         let mut d = GeneratorConfig::default_for(t).to_draft();
-        d.length = length;
+        d.length = CodeLength::new(length);
         [
             d.include_lower_letters,
             d.include_upper_letters,

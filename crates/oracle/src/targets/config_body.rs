@@ -2,7 +2,7 @@
 //!
 //! Checks, for bytes in and each generator type: [`secretgen::api::wire::object`], then
 //! `config_draft` and [`secretgen::GeneratorConfig::new`], never panic; the draft holds what
-//! the body says (booleans, the expiry string, the length), and a field of the wrong JSON
+//! the body says (booleans, the expiry, the length), and a field of the wrong JSON
 //! type is unreadable; the validator's answer is the
 //! rules' ([`rules::check_verdict`]: a valid configuration satisfies every rule and is what
 //! the body says, an invalid one names exactly the violated fields); the API's error body
@@ -149,7 +149,11 @@ fn check_config(object: &Map<String, Value>, t: GeneratorType) {
     }
     match present(object, "expiry") {
         None => assert!(p.expiry == "0s" && !unreadable("expiry")),
-        Some(Value::String(s)) => assert!(p.expiry == *s && !unreadable("expiry")),
+        // Read into a typed expiry: the same one the rules read, or refused for the same
+        // reason.
+        Some(Value::String(s)) => {
+            assert!(rules::expiry(&p.expiry) == rules::expiry(s) && !unreadable("expiry"));
+        }
         Some(_) => assert!(p.expiry == "0s" && unreadable("expiry")),
     }
     match present(object, "length") {

@@ -1,4 +1,5 @@
-//! `expiry`: text into [`secretgen::Expiry::parse`], and back through `Display`.
+//! `expiry`: text into [`secretgen::protojson::expiry`], and back through
+//! [`secretgen::protojson::duration_text`].
 //!
 //! Checks that parsing never panics; accepts exactly what [`rules::expiry`] accepts
 //! (`-?\d+(\.\d{1,9})?s` that is 0 or within 1 second to 31 days), to the same value, and
@@ -8,6 +9,7 @@
 
 use secretgen::Expiry;
 use secretgen::expiry::ExpiryError;
+use secretgen::protojson::{duration_text, expiry};
 
 use crate::rules::{self, ExpiryFault};
 
@@ -17,7 +19,7 @@ pub use super::Text as Input;
 /// The oracle's reason for the crate's.
 fn fault(e: ExpiryError) -> ExpiryFault {
     match e {
-        ExpiryError::NotADuration => ExpiryFault::NotADuration,
+        ExpiryError::Unreadable(_) => ExpiryFault::NotADuration,
         ExpiryError::Negative => ExpiryFault::Negative,
         ExpiryError::TooLong => ExpiryFault::TooLong,
         ExpiryError::TooShort => ExpiryFault::TooShort,
@@ -27,7 +29,7 @@ fn fault(e: ExpiryError) -> ExpiryFault {
 /// Panics when parsing or writing breaks an invariant; see the module.
 pub fn check(input: &Input) {
     let s = input.0.as_str();
-    let got = Expiry::parse(s);
+    let got = expiry(s);
     assert_eq!(
         got.map(Expiry::duration).map_err(fault),
         rules::expiry(s),
@@ -35,8 +37,8 @@ pub fn check(input: &Input) {
     );
     let Ok(e) = got else { return };
     assert_eq!(Expiry::new(e.duration()), Ok(e));
-    let text = e.to_string();
-    assert_eq!(Expiry::parse(&text), Ok(e), "{s:?} written as {text:?}");
+    let text = duration_text(e.duration());
+    assert_eq!(expiry(&text), Ok(e), "{s:?} written as {text:?}");
     let (negative, secs, frac) = rules::duration_shape(&text).expect("written in protobuf's form");
     assert!(!negative, "{text:?}");
     assert!(secs == "0" || !secs.starts_with('0'), "{text:?}");
