@@ -10,7 +10,7 @@ pub mod error;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use auth::bearer;
 
@@ -25,13 +25,11 @@ pub use error::{ApiError, Violation};
 
 use crate::generator_type::GeneratorType;
 use crate::metrics::{self, Route};
+use crate::net::request::{BODY_LIMIT, REQUEST_ID, request_id};
 use crate::service::{
     GenerateCodes, ManageTokens, ReadEvents, ReadGenerators, ReadTokens, Service, StoreState,
     UpdateGenerator,
 };
-
-/// The largest request body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// How long a request body may take to arrive, whole, unless the server is told otherwise
 /// (`--body-timeout`).
@@ -188,9 +186,6 @@ async fn not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse {
     ApiError::method_not_allowed(req.method().as_str(), allow).error_response()
 }
 
-/// The header that carries a request's id, in and out.
-pub const REQUEST_ID: &str = "x-request-id";
-
 /// Gives every request an id (the caller's `x-request-id` when it is short and plain, a new
 /// one otherwise), runs it inside a tracing span that carries the id, answers the id in
 /// `x-request-id`, logs the request (method, path, status, time; never headers or bodies,
@@ -207,12 +202,7 @@ pub async fn observe_requests(
     let _in_flight = req
         .conn_data::<Arc<crate::net::conn::Activity>>()
         .map(|activity| activity.request());
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| plain_request_id(id))
-        .map_or_else(new_request_id, str::to_owned);
+    let request_id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.call(req).instrument(span.clone()).await?;
     let elapsed = start.elapsed();
@@ -288,37 +278,6 @@ pub async fn catch_panics(
 /// codes (`_generate`), a new token (`POST /admin/v1/tokens`), sample codes (`_preview`).
 pub fn carries_secret(route: Route) -> bool {
     matches!(route, Route::Generate | Route::Tokens | Route::Preview)
-}
-
-/// Whether a caller's request id is kept: 1 to 64 letters, digits, `-` and `_`.
-pub fn plain_request_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// 16 hex digits: a random start drawn once per process, then counting up. Unique within a
-/// process and unlikely to repeat across restarts, without a system call per request; drawn
-/// apart from the codes' random stream, which feeds nothing but codes.
-pub fn new_request_id() -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static START: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let start = *START.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        if getrandom::fill(&mut bytes).is_err() {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos() as u64;
-            bytes = nanos.to_le_bytes();
-        }
-        u64::from_le_bytes(bytes)
-    });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", start.wrapping_add(n))
 }
 
 /// The generator type of a path segment.

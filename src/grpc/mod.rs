@@ -24,12 +24,13 @@ use tonic::{Request, Response, Status};
 
 use crate::generator_type::GeneratorType;
 use crate::metrics::GrpcMethod;
+use crate::net::request::{REQUEST_ID, request_id};
 use crate::service::{self, Grant, Operation, Service};
 use proto::secretgen::v1::code_service_server::CodeServiceServer;
 use proto::zitadel::admin::v1::admin_service_server::AdminServiceServer;
 
 /// The largest request message accepted, as the HTTP API's body limit.
-pub const MESSAGE_LIMIT: usize = crate::api::BODY_LIMIT;
+pub const MESSAGE_LIMIT: usize = crate::net::request::BODY_LIMIT;
 
 /// Streams one connection may have open at once (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`).
 pub const MAX_CONCURRENT_STREAMS: u32 = 16;
@@ -67,12 +68,12 @@ pub(crate) async fn observe<R, T>(
     // Its message was decoded: an INTERNAL from here on is ours, not a refusal of it.
     guard::reached(request);
     let start = Instant::now();
-    let request_id = request
-        .metadata()
-        .get(crate::api::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| crate::api::plain_request_id(id))
-        .map_or_else(crate::api::new_request_id, str::to_owned);
+    let request_id = request_id(
+        request
+            .metadata()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok()),
+    );
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut answer = call.instrument(span.clone()).await;
     let elapsed = start.elapsed();
@@ -82,10 +83,8 @@ pub(crate) async fn observe<R, T>(
     };
     if let Ok(value) = request_id.parse::<tonic::metadata::MetadataValue<_>>() {
         match &mut answer {
-            Ok(response) => response
-                .metadata_mut()
-                .insert(crate::api::REQUEST_ID, value),
-            Err(status) => status.metadata_mut().insert(crate::api::REQUEST_ID, value),
+            Ok(response) => response.metadata_mut().insert(REQUEST_ID, value),
+            Err(status) => status.metadata_mut().insert(REQUEST_ID, value),
         };
     }
     service

@@ -2,7 +2,9 @@
 //! others ([`conn`]: SPEC section 13's send and idle timeouts, and the budget of bytes a
 //! gRPC connection's answers may hold ahead of its socket) and TLS that SIGHUP re-reads
 //! ([`tls`]). HTTP (`api`, served by `server`) and gRPC (`grpc`) accept their connections
-//! through [`conn::accept`].
+//! through [`conn::accept`]. What they share about a request (the body limit, the request
+//! id) is in [`request`].
 
 pub mod conn;
+pub mod request;
 pub mod tls;
