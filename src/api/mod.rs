@@ -463,16 +463,12 @@ async fn openapi() -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let metrics = state.service.metrics();
-    if !metrics.enabled() {
-        return ApiError::not_found(req.path()).error_response();
+    match state.service.metrics_text() {
+        Some(text) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text),
+        None => ApiError::not_found(req.path()).error_response(),
     }
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(metrics.render(
-            state.service.control().instance(),
-            state.service.control().applied_sequence(),
-        ))
 }
 
 async fn healthz() -> HttpResponse {

@@ -295,6 +295,15 @@ impl Service {
         &self.metrics
     }
 
+    /// The metrics as OpenMetrics text, with the live configurations' sequences; `None` when
+    /// metrics are off.
+    pub fn metrics_text(&self) -> Option<String> {
+        self.metrics.enabled().then(|| {
+            self.metrics
+                .render(self.control.instance(), self.control.applied_sequence())
+        })
+    }
+
     /// The known tokens.
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
