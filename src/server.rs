@@ -32,9 +32,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// 256 MiB the server must stay under. More connections wait to be accepted.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
-/// The name of the token made or given on a first start.
-pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
-
 /// What `serve` needs to start.
 #[derive(Debug)]
 pub struct Settings {
@@ -396,13 +393,13 @@ fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, S
             true,
         ),
     };
-    let record = token::record(&token, BOOTSTRAP_TOKEN_NAME, &Permission::ALL, None)?;
+    let record = token::record(&token, token::BOOTSTRAP_TOKEN_NAME, &Permission::ALL, None)?;
     // Replicas starting together on an empty database: only the first stores its token.
     if !store.add_first_token(&record, crate::control::SYSTEM_CREATOR)? {
         warn_if_not_stored(store, (!shown).then_some(&token))?;
         return Ok(None);
     }
-    tracing::info!(token_id = %record.id, name = BOOTSTRAP_TOKEN_NAME, "first admin token stored");
+    tracing::info!(token_id = %record.id, name = token::BOOTSTRAP_TOKEN_NAME, "first admin token stored");
     Ok(shown.then_some(token))
 }
 

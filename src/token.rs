@@ -32,6 +32,9 @@ pub const MAX_EXPIRY: Duration = Duration::from_secs(999_999_999);
 /// Who the log records as the author of a token command's change (`secretgen token …`).
 pub const COMMAND_LINE_CREATOR: &str = "command line";
 
+/// The name of the token made or given on a first start.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
+
 /// The names the server records as authors itself: the defaults' (`system`), the token
 /// commands' (`command line`) and the first admin token's (`bootstrap-admin`). No token
 /// made through the API or the command line may take one (compared without regard to case
@@ -39,7 +42,7 @@ pub const COMMAND_LINE_CREATOR: &str = "command line";
 pub const RESERVED_NAMES: [&str; 3] = [
     crate::control::SYSTEM_CREATOR,
     COMMAND_LINE_CREATOR,
-    crate::server::BOOTSTRAP_TOKEN_NAME,
+    BOOTSTRAP_TOKEN_NAME,
 ];
 
 /// What a token allows.

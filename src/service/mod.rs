@@ -1,11 +1,11 @@
 //! The use cases of secretgen, the same for every transport: read, search and update the
 //! generators, generate codes, and report readiness.
 //!
-//! A transport (the HTTP API and the console in [`crate::api`], gRPC in [`crate::grpc`]) is a
-//! thin adapter: it reads its wire format into the typed inputs here, calls one use case, and
-//! renders the typed result or the one [`Error`]. What every transport must do lives here:
-//! who may call what, the rate limit, validation, the metrics of what was done, and the log
-//! lines of changes.
+//! A transport (the HTTP API and the console in `api`, gRPC in `grpc`) is a thin adapter: it
+//! reads its wire format into the typed inputs here, calls one use case, and renders the
+//! typed result or the one [`Error`]. What every transport must do lives here: who may call
+//! what, the rate limit, validation, the metrics of what was done, and the log lines of
+//! changes.
 //!
 //! Admission comes first and is typed: [`Service::admit`] turns a bearer token into a
 //! [`Grant`] for one [`Operation`] (401 without a known token, 403 without the operation's
