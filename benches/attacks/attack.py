@@ -92,7 +92,7 @@ def parse_args():
 
 
 async def read_response(reader):
-    """Reads one HTTP/1.1 response; returns its status."""
+    """Reads one HTTP/1.1 response (with a Content-Length); returns its status and body."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = 0
@@ -100,9 +100,8 @@ async def read_response(reader):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value.strip())
-    if length:
-        await reader.readexactly(length)
-    return status
+    body = await reader.readexactly(length) if length else b""
+    return status, body
 
 
 async def methods(port, seconds, conns):
@@ -370,9 +369,9 @@ async def audit(port, token, seconds, conns):
                 while time.monotonic() < deadline:
                     body = f'{{"fromSequence":"{start}","query":{{"limit":1000}}}}'.encode()
                     writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-                    answer = await asyncio.wait_for(
-                        read_body(reader), max(0.01, deadline - time.monotonic()))
-                    if answer is None:
+                    status, answer = await asyncio.wait_for(
+                        read_response(reader), max(0.01, deadline - time.monotonic()))
+                    if status != 200:
                         stats["refused"] += 1
                         await asyncio.sleep(0.05)
                         continue
@@ -396,18 +395,6 @@ async def audit(port, token, seconds, conns):
     print(f"audit: {stats['pages']} pages, {stats['events']} events read, {stats['passes']} "
           f"whole passes, {stats['refused']} refused", file=sys.stderr)
 
-
-async def read_body(reader):
-    """One HTTP/1.1 answer with a Content-Length: its body if the status is 200, else None."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    body = await reader.readexactly(length) if length else b""
-    return body if status == 200 else None
 
 
 def client(port, token, seconds, after):
