@@ -8,7 +8,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
-use crate::config::Field;
 use crate::service::{self, Subject};
 
 /// The gRPC status code of an error body: the gRPC transport's own type, one for both
@@ -216,22 +215,12 @@ impl From<service::Error> for ApiError {
 }
 
 /// The JSON name of what a violation is about: a configuration field by its protojson name
-/// (lowerCamelCase, as the SPEC writes them), and `count`. The gRPC transport names the same
-/// fields its own way (`crate::grpc::status::field_name`).
+/// (lowerCamelCase, as SPEC section 4 writes them, which the engine's messages use too), and
+/// `count`. The gRPC transport names the same fields its own way
+/// (`crate::grpc::status::field_name`).
 pub fn json_name(subject: Subject) -> &'static str {
     match subject {
-        Subject::Config(field) => match field {
-            Field::GeneratorType => "generatorType",
-            Field::Length => "length",
-            Field::Expiry => "expiry",
-            Field::IncludeLowerLetters => "includeLowerLetters",
-            Field::IncludeUpperLetters => "includeUpperLetters",
-            Field::IncludeDigits => "includeDigits",
-            Field::IncludeSymbols => "includeSymbols",
-            Field::ExcludeAmbiguous => "excludeAmbiguous",
-            Field::RequireEachClass => "requireEachClass",
-            Field::EntropyBits => "entropyBits",
-        },
+        Subject::Config(field) => field.name(),
         Subject::Count => "count",
         Subject::TokenName => "name",
         Subject::TokenPermissions => "permissions",
