@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use secretgen::store::{
-    Author, Change, Event, EventFilter, EventType, GENESIS, NewEvent, PostgresOptions,
+    Author, COUNT_AHEAD, Change, Event, EventFilter, EventType, GENESIS, NewEvent, PostgresOptions,
     PostgresStore, TokenRecord, page_in_memory, truncate_to_micros,
 };
 use secretgen::{
@@ -57,6 +57,7 @@ conformance!(
     appends_are_numbered_chained_and_leave_out_what_changes_nothing,
     catching_up_follows_the_chain_from_what_was_applied,
     pages_are_the_whole_log_filtered,
+    a_filtered_count_stops_at_its_cap,
     tokens_are_stored_found_and_counted,
     names_are_unique_among_live_tokens,
     the_first_token_is_stored_once,
@@ -313,6 +314,64 @@ fn pages_are_the_whole_log_filtered(store: Arc<dyn Store>) {
         )
         .unwrap();
     assert!(changes.entries.iter().all(|e| e.previous.is_some()));
+}
+
+/// A filtered search counts at most [`COUNT_AHEAD`] matches past its offset (it costs what it
+/// returns, not what the log holds) and says when there are more; a search by the sequence
+/// alone knows its total without counting, however long the log.
+fn a_filtered_count_stops_at_its_cap(store: Arc<dyn Store>) {
+    let id = claimed(store.as_ref());
+    let now = truncate_to_micros(SystemTime::now());
+    let more = 50;
+    let events: Vec<NewEvent> = (0..COUNT_AHEAD + more)
+        .map(|i| NewEvent {
+            event_type: if i == 0 {
+                EventType::Added
+            } else {
+                EventType::Changed
+            },
+            // Alternating lengths: every event changes something, so every one is kept.
+            config: config(GeneratorType::OtpSms, 8 + (i % 2) as i64),
+            created_at: now + Duration::from_micros(i),
+            creator: "alice".into(),
+            creator_id: None,
+        })
+        .collect();
+    assert_eq!(
+        store.append(&id, &events).unwrap().len() as u64,
+        COUNT_AHEAD + more
+    );
+    let all = store.events(&id).unwrap();
+    let by_creator = |offset| EventFilter {
+        creator: Some("alice".into()),
+        offset,
+        limit: 5,
+        ..EventFilter::default()
+    };
+    let cases = [
+        // (filter, total, whether more match)
+        (by_creator(0), COUNT_AHEAD, true),
+        (by_creator(more - 1), COUNT_AHEAD + more - 1, true),
+        (by_creator(more), COUNT_AHEAD + more, false),
+        (by_creator(more + 1), COUNT_AHEAD + more, false),
+        (
+            EventFilter {
+                limit: 5,
+                ..EventFilter::default()
+            },
+            all.len() as u64,
+            false,
+        ),
+    ];
+    for (filter, total, lower_bound) in cases {
+        let page = store.events_page(&id, &filter).unwrap();
+        assert_eq!(
+            (page.total, page.total_is_lower_bound),
+            (total, lower_bound),
+            "{filter:?}"
+        );
+        assert_eq!(page, page_in_memory(all.clone(), &filter), "{filter:?}");
+    }
 }
 
 fn tokens_are_stored_found_and_counted(store: Arc<dyn Store>) {

@@ -444,10 +444,9 @@ async fn search_events(
     // Read and encoded on a blocking thread, a few at a time (see search_events_rendered).
     let body = service
         .search_events_rendered(&grant, query, |page| {
-            serde_json::to_vec(&wire::event_page(&page))
+            wire::EventPageBody::of(&page).to_json()
         })
-        .await?
-        .map_err(|_| ApiError::from(crate::service::Error::Internal("cannot encode the page")))?;
+        .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))

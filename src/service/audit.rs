@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::{Error, Grant, Operation, Service};
 use crate::token::Permission;
 
-pub use crate::store::{EventFilter as EventQuery, LogEntry as AuditEntry, MAX_PAGE};
+pub use crate::store::{COUNT_AHEAD, EventFilter as EventQuery, LogEntry as AuditEntry, MAX_PAGE};
 
 /// Read the event log.
 #[derive(Debug)]
@@ -26,8 +26,11 @@ impl Operation for ReadEvents {
 /// A page of the audit log.
 #[derive(Debug)]
 pub struct EventPage {
-    /// How many events matched, before paging.
+    /// How many events matched, before paging: a filtered search counts at most
+    /// [`COUNT_AHEAD`] past its offset (see `total_is_lower_bound`).
     pub total: u64,
+    /// Whether more events matched than `total` (the count stopped at its cap).
+    pub total_is_lower_bound: bool,
     /// The last sequence of the log when it was read.
     pub processed_sequence: u64,
     /// The page: at most [`MAX_PAGE`] events.
@@ -78,6 +81,7 @@ impl Service {
             metrics.events_read(page.entries.len());
             Ok(render(EventPage {
                 total: page.total,
+                total_is_lower_bound: page.total_is_lower_bound,
                 processed_sequence: page.last_sequence,
                 entries: page.entries,
             }))

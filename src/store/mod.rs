@@ -36,8 +36,8 @@ pub use chain::{EventRow, GENESIS, StoredEvent, chain_hash};
 pub(crate) use chain::{Payload, events_following, hex, rows_to_append, unhex, verify_chain};
 pub use error::{StoreError, StoreErrorKind};
 pub(crate) use error::{corrupt, unavailable};
-pub use page::{EventFilter, LogEntry, LogPage, MAX_PAGE, page_in_memory};
-pub(crate) use page::{PageSql, SqlValue, page_of};
+pub use page::{COUNT_AHEAD, EventFilter, LogEntry, LogPage, MAX_PAGE, page_in_memory};
+pub(crate) use page::{PageRows, PageSql, SqlValue, page_of};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{BackupSummary, SCHEMA_VERSION, SqliteStore};
 

@@ -12,6 +12,11 @@ use crate::registry::InstanceId;
 /// The most events one page of the log holds: a larger limit is capped to it.
 pub const MAX_PAGE: u64 = 1000;
 
+/// How many matches past its offset a filtered search counts at most (SPEC section 13: a
+/// search costs what it returns, not what the log holds). With more, [`LogPage::total`] is
+/// this many past the offset and [`LogPage::total_is_lower_bound`] says there are more.
+pub const COUNT_AHEAD: u64 = 10_000;
+
 /// Which events of a log, and which page of them (the audit search). Every filter is
 /// optional; all given must hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +80,21 @@ impl EventFilter {
             && self.until.is_none()
     }
 
+    /// The most matches a search by this filter counts: `None` when they are known without
+    /// counting (a filter on the sequence alone), else [`COUNT_AHEAD`] past the offset.
+    pub fn count_cap(&self) -> Option<u64> {
+        (!self.by_sequence_only()).then(|| self.offset.saturating_add(COUNT_AHEAD))
+    }
+
+    /// The total a page reports for `matches` matching events: the matches, or the count's
+    /// cap and `true` (a lower bound) when there are more than it.
+    pub fn total_of(&self, matches: u64) -> (u64, bool) {
+        match self.count_cap() {
+            Some(cap) if matches > cap => (cap, true),
+            _ => (matches, false),
+        }
+    }
+
     /// Whether `event` matches every filter (paging aside).
     pub fn admits(&self, event: &Event) -> bool {
         event.sequence >= self.from_sequence
@@ -107,8 +127,11 @@ pub struct LogEntry {
 /// A page of a log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogPage {
-    /// How many events match the filters, before paging.
+    /// How many events match the filters, before paging; at most [`COUNT_AHEAD`] past the
+    /// offset (see `total_is_lower_bound`).
     pub total: u64,
+    /// Whether more events match than `total`: the count stopped at its cap.
+    pub total_is_lower_bound: bool,
     /// The log's last sequence when it was read.
     pub last_sequence: u64,
     /// The page.
@@ -139,7 +162,7 @@ pub fn page_in_memory(events: Vec<Event>, filter: &EventFilter) -> LogPage {
     if !filter.ascending {
         entries.reverse();
     }
-    let total = entries.len() as u64;
+    let (total, total_is_lower_bound) = filter.total_of(entries.len() as u64);
     let entries = entries
         .into_iter()
         .skip(usize::try_from(filter.offset).unwrap_or(usize::MAX))
@@ -147,6 +170,7 @@ pub fn page_in_memory(events: Vec<Event>, filter: &EventFilter) -> LogPage {
         .collect();
     LogPage {
         total,
+        total_is_lower_bound,
         last_sequence,
         entries,
     }
@@ -166,6 +190,8 @@ pub(crate) struct PageSql {
     /// How many events match, when it is known without counting (a filter on the sequence
     /// alone, over a gap-free log).
     pub total: Option<u64>,
+    /// The most matches [`PageSql::count`] counts: the filter's [`EventFilter::count_cap`].
+    count_cap: u64,
 }
 
 /// A parameter of a [`PageSql`].
@@ -261,6 +287,7 @@ impl PageSql {
                 as_i64(offset)
             ),
             total,
+            count_cap: filter.count_cap().unwrap_or(0),
         }
     }
 
@@ -272,11 +299,17 @@ impl PageSql {
         )
     }
 
-    /// The query that counts the matches, when they must be counted.
+    /// The query that counts the matches, when they must be counted: one past the cap at
+    /// most, so that it reads no more index entries than the cap (hand its answer to
+    /// [`EventFilter::total_of`]).
     pub(crate) fn count(&self) -> Option<String> {
-        self.total
-            .is_none()
-            .then(|| format!("SELECT COUNT(*) FROM events e WHERE {}", self.where_clause))
+        self.total.is_none().then(|| {
+            format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM events e WHERE {} LIMIT {}) AS matches",
+                self.where_clause,
+                self.count_cap.saturating_add(1).min(i64::MAX as u64)
+            )
+        })
     }
 }
 
@@ -292,10 +325,14 @@ fn to_micros_rounded_up(time: SystemTime) -> i64 {
     }
 }
 
-/// The page of a query's answer: how many events match, the log's last sequence, and the
-/// rows, each (its previous payload beside it) decoded.
+/// What a store reads for a page: the total (and whether it is a lower bound), the log's last
+/// sequence, and the rows, each with its previous payload.
+pub(crate) type PageRows = ((u64, bool), u64, Vec<(StoredEvent, Option<String>)>);
+
+/// The page of a query's answer: how many events match (and whether that is a lower bound),
+/// the log's last sequence, and the rows, each (its previous payload beside it) decoded.
 pub(crate) fn page_of(
-    (total, last_sequence, rows): (u64, u64, Vec<(StoredEvent, Option<String>)>),
+    ((total, total_is_lower_bound), last_sequence, rows): PageRows,
     bad: &dyn Fn(String) -> StoreError,
 ) -> Result<LogPage, StoreError> {
     let entries = rows
@@ -324,6 +361,7 @@ pub(crate) fn page_of(
         .collect::<Result<_, StoreError>>()?;
     Ok(LogPage {
         total,
+        total_is_lower_bound,
         last_sequence,
         entries,
     })

@@ -95,10 +95,10 @@ impl Store for PostgresStore {
                 .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
                 .collect();
             let total = match page.count() {
-                None => page.total.unwrap_or(0),
+                None => (page.total.unwrap_or(0), false),
                 Some(count) => {
                     let n: i64 = tx.query_one(&count, &refs).await.map_err(sql)?.get(0);
-                    u64::try_from(n).unwrap_or(0)
+                    filter.total_of(u64::try_from(n).unwrap_or(0))
                 }
             };
             let statement = tx.prepare_cached(&page.select()).await.map_err(sql)?;

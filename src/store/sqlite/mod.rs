@@ -37,10 +37,10 @@ use super::directory::{
     remove_sqlite_files, sqlite_file, sync_directory,
 };
 use super::{
-    Author, CREATOR_INDEXES, Event, EventFilter, GENESIS, LogPage, NewEvent, Notice, PageSql,
-    SCHEMA, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenRecord, Watcher,
-    chain_hash, corrupt, database_path, events_following, from_micros, hex, page_of, unavailable,
-    unhex, verify_chain, wal,
+    Author, CREATOR_INDEXES, Event, EventFilter, GENESIS, LogPage, NewEvent, Notice, PageRows,
+    PageSql, SCHEMA, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenRecord,
+    Watcher, chain_hash, corrupt, database_path, events_following, from_micros, hex, page_of,
+    unavailable, unhex, verify_chain, wal,
 };
 use crate::registry::InstanceId;
 

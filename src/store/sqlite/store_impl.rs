@@ -137,7 +137,7 @@ impl Store for SqliteStore {
         filter: &EventFilter,
     ) -> Result<LogPage, StoreError> {
         let conn = self.page_reader()?;
-        let read = |conn: &Connection| -> rusqlite::Result<(u64, u64, Vec<_>)> {
+        let read = |conn: &Connection| -> rusqlite::Result<PageRows> {
             let tx = conn.unchecked_transaction()?;
             let last: i64 = tx
                 .prepare_cached(
@@ -155,12 +155,12 @@ impl Store for SqliteStore {
                 })
                 .collect();
             let total = match sql.count() {
-                None => sql.total.unwrap_or(0),
+                None => (sql.total.unwrap_or(0), false),
                 Some(count) => {
                     let n: i64 = tx
                         .prepare_cached(&count)?
                         .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
-                    u64::try_from(n).unwrap_or(0)
+                    filter.total_of(u64::try_from(n).unwrap_or(0))
                 }
             };
             let rows = tx
