@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use secretgen::store::{
-    Author, COUNT_AHEAD, Change, Event, EventFilter, EventType, GENESIS, NewEvent, PostgresOptions,
-    PostgresStore, TokenRecord, page_in_memory, truncate_to_micros,
+    Author, COUNT_AHEAD, Change, Event, EventFilter, EventType, GENESIS, MAX_PAGE, NewEvent,
+    PostgresOptions, PostgresStore, TokenRecord, page_in_memory, truncate_to_micros,
 };
 use secretgen::{
     ConfigDraft, GeneratorConfig, GeneratorType, InstanceId, SqliteStore, Store, StoreErrorKind,
@@ -219,10 +219,12 @@ fn catching_up_follows_the_chain_from_what_was_applied(store: Arc<dyn Store>) {
     assert!(store.events(&other).unwrap().is_empty());
 }
 
+/// 1,200 changes over two types (more than a page holds), some by a token with an id: every
+/// filter and paging gives the page the whole log gives ([`page_in_memory`], the reference).
 fn pages_are_the_whole_log_filtered(store: Arc<dyn Store>) {
     let id = claimed(store.as_ref());
     let now = truncate_to_micros(SystemTime::now());
-    let events: Vec<NewEvent> = (0..60u64)
+    let events: Vec<NewEvent> = (0..1200u64)
         .map(|i| {
             let t = if i % 3 == 0 {
                 GeneratorType::OtpEmail
@@ -235,6 +237,7 @@ fn pages_are_the_whole_log_filtered(store: Arc<dyn Store>) {
                 } else {
                     EventType::Changed
                 },
+                // Alternating lengths: every event changes something, so every one is kept.
                 config: config(t, 6 + (i % 7) as i64),
                 created_at: now + Duration::from_millis(i),
                 creator: if i % 5 == 0 { "ops" } else { "alice" }.into(),
@@ -247,29 +250,51 @@ fn pages_are_the_whole_log_filtered(store: Arc<dyn Store>) {
         .add_token(&token("t_page", "page", None), "ops")
         .unwrap();
     let all = store.events(&id).unwrap();
+    assert!(all.len() as u64 > MAX_PAGE, "{}", all.len());
     let middle = all[all.len() / 2].created_at;
     let base = EventFilter::default();
     let filters = [
         base.clone(),
         EventFilter {
-            limit: 7,
-            offset: 5,
+            limit: 5000,
             ..base.clone()
         },
         EventFilter {
             limit: 7,
             offset: 5,
+            ..base.clone()
+        },
+        EventFilter {
+            limit: 100,
+            offset: 250,
             ascending: false,
             ..base.clone()
         },
         EventFilter {
-            from_sequence: 20,
-            limit: 4,
+            offset: 5000,
+            ..base.clone()
+        },
+        EventFilter {
+            from_sequence: 700,
+            limit: 50,
+            ..base.clone()
+        },
+        EventFilter {
+            from_sequence: 700,
+            limit: 50,
+            offset: 10,
+            ascending: false,
             ..base.clone()
         },
         EventFilter {
             generator_type: Some(GeneratorType::OtpEmail),
-            offset: 2,
+            limit: 30,
+            offset: 7,
+            ..base.clone()
+        },
+        EventFilter {
+            generator_type: Some(GeneratorType::OtpSms),
+            ascending: false,
             ..base.clone()
         },
         EventFilter {
@@ -282,6 +307,8 @@ fn pages_are_the_whole_log_filtered(store: Arc<dyn Store>) {
         },
         EventFilter {
             creator: Some("ops".into()),
+            limit: 20,
+            offset: 3,
             ascending: false,
             ..base.clone()
         },
@@ -296,14 +323,39 @@ fn pages_are_the_whole_log_filtered(store: Arc<dyn Store>) {
             ..base.clone()
         },
         EventFilter {
-            offset: 500,
+            until: Some(middle),
+            ascending: false,
+            limit: 10,
+            ..base.clone()
+        },
+        EventFilter {
+            since: Some(middle - Duration::from_millis(50)),
+            until: Some(middle + Duration::from_nanos(500)),
+            generator_type: Some(GeneratorType::OtpSms),
+            from_sequence: 3,
             ..base.clone()
         },
     ];
     for filter in &filters {
         let page = store.events_page(&id, filter).unwrap();
         assert_eq!(page, page_in_memory(all.clone(), filter), "{filter:?}");
+        assert!(page.entries.len() as u64 <= MAX_PAGE);
     }
+    let capped = store
+        .events_page(
+            &id,
+            &EventFilter {
+                limit: 5000,
+                ..base.clone()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (capped.entries.len() as u64, capped.total),
+        (MAX_PAGE, all.len() as u64),
+        "a larger limit is capped; the total is not"
+    );
+    // A change's page shows the configuration it replaced.
     let changes = store
         .events_page(
             &id,
@@ -313,6 +365,7 @@ fn pages_are_the_whole_log_filtered(store: Arc<dyn Store>) {
             },
         )
         .unwrap();
+    assert_eq!(changes.entries.len() as u64, MAX_PAGE);
     assert!(changes.entries.iter().all(|e| e.previous.is_some()));
 }
 
