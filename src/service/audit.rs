@@ -46,7 +46,7 @@ pub fn concurrent_reads() -> usize {
 impl Service {
     /// The events of the log that `query` asks for, one page of at most [`MAX_PAGE`] (a
     /// larger or no limit is capped to it), each configuration change with the configuration
-    /// it replaced. Read from the store (on a blocking thread): the log is the source of
+    /// it replaced. Read from the store (on a background thread): the log is the source of
     /// truth, whoever wrote it.
     pub async fn search_events(
         &self,
@@ -57,9 +57,10 @@ impl Service {
     }
 
     /// [`Service::search_events`], with the page handed to `render` (a transport's
-    /// encoding) on the same blocking thread: reading and rendering a page of up to a
-    /// thousand events take no async worker's time, and at most [`concurrent_reads`] run at
-    /// once; the others wait their turn without holding a thread.
+    /// encoding) on the same thread, one of the service's background threads (see
+    /// [`super::background`]): reading and rendering a page of up to a thousand events take
+    /// no async worker's time and give way to generation, and at most [`concurrent_reads`]
+    /// run at once; the others wait their turn without holding a thread.
     pub async fn search_events_rendered<T: Send + 'static>(
         &self,
         _: &Grant<ReadEvents>,
@@ -73,20 +74,23 @@ impl Service {
             .map_err(|_| Error::Internal("the server is stopping"))?;
         let control = Arc::clone(&self.control);
         let metrics = Arc::clone(&self.metrics);
-        tokio::task::spawn_blocking(move || {
-            let page = control
-                .store()
-                .events_page(control.instance().id(), &query)
-                .map_err(|e| Error::store(&e, "the log cannot be read", "the log is damaged"))?;
-            metrics.events_read(page.entries.len());
-            Ok(render(EventPage {
-                total: page.total,
-                total_is_lower_bound: page.total_is_lower_bound,
-                processed_sequence: page.last_sequence,
-                entries: page.entries,
-            }))
-        })
-        .await
-        .map_err(|_| Error::Internal("the log read was interrupted"))?
+        self.background
+            .run(move || {
+                let page = control
+                    .store()
+                    .events_page(control.instance().id(), &query)
+                    .map_err(|e| {
+                        Error::store(&e, "the log cannot be read", "the log is damaged")
+                    })?;
+                metrics.events_read(page.entries.len());
+                Ok(render(EventPage {
+                    total: page.total,
+                    total_is_lower_bound: page.total_is_lower_bound,
+                    processed_sequence: page.last_sequence,
+                    entries: page.entries,
+                }))
+            })
+            .await
+            .ok_or(Error::Internal("the log read was interrupted"))?
     }
 }

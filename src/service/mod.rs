@@ -15,6 +15,7 @@
 //! wrong with its request, and learns nothing about the input's rules.
 
 pub mod audit;
+mod background;
 pub mod error;
 pub mod follow;
 pub mod token_admin;
@@ -264,6 +265,8 @@ pub struct Service {
     /// rendered at once, so that readers of the log queue among themselves instead of taking
     /// every core from generation.
     audit_reads: tokio::sync::Semaphore,
+    /// The threads that read and render those pages, at the lowest priority.
+    background: background::Background,
 }
 
 impl Service {
@@ -282,6 +285,10 @@ impl Service {
             limiter: rate_limit.map(|rps| Limiter::keyed(governor::Quota::per_second(rps))),
             metrics,
             audit_reads: tokio::sync::Semaphore::new(audit::concurrent_reads()),
+            background: background::Background::start(audit::concurrent_reads(), "secretgen-log")
+                .map_err(|e| {
+                crate::store::unavailable(format!("cannot start the log's reader threads: {e}"))
+            })?,
         })
     }
 
