@@ -21,6 +21,40 @@ pub fn lines_dropped() -> u64 {
     LINES_DROPPED.load(Ordering::Relaxed)
 }
 
+/// `secretgen_log_lines_dropped_total`, read from the global count at each scrape.
+#[derive(Debug)]
+struct LinesDropped;
+
+impl prometheus_client::metrics::TypedMetric for LinesDropped {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Counter;
+}
+
+impl prometheus_client::encoding::EncodeMetric for LinesDropped {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+            &lines_dropped(),
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Counter
+    }
+}
+
+/// Adds the count of dropped log lines to `registry`.
+pub fn register_metric(registry: &mut prometheus_client::registry::Registry) {
+    registry.register(
+        "log_lines_dropped",
+        "Log lines dropped because standard error could not take them",
+        LinesDropped,
+    );
+}
+
 /// Makes a [`StderrLine`] per log line: standard error, with write errors swallowed and
 /// counted.
 #[derive(Clone, Copy, Debug, Default)]
@@ -74,6 +108,29 @@ impl Drop for StderrLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metric_reads_the_count_at_each_scrape() {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("secretgen");
+        register_metric(&mut registry);
+        let scrape = || {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("secretgen_log_lines_dropped_total "))
+                .map(str::to_owned);
+            line.expect("the counter is exposed")
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let before = scrape();
+        StderrLine { failed: true }.write_all(b"x\n").unwrap();
+        assert!(scrape() > before);
+    }
 
     #[test]
     fn a_failed_line_is_counted_once_and_reported_as_written() {

@@ -16,6 +16,7 @@ use crate::control::ControlPlane;
 use crate::grpc::{GrpcOptions, GrpcServer};
 use crate::metrics::Metrics;
 use crate::net::conn::{self, Timeouts};
+use crate::net::metrics::{ConnectionMetrics, Port};
 use crate::net::tls::{self, Reloadable};
 use crate::registry::InstanceId;
 use crate::service::Service;
@@ -179,15 +180,27 @@ impl Application {
             .map_err(StartError::Signal)?;
         let store = settings.store.open()?;
         let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)?;
-        let metrics = Arc::new(if settings.metrics {
+        // One registry: the core's families, then each transport's and the log's.
+        let mut metrics = if settings.metrics {
             Metrics::new()
         } else {
             Metrics::disabled()
-        });
+        };
+        let enabled = metrics.enabled();
+        let http_metrics = Arc::new(api::metrics::HttpMetrics::register(
+            metrics.registry_mut(),
+            enabled,
+        ));
+        let grpc_metrics = Arc::new(crate::grpc::metrics::GrpcMetrics::register(
+            metrics.registry_mut(),
+            enabled,
+        ));
+        let connections = Arc::new(ConnectionMetrics::register(metrics.registry_mut()));
+        crate::logging::register_metric(metrics.registry_mut());
         let service = Arc::new(Service::new(
             Arc::new(control),
             settings.rate_limit,
-            metrics,
+            Arc::new(metrics),
         )?);
         // Changes other processes make to the store (replicas on one PostgreSQL database)
         // are applied as they come; the embedded store has no other writer to follow.
@@ -209,7 +222,12 @@ impl Application {
         }
         let http = HttpPort {
             shutdown: server.graceful_shutdown_signal(),
-            state: web::Data::new(AppState::new(service, settings.body_timeout)),
+            state: web::Data::new(AppState::new(
+                service,
+                settings.body_timeout,
+                http_metrics,
+                Arc::clone(&connections),
+            )),
             addr,
             tls: http_tls,
             timeouts: settings.timeouts,
@@ -233,6 +251,8 @@ impl Application {
                         max_connections: settings.max_connections.get(),
                         tls: grpc_tls,
                         timeouts: settings.timeouts,
+                        metrics: grpc_metrics,
+                        connections,
                     },
                 )?)
             }
@@ -347,8 +367,8 @@ impl HttpPort {
         fn_service(move |tcp: actix_web::rt::net::TcpStream| {
             let (tls, state) = (tls.clone(), state.clone());
             async move {
-                let metrics = Arc::clone(state.service().metrics());
-                let closed = move |reason| metrics.connection_closed(false, reason);
+                let metrics = Arc::clone(state.connections());
+                let closed = move |reason| metrics.closed(Port::Http, reason);
                 let stream = conn::accept(tcp, timeouts, tls.as_deref(), closed).await?;
                 let peer = stream.peer_addr();
                 Ok::<_, actix_http::error::DispatchError>((

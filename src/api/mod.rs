@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod console;
 pub mod error;
+pub mod metrics;
 pub mod wire;
 
 use std::sync::Arc;
@@ -24,12 +25,13 @@ use serde_json::json;
 pub use error::{ApiError, Violation};
 
 use crate::generator_type::GeneratorType;
-use crate::metrics::{self, Route};
+use crate::net::metrics::ConnectionMetrics;
 use crate::net::request::{BODY_LIMIT, REQUEST_ID, request_id};
 use crate::service::{
     GenerateCodes, ManageTokens, ReadEvents, ReadGenerators, ReadTokens, Service, StoreState,
     UpdateGenerator,
 };
+use metrics::{HttpMetrics, Method, Route};
 
 /// How long a request body may take to arrive, whole, unless the server is told otherwise
 /// (`--body-timeout`).
@@ -40,21 +42,36 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     service: Arc<Service>,
     body_timeout: Duration,
+    metrics: Arc<HttpMetrics>,
+    connections: Arc<ConnectionMetrics>,
 }
 
 impl AppState {
     /// The state of a server over `service`, each request body allowed `body_timeout` to
-    /// arrive whole.
-    pub fn new(service: Arc<Service>, body_timeout: Duration) -> AppState {
+    /// arrive whole, counting its requests in `metrics` and the connections it closes in
+    /// `connections`.
+    pub fn new(
+        service: Arc<Service>,
+        body_timeout: Duration,
+        metrics: Arc<HttpMetrics>,
+        connections: Arc<ConnectionMetrics>,
+    ) -> AppState {
         AppState {
             service,
             body_timeout,
+            metrics,
+            connections,
         }
     }
 
     /// The use cases.
     pub fn service(&self) -> &Arc<Service> {
         &self.service
+    }
+
+    /// Where the connections the watchdog closes are counted.
+    pub fn connections(&self) -> &Arc<ConnectionMetrics> {
+        &self.connections
     }
 }
 
@@ -229,9 +246,9 @@ pub async fn observe_requests(
     let request = response.request();
     let status = response.status().as_u16();
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
-        state.service.metrics().request(
+        state.metrics.request(
             route,
-            metrics::Method::of(request.method().as_str()),
+            Method::of(request.method().as_str()),
             status,
             elapsed.as_secs_f64(),
         );

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tonic::{Request, Response, Status};
 
+use super::metrics::{GrpcMethod, GrpcMetrics};
 use super::proto::zitadel::admin::v1::admin_service_server::AdminService;
 use super::proto::zitadel::admin::v1::{
     GetSecretGeneratorRequest, GetSecretGeneratorResponse, ListSecretGeneratorsRequest,
@@ -17,7 +18,6 @@ use super::proto::zitadel::v1::{ListDetails, ObjectDetails};
 use super::{admit, generator_type, observe, status};
 use crate::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
 use crate::expiry::{Expiry, ExpiryError};
-use crate::metrics::GrpcMethod;
 use crate::registry::{InstanceId, Snapshot, Version};
 use crate::service::{ReadGenerators, SearchQuery, Service, UpdateGenerator};
 
@@ -25,12 +25,13 @@ use crate::service::{ReadGenerators, SearchQuery, Service, UpdateGenerator};
 #[derive(Debug, Clone)]
 pub struct Admin {
     service: Arc<Service>,
+    metrics: Arc<GrpcMetrics>,
 }
 
 impl Admin {
-    /// The AdminService of `service`.
-    pub fn new(service: Arc<Service>) -> Admin {
-        Admin { service }
+    /// The AdminService of `service`, its calls counted in `metrics`.
+    pub fn new(service: Arc<Service>, metrics: Arc<GrpcMetrics>) -> Admin {
+        Admin { service, metrics }
     }
 }
 
@@ -158,24 +159,29 @@ impl AdminService for Admin {
         request: Request<ListSecretGeneratorsRequest>,
     ) -> Result<Response<ListSecretGeneratorsResponse>, Status> {
         let service = &self.service;
-        observe(service, GrpcMethod::ListSecretGenerators, &request, async {
-            let grant = admit::<ReadGenerators, _>(service, &request).await?;
-            let query = search(request.get_ref())?;
-            let found = service.search(&grant, &query);
-            let instance = service.instance_id();
-            Ok(Response::new(ListSecretGeneratorsResponse {
-                details: Some(ListDetails {
-                    total_result: found.total,
-                    processed_sequence: found.processed_sequence,
-                    view_timestamp: Some(timestamp(found.view_timestamp)),
-                }),
-                result: found
-                    .generators
-                    .iter()
-                    .map(|s| secret_generator(s, instance))
-                    .collect(),
-            }))
-        })
+        observe(
+            &self.metrics,
+            GrpcMethod::ListSecretGenerators,
+            &request,
+            async {
+                let grant = admit::<ReadGenerators, _>(service, &request).await?;
+                let query = search(request.get_ref())?;
+                let found = service.search(&grant, &query);
+                let instance = service.instance_id();
+                Ok(Response::new(ListSecretGeneratorsResponse {
+                    details: Some(ListDetails {
+                        total_result: found.total,
+                        processed_sequence: found.processed_sequence,
+                        view_timestamp: Some(timestamp(found.view_timestamp)),
+                    }),
+                    result: found
+                        .generators
+                        .iter()
+                        .map(|s| secret_generator(s, instance))
+                        .collect(),
+                }))
+            },
+        )
         .await
     }
 
@@ -184,14 +190,19 @@ impl AdminService for Admin {
         request: Request<GetSecretGeneratorRequest>,
     ) -> Result<Response<GetSecretGeneratorResponse>, Status> {
         let service = &self.service;
-        observe(service, GrpcMethod::GetSecretGenerator, &request, async {
-            let grant = admit::<ReadGenerators, _>(service, &request).await?;
-            let t = generator_type(request.get_ref().generator_type).map_err(status::status)?;
-            let snapshot = service.get(&grant, t);
-            Ok(Response::new(GetSecretGeneratorResponse {
-                secret_generator: Some(secret_generator(&snapshot, service.instance_id())),
-            }))
-        })
+        observe(
+            &self.metrics,
+            GrpcMethod::GetSecretGenerator,
+            &request,
+            async {
+                let grant = admit::<ReadGenerators, _>(service, &request).await?;
+                let t = generator_type(request.get_ref().generator_type).map_err(status::status)?;
+                let snapshot = service.get(&grant, t);
+                Ok(Response::new(GetSecretGeneratorResponse {
+                    secret_generator: Some(secret_generator(&snapshot, service.instance_id())),
+                }))
+            },
+        )
         .await
     }
 
@@ -201,7 +212,7 @@ impl AdminService for Admin {
     ) -> Result<Response<UpdateSecretGeneratorResponse>, Status> {
         let service = &self.service;
         observe(
-            service,
+            &self.metrics,
             GrpcMethod::UpdateSecretGenerator,
             &request,
             async {

@@ -12,24 +12,25 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::admin::timestamp;
+use super::metrics::{GrpcMethod, GrpcMetrics};
 use super::proto::secretgen::v1::code_service_server::CodeService;
 use super::proto::secretgen::v1::{
     Code, CodeChunk, GenerateRequest, GenerateResponse, GenerateStreamRequest,
 };
 use super::{admit, generator_type, observe, status};
-use crate::metrics::GrpcMethod;
 use crate::service::{Codes, GenerateCodes, Service};
 
 /// The CodeService over the use cases.
 #[derive(Debug, Clone)]
 pub struct CodeServer {
     service: Arc<Service>,
+    metrics: Arc<GrpcMetrics>,
 }
 
 impl CodeServer {
-    /// The CodeService of `service`.
-    pub fn new(service: Arc<Service>) -> CodeServer {
-        CodeServer { service }
+    /// The CodeService of `service`, its calls counted in `metrics`.
+    pub fn new(service: Arc<Service>, metrics: Arc<GrpcMetrics>) -> CodeServer {
+        CodeServer { service, metrics }
     }
 }
 
@@ -54,7 +55,7 @@ impl CodeService for CodeServer {
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
         let service = &self.service;
-        observe(service, GrpcMethod::Generate, &request, async {
+        observe(&self.metrics, GrpcMethod::Generate, &request, async {
             let grant = admit::<GenerateCodes, _>(service, &request).await?;
             let r = request.get_ref();
             let t = generator_type(r.generator_type).map_err(status::status)?;
@@ -84,7 +85,7 @@ impl CodeService for CodeServer {
         request: Request<GenerateStreamRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         let service = &self.service;
-        observe(service, GrpcMethod::GenerateStream, &request, async {
+        observe(&self.metrics, GrpcMethod::GenerateStream, &request, async {
             let grant = admit::<GenerateCodes, _>(service, &request).await?;
             let r = request.get_ref();
             let t = generator_type(r.generator_type).map_err(status::status)?;

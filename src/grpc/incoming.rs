@@ -28,8 +28,8 @@ use tokio::sync::Semaphore;
 use tonic::codegen::http::{Request, Response};
 
 use super::GrpcOptions;
-use crate::metrics::Metrics;
 use crate::net::conn::{self, Activity, Budgeted};
+use crate::net::metrics::Port;
 
 /// A stream's receive window: a request message (at most 64 KiB) and its prefix fit.
 pub const STREAM_WINDOW: u32 = 128 * 1024;
@@ -109,7 +109,6 @@ pub(super) async fn serve(
     listener: TcpListener,
     calls: Calls,
     options: GrpcOptions,
-    metrics: Arc<Metrics>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let places = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -136,11 +135,14 @@ pub(super) async fn serve(
             },
         };
         let (calls, builder, watcher) = (calls.clone(), builder.clone(), graceful.watcher());
-        let (tls, timeouts, metrics) =
-            (options.tls.clone(), options.timeouts, Arc::clone(&metrics));
+        let (tls, timeouts, metrics) = (
+            options.tls.clone(),
+            options.timeouts,
+            Arc::clone(&options.connections),
+        );
         tokio::spawn(async move {
             let _place = permit;
-            let closed = move |reason| metrics.connection_closed(true, reason);
+            let closed = move |reason| metrics.closed(Port::Grpc, reason);
             let Ok(stream) = conn::accept(stream, timeouts, tls.as_deref(), closed).await else {
                 return;
             };

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod code;
 pub mod guard;
 pub mod incoming;
+pub mod metrics;
 pub mod proto;
 pub mod status;
 
@@ -23,9 +24,10 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use crate::generator_type::GeneratorType;
-use crate::metrics::GrpcMethod;
+use crate::net::metrics::ConnectionMetrics;
 use crate::net::request::{REQUEST_ID, request_id};
 use crate::service::{self, Grant, Operation, Service};
+use metrics::{GrpcMethod, GrpcMetrics};
 use proto::secretgen::v1::code_service_server::CodeServiceServer;
 use proto::zitadel::admin::v1::admin_service_server::AdminServiceServer;
 
@@ -59,7 +61,7 @@ pub(crate) fn generator_type(number: i32) -> Result<GeneratorType, service::Erro
 /// the call (method, code, time; never metadata or messages, which carry tokens and codes)
 /// and counts it in the metrics.
 pub(crate) async fn observe<R, T>(
-    service: &Service,
+    metrics: &GrpcMetrics,
     method: GrpcMethod,
     request: &Request<R>,
     call: impl Future<Output = Result<Response<T>, Status>>,
@@ -87,9 +89,7 @@ pub(crate) async fn observe<R, T>(
             Err(status) => status.metadata_mut().insert(REQUEST_ID, value),
         };
     }
-    service
-        .metrics()
-        .grpc_call(method, code as i32, elapsed.as_secs_f64());
+    metrics.call(method, code as i32, elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             method = method.path(),
@@ -169,6 +169,10 @@ pub struct GrpcOptions {
     pub tls: Option<Arc<crate::net::tls::Reloadable>>,
     /// SPEC section 13's send and idle timeouts.
     pub timeouts: crate::net::conn::Timeouts,
+    /// Where its calls are counted.
+    pub metrics: Arc<GrpcMetrics>,
+    /// Where the connections its watchdog closes are counted.
+    pub connections: Arc<ConnectionMetrics>,
 }
 
 impl GrpcServer {
@@ -203,13 +207,16 @@ impl GrpcServer {
             .build_v1alpha()
             .map_err(|e| configure(&e))?;
         let (health, health_service) = tonic_health::server::health_reporter();
-        let metrics = Arc::clone(service.metrics());
+        let metrics = Arc::clone(&options.metrics);
         let routes = tonic::service::Routes::new(
-            AdminServiceServer::new(admin::Admin::new(Arc::clone(&service)))
-                .max_decoding_message_size(MESSAGE_LIMIT),
+            AdminServiceServer::new(admin::Admin::new(
+                Arc::clone(&service),
+                Arc::clone(&metrics),
+            ))
+            .max_decoding_message_size(MESSAGE_LIMIT),
         )
         .add_service(
-            CodeServiceServer::new(code::CodeServer::new(service))
+            CodeServiceServer::new(code::CodeServer::new(service, metrics))
                 .max_decoding_message_size(MESSAGE_LIMIT),
         )
         .add_service(health_service)
@@ -233,7 +240,7 @@ impl GrpcServer {
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
             }
-            incoming::serve(listener, calls, options, metrics, stopped).await;
+            incoming::serve(listener, calls, options, stopped).await;
         });
         Ok(GrpcServer {
             addr,

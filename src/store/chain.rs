@@ -3,8 +3,6 @@
 
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
 use super::{
     Author, Change, Event, EventType, NewEvent, StoreError, TokenFacts, from_micros, to_micros,
 };
@@ -104,8 +102,7 @@ impl StoredEvent {
         previous: &[u8; 32],
         event: &NewEvent,
     ) -> StoredEvent {
-        let payload =
-            serde_json::to_string(&Payload::of(&event.config)).expect("a payload is plain JSON");
+        let payload = Payload::of(&event.config).to_json();
         let mut row = StoredEvent {
             instance_id: instance.as_str().to_owned(),
             sequence,
@@ -138,7 +135,7 @@ impl StoredEvent {
             sequence,
             event_type: event_type.as_str().to_owned(),
             generator_type: String::new(),
-            payload: serde_json::to_string(facts).expect("token facts are plain JSON"),
+            payload: facts.to_json(),
             created_at: to_micros(created_at),
             creator: creator.name.clone(),
             creator_id: creator.token_id.clone().unwrap_or_default(),
@@ -178,7 +175,7 @@ impl StoredEvent {
                 return Err(bad(format!("{at} is a token event with a generator type")));
             }
             Change::Token(
-                serde_json::from_str(&self.payload)
+                TokenFacts::from_json(&self.payload)
                     .map_err(|e| bad(format!("{at} has unreadable token facts: {e}")))?,
             )
         } else {
@@ -186,7 +183,7 @@ impl StoredEvent {
                 .generator_type
                 .parse()
                 .map_err(|e| bad(format!("{at} has a bad generator type: {e}")))?;
-            let payload: Payload = serde_json::from_str(&self.payload)
+            let payload = Payload::from_json(&self.payload)
                 .map_err(|e| bad(format!("{at} has an unreadable configuration: {e}")))?;
             Change::Config(payload.into_draft(generator_type))
         };
@@ -326,9 +323,9 @@ pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
 }
 
 /// A configuration as the log stores it: the API's field names, without the type (a column
-/// of its own).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// of its own). `excludeAmbiguous` and `requireEachClass` are false in payloads written
+/// before they existed.
+#[derive(Debug)]
 pub(crate) struct Payload {
     length: i64,
     expiry: String,
@@ -336,9 +333,7 @@ pub(crate) struct Payload {
     include_upper_letters: bool,
     include_digits: bool,
     include_symbols: bool,
-    #[serde(default)]
     exclude_ambiguous: bool,
-    #[serde(default)]
     require_each_class: bool,
 }
 
@@ -355,6 +350,35 @@ impl Payload {
             exclude_ambiguous: d.exclude_ambiguous,
             require_each_class: d.require_each_class,
         }
+    }
+
+    /// The payload's JSON text.
+    pub(crate) fn to_json(&self) -> String {
+        super::json::Writer::new()
+            .int("length", self.length)
+            .str("expiry", &self.expiry)
+            .bool("includeLowerLetters", self.include_lower_letters)
+            .bool("includeUpperLetters", self.include_upper_letters)
+            .bool("includeDigits", self.include_digits)
+            .bool("includeSymbols", self.include_symbols)
+            .bool("excludeAmbiguous", self.exclude_ambiguous)
+            .bool("requireEachClass", self.require_each_class)
+            .finish()
+    }
+
+    /// The payload in JSON `text`.
+    pub(crate) fn from_json(text: &str) -> Result<Payload, String> {
+        let f = super::json::object(text)?;
+        Ok(Payload {
+            length: f.int("length")?,
+            expiry: f.str("expiry")?.to_owned(),
+            include_lower_letters: f.bool("includeLowerLetters")?,
+            include_upper_letters: f.bool("includeUpperLetters")?,
+            include_digits: f.bool("includeDigits")?,
+            include_symbols: f.bool("includeSymbols")?,
+            exclude_ambiguous: f.bool_or_false("excludeAmbiguous")?,
+            require_each_class: f.bool_or_false("requireEachClass")?,
+        })
     }
 
     pub(crate) fn into_draft(self, generator_type: GeneratorType) -> ConfigDraft {
@@ -435,9 +459,62 @@ mod tests {
     fn a_payload_gives_back_the_configuration() {
         for t in GeneratorType::ALL {
             let config = GeneratorConfig::default_for(t);
-            let json = serde_json::to_string(&Payload::of(&config)).unwrap();
-            let back: Payload = serde_json::from_str(&json).unwrap();
+            let json = Payload::of(&config).to_json();
+            let back = Payload::from_json(&json).unwrap();
             assert_eq!(GeneratorConfig::new(&back.into_draft(t)).unwrap(), config);
         }
+    }
+
+    #[test]
+    fn payloads_are_the_bytes_serde_json_wrote_and_older_payloads_read() {
+        let config = GeneratorConfig::default_for(GeneratorType::AppSecret);
+        let d = config.to_draft();
+        // What serde_json's derived writer gave for this configuration, field by field.
+        let theirs = serde_json::json!({
+            "length": config.length().get(),
+            "expiry": crate::protojson::duration_text(config.expiry().duration()),
+            "includeLowerLetters": d.include_lower_letters,
+            "includeUpperLetters": d.include_upper_letters,
+            "includeDigits": d.include_digits,
+            "includeSymbols": d.include_symbols,
+            "excludeAmbiguous": d.exclude_ambiguous,
+            "requireEachClass": d.require_each_class,
+        })
+        .to_string();
+        assert_eq!(Payload::of(&config).to_json(), theirs);
+        // Before excludeAmbiguous and requireEachClass, with spaces and a field in another place.
+        let old = r#"{ "expiry": "3600s", "length": 9, "includeLowerLetters": true,
+            "includeUpperLetters": false, "includeDigits": true, "includeSymbols": false }"#;
+        let draft = Payload::from_json(old)
+            .unwrap()
+            .into_draft(GeneratorType::OtpSms);
+        assert_eq!(draft.length, crate::CodeLength::new(9));
+        assert!(!draft.exclude_ambiguous && !draft.require_each_class);
+        assert!(Payload::from_json(r#"{"length":9}"#).is_err());
+
+        let facts = TokenFacts {
+            token_id: "t1".to_owned(),
+            name: "ops \"a\"\n".to_owned(),
+            permissions: vec!["iam.read".to_owned(), "codes.generate".to_owned()],
+            expires_at: Some(1_700_000_000_000_000),
+            created_by: None,
+        };
+        let theirs = serde_json::json!({
+            "tokenId": "t1", "name": "ops \"a\"\n",
+            "permissions": ["iam.read", "codes.generate"], "expiresAt": 1_700_000_000_000_000i64,
+        })
+        .to_string();
+        assert_eq!(facts.to_json(), theirs);
+        assert_eq!(TokenFacts::from_json(&theirs).unwrap(), facts);
+        let by = TokenFacts {
+            expires_at: None,
+            created_by: Some("t0".to_owned()),
+            ..facts
+        };
+        assert_eq!(
+            by.to_json(),
+            r#"{"tokenId":"t1","name":"ops \"a\"\n","permissions":["iam.read","codes.generate"],"expiresAt":null,"createdBy":"t0"}"#
+        );
+        assert_eq!(TokenFacts::from_json(&by.to_json()).unwrap(), by);
     }
 }

@@ -17,6 +17,7 @@ mod chain;
 mod directory;
 mod error;
 mod flow;
+mod json;
 mod page;
 mod postgres;
 mod sqlite;
@@ -25,8 +26,6 @@ mod wal;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-
-use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigDraft, GeneratorConfig};
 use crate::generator_type::GeneratorType;
@@ -166,8 +165,7 @@ pub enum Change {
 }
 
 /// A token as the log records it: what may be shown to any reader of the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenFacts {
     /// The token's id.
     pub token_id: String,
@@ -179,11 +177,37 @@ pub struct TokenFacts {
     pub expires_at: Option<i64>,
     /// The id of the token that created it (`token.added` only); `None` when the server or
     /// the command line did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
 }
 
 impl TokenFacts {
+    /// The facts as the log stores them: JSON with the API's field names; `createdBy` only
+    /// when there is one.
+    pub(crate) fn to_json(&self) -> String {
+        let w = json::Writer::new()
+            .str("tokenId", &self.token_id)
+            .str("name", &self.name)
+            .strings("permissions", &self.permissions)
+            .int_or_null("expiresAt", self.expires_at);
+        match &self.created_by {
+            Some(by) => w.str("createdBy", by),
+            None => w,
+        }
+        .finish()
+    }
+
+    /// The facts in JSON `text`.
+    pub(crate) fn from_json(text: &str) -> Result<TokenFacts, String> {
+        let f = json::object(text)?;
+        Ok(TokenFacts {
+            token_id: f.str("tokenId")?.to_owned(),
+            name: f.str("name")?.to_owned(),
+            permissions: f.strings("permissions")?,
+            expires_at: f.optional_int("expiresAt")?,
+            created_by: f.optional_str("createdBy")?,
+        })
+    }
+
     /// The facts of `record`.
     pub fn of(record: &TokenRecord) -> TokenFacts {
         TokenFacts {

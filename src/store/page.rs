@@ -347,7 +347,7 @@ pub(crate) fn page_of(
                     let t: GeneratorType = generator_type
                         .parse()
                         .map_err(|e| bad(format!("event {sequence} has a bad type: {e}")))?;
-                    let payload: Payload = serde_json::from_str(&payload).map_err(|e| {
+                    let payload = Payload::from_json(&payload).map_err(|e| {
                         bad(format!(
                             "the event before event {sequence} has an unreadable \
                              configuration: {e}"
