@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-const SCHEMA: &str = include_str!("../src/store/schema.sql");
+const SCHEMA: &str = secretgen::store::SCHEMA;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -29,16 +29,14 @@
 //! store, the control plane and the HTTP API.
 
 pub mod api;
-pub mod control;
 pub mod grpc;
 pub mod logging;
-pub mod metrics;
 pub mod net;
 pub mod protojson;
 pub mod server;
-pub mod service;
-pub mod store;
-pub mod token;
+
+// The core (its own crate, `crates/core`), under the paths it always had.
+pub use secretgen_core::{control, metrics, service, store, token};
 
 // The engine (its own crate, `crates/engine`), under the paths it always had.
 pub use secretgen_engine::{alphabet, config, expiry, generator, generator_type, registry, rng};

@@ -12,16 +12,16 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 
 use crate::api::{self, AppState};
-use crate::control::ControlPlane;
 use crate::grpc::{GrpcOptions, GrpcServer};
-use crate::metrics::Metrics;
 use crate::net::conn::{self, Timeouts};
 use crate::net::metrics::{ConnectionMetrics, Port};
 use crate::net::tls::{self, Reloadable};
-use crate::registry::InstanceId;
-use crate::service::Service;
-use crate::store::{PostgresOptions, PostgresStore, SqliteStore, Store};
-use crate::token::{self, Permission, Token};
+use secretgen_core::control::ControlPlane;
+use secretgen_core::metrics::Metrics;
+use secretgen_core::service::Service;
+use secretgen_core::store::{PostgresOptions, PostgresStore, SqliteStore, Store};
+use secretgen_core::token::{self, Permission, Token};
+use secretgen_engine::registry::InstanceId;
 
 /// How long a stopping server waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -79,7 +79,7 @@ pub enum StoreSettings {
 impl StoreSettings {
     /// Opens the store: the embedded one as its directory's writer, a PostgreSQL one
     /// connected (its schema made if the database is empty).
-    pub fn open(&self) -> Result<Arc<dyn Store>, crate::store::StoreError> {
+    pub fn open(&self) -> Result<Arc<dyn Store>, secretgen_core::store::StoreError> {
         Ok(match self {
             StoreSettings::Embedded(dir) => Arc::new(SqliteStore::open(dir)?),
             StoreSettings::Postgres { url, options } => {
@@ -113,10 +113,10 @@ pub enum StartError {
     },
     /// The store could not be opened or read.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] secretgen_core::store::StoreError),
     /// The control plane could not open on the store.
     #[error(transparent)]
-    Open(#[from] crate::control::OpenError),
+    Open(#[from] secretgen_core::control::OpenError),
     /// The first admin token could not be made.
     #[error("cannot make the first admin token: {0}")]
     Token(#[from] token::TokenError),
@@ -204,7 +204,7 @@ impl Application {
         )?);
         // Changes other processes make to the store (replicas on one PostgreSQL database)
         // are applied as they come; the embedded store has no other writer to follow.
-        crate::service::follow::follow(&service);
+        secretgen_core::service::follow::follow(&service);
         let grpc_service = Arc::clone(&service);
         if http_tls.is_none() && !addr.ip().is_loopback() {
             tracing::warn!(
@@ -415,7 +415,7 @@ fn bootstrap(store: &dyn Store, given: Option<Token>) -> Result<Option<Token>, S
     };
     let record = token::record(&token, token::BOOTSTRAP_TOKEN_NAME, &Permission::ALL, None)?;
     // Replicas starting together on an empty database: only the first stores its token.
-    if !store.add_first_token(&record, crate::control::SYSTEM_CREATOR)? {
+    if !store.add_first_token(&record, secretgen_core::control::SYSTEM_CREATOR)? {
         warn_if_not_stored(store, (!shown).then_some(&token))?;
         return Ok(None);
     }

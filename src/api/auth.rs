@@ -1,5 +1,5 @@
 //! `Authorization: Bearer <token>`: the token's text, for the service to admit
-//! ([`crate::service::Service::admit`]). The parsing is the service's, shared with gRPC.
+//! ([`secretgen_core::service::Service::admit`]). The parsing is the service's, shared with gRPC.
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -12,5 +12,5 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    Ok(crate::service::tokens::bearer(value)?)
+    Ok(secretgen_core::service::tokens::bearer(value)?)
 }

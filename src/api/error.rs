@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
-use crate::service::{self, Subject};
+use secretgen_core::service::{self, Subject};
 
 /// The gRPC status code of an error body: the gRPC transport's own type, one for both
 /// transports (SPEC section 5's table).

@@ -1,5 +1,5 @@
 //! The HTTP API's metrics: requests and their latency per route, method and status, in the
-//! registry of the core's [`Metrics`](crate::metrics::Metrics). The route table ([`Route`])
+//! registry of the core's [`Metrics`](secretgen_core::metrics::Metrics). The route table ([`Route`])
 //! is here too: the server registers each route under its pattern, with the `Route` as the
 //! resource's data, so a request's `route` label is read back without matching the path again.
 //!
@@ -21,7 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::Histogram;
+use secretgen_core::metrics::Histogram;
 
 /// A registered route, by its pattern: the `route` label. The server registers each route
 /// under [`Route::pattern`] with the `Route` as the resource's data, so that a request's

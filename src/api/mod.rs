@@ -24,14 +24,14 @@ use serde_json::json;
 
 pub use error::{ApiError, Violation};
 
-use crate::generator_type::GeneratorType;
 use crate::net::metrics::ConnectionMetrics;
 use crate::net::request::{BODY_LIMIT, REQUEST_ID, request_id};
-use crate::service::{
+use metrics::{HttpMetrics, Method, Route};
+use secretgen_core::service::{
     GenerateCodes, ManageTokens, ReadEvents, ReadGenerators, ReadTokens, Service, StoreState,
     UpdateGenerator,
 };
-use metrics::{HttpMetrics, Method, Route};
+use secretgen_engine::generator_type::GeneratorType;
 
 /// How long a request body may take to arrive, whole, unless the server is told otherwise
 /// (`--body-timeout`).
@@ -300,7 +300,7 @@ pub fn carries_secret(route: Route) -> bool {
 /// The generator type of a path segment.
 fn generator_type(raw: &str) -> Result<GeneratorType, ApiError> {
     raw.parse::<GeneratorType>()
-        .map_err(|e| crate::service::Error::from(e).into())
+        .map_err(|e| secretgen_core::service::Error::from(e).into())
 }
 
 /// The request body, whole, read within the state's body timeout: the time from the first
@@ -440,7 +440,7 @@ async fn revoke_token(
     let event = events.last().expect("a revocation writes an event");
     Ok(json_response(&json!({
         "details": wire::Details::of(
-            crate::registry::Version {
+            secretgen_engine::registry::Version {
                 sequence: event.sequence,
                 creation_date: event.created_at,
                 change_date: event.created_at,

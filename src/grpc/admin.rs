@@ -16,10 +16,10 @@ use super::proto::zitadel::admin::v1::{
 use super::proto::zitadel::settings::v1::{SecretGenerator, secret_generator_query::Query};
 use super::proto::zitadel::v1::{ListDetails, ObjectDetails};
 use super::{admit, generator_type, observe, status};
-use crate::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
-use crate::expiry::{Expiry, ExpiryError};
-use crate::registry::{InstanceId, Snapshot, Version};
-use crate::service::{ReadGenerators, SearchQuery, Service, UpdateGenerator};
+use secretgen_core::service::{ReadGenerators, SearchQuery, Service, UpdateGenerator};
+use secretgen_engine::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
+use secretgen_engine::expiry::{Expiry, ExpiryError};
+use secretgen_engine::registry::{InstanceId, Snapshot, Version};
 
 /// The AdminService over the use cases.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ fn draft(request: &UpdateSecretGeneratorRequest) -> ConfigDraft {
     let mut draft = match request
         .generator_type
         .to_string()
-        .parse::<crate::GeneratorType>()
+        .parse::<secretgen_engine::GeneratorType>()
     {
         Ok(t) => ConfigDraft::new(t),
         Err(e) => ConfigDraft::with_unreadable_type(e.to_string()),

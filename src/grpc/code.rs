@@ -3,7 +3,7 @@
 //! takes them (HTTP/2 flow control holds the stream back, and the next chunk is made when the
 //! last one has gone), so a slow reader costs the server a chunk or two, not the stream.
 //!
-//! [`MAX_STREAM_COUNT`]: crate::service::MAX_STREAM_COUNT
+//! [`MAX_STREAM_COUNT`]: secretgen_core::service::MAX_STREAM_COUNT
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use super::proto::secretgen::v1::{
     Code, CodeChunk, GenerateRequest, GenerateResponse, GenerateStreamRequest,
 };
 use super::{admit, generator_type, observe, status};
-use crate::service::{Codes, GenerateCodes, Service};
+use secretgen_core::service::{Codes, GenerateCodes, Service};
 
 /// The CodeService over the use cases.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! The gRPC server's metrics: calls and their latency (to the first message of a stream) per
 //! method and status code, in the registry of the core's
-//! [`Metrics`](crate::metrics::Metrics). Both labels come from fixed sets; each series is
+//! [`Metrics`](secretgen_core::metrics::Metrics). Both labels come from fixed sets; each series is
 //! resolved once and kept, so counting a call is a few atomic adds.
 
 use std::fmt::Write as _;
@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::Histogram;
+use secretgen_core::metrics::Histogram;
 
 /// A gRPC method secretgen serves, for the `method` label of the gRPC metrics.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

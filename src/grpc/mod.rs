@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
-use crate::generator_type::GeneratorType;
 use crate::net::metrics::ConnectionMetrics;
 use crate::net::request::{REQUEST_ID, request_id};
-use crate::service::{self, Grant, Operation, Service};
 use metrics::{GrpcMethod, GrpcMetrics};
 use proto::secretgen::v1::code_service_server::CodeServiceServer;
 use proto::zitadel::admin::v1::admin_service_server::AdminServiceServer;
+use secretgen_core::service::{self, Grant, Operation, Service};
+use secretgen_engine::generator_type::GeneratorType;
 
 /// The largest request message accepted, as the HTTP API's body limit.
 pub const MESSAGE_LIMIT: usize = crate::net::request::BODY_LIMIT;

@@ -6,8 +6,8 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::config::Field;
-use crate::service::{self, Subject};
+use secretgen_core::service::{self, Subject};
+use secretgen_engine::config::Field;
 
 /// The protobuf name of what a violation is about.
 pub fn field_name(subject: Subject) -> &'static str {
@@ -88,7 +88,7 @@ mod tests {
         let cases = [
             (service::Error::Unauthenticated("x"), Code::Unauthenticated),
             (
-                service::Error::PermissionDenied(crate::token::Permission::IamWrite),
+                service::Error::PermissionDenied(secretgen_core::token::Permission::IamWrite),
                 Code::PermissionDenied,
             ),
             (

@@ -1,6 +1,6 @@
 //! Connections the watchdog closed ([`Closed`]), by port (`http`, `grpc`) and rule:
 //! `secretgen_connections_closed_total`, in the registry of the core's
-//! [`Metrics`](crate::metrics::Metrics). Both transports count here.
+//! [`Metrics`](secretgen_core::metrics::Metrics). Both transports count here.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -8,12 +8,12 @@ use serde_json::{Map, Value};
 
 use super::{ConfigFields, field, generator_type, list_query, read_integer, timestamp};
 use crate::api::error::{ApiError, Violation};
-use crate::service::{EventPage, EventQuery};
-use crate::store::{Change, EventType};
+use secretgen_core::service::{EventPage, EventQuery};
+use secretgen_core::store::{Change, EventType};
 
 /// A `POST /admin/v1/events/_search` body: the filters (`generatorType`, `eventTypes`,
 /// `creator`, `creatorId`, `fromSequence`, `since`, `until`) and the paging of `query` (a
-/// limit of 0 or over [`crate::service::audit::MAX_PAGE`] is read as that cap).
+/// limit of 0 or over [`secretgen_core::service::audit::MAX_PAGE`] is read as that cap).
 pub fn event_query(object: &Map<String, Value>) -> Result<EventQuery, ApiError> {
     let mut violations = Vec::new();
     let mut query = EventQuery::default();
@@ -200,9 +200,7 @@ impl EventPageBody<'_> {
                         item.token = Some(TokenItem {
                             name: &facts.name,
                             permissions: &facts.permissions,
-                            expires_at: facts
-                                .expires_at
-                                .map(|at| timestamp(crate::store::from_micros(at))),
+                            expires_at: facts.expires().map(timestamp),
                         });
                     }
                 }
@@ -233,16 +231,16 @@ impl EventPageBody<'_> {
 mod tests {
     use super::*;
     use crate::api::wire::at;
-    use crate::config::{CodeLength, ConfigDraft};
-    use crate::generator_type::GeneratorType;
-    use crate::registry::InstanceId;
+    use secretgen_engine::config::{CodeLength, ConfigDraft};
+    use secretgen_engine::generator_type::GeneratorType;
+    use secretgen_engine::registry::InstanceId;
     use serde_json::json;
 
     #[test]
     fn an_event_page_is_written_as_the_api_shows_it() {
-        use crate::config::GeneratorConfig;
-        use crate::service::AuditEntry;
-        use crate::store::{Change, Event, EventType, TokenFacts};
+        use secretgen_core::service::AuditEntry;
+        use secretgen_core::store::{Change, Event, EventType, TokenFacts};
+        use secretgen_engine::config::GeneratorConfig;
         let config = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
         let previous = ConfigDraft {
             length: CodeLength::new(6),

@@ -10,12 +10,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, Violation};
-use crate::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
-use crate::generator_type::{GeneratorType, ParseGeneratorTypeError};
-use crate::registry::{InstanceId, Snapshot, Version};
-use crate::service::{Codes, NewToken, Preview, SearchQuery, SearchResult, TokenPage, TokenQuery};
-use crate::store::TokenRecord;
-use crate::token::Token;
+use secretgen_core::service::{
+    Codes, NewToken, Preview, SearchQuery, SearchResult, TokenPage, TokenQuery,
+};
+use secretgen_core::store::TokenRecord;
+use secretgen_core::token::Token;
+use secretgen_engine::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
+use secretgen_engine::generator_type::{GeneratorType, ParseGeneratorTypeError};
+use secretgen_engine::registry::{InstanceId, Snapshot, Version};
 
 pub use crate::protojson::timestamp;
 pub use events::{EventPageBody, event_query};
@@ -312,7 +314,7 @@ fn read_integer(
 /// none (then the draft's type is unreadable and the body is read all the same, so that
 /// every violation is listed at once). A field of the wrong JSON type is listed as
 /// unreadable (with why) and takes its zero value; the one check of the draft,
-/// [`crate::GeneratorConfig::new`], reports it and judges no rule that reads it.
+/// [`secretgen_engine::GeneratorConfig::new`], reports it and judges no rule that reads it.
 pub fn config_draft(
     object: &Map<String, Value>,
     generator_type: Result<GeneratorType, ParseGeneratorTypeError>,
@@ -344,7 +346,7 @@ pub fn config_draft(
     for (flag, field_) in flags.iter_mut().zip(Field::FLAGS) {
         match field(
             object,
-            super::error::json_name(crate::service::Subject::Config(field_)),
+            super::error::json_name(secretgen_core::service::Subject::Config(field_)),
         ) {
             None => {}
             Some(Value::Bool(b)) => *flag = *b,
@@ -644,7 +646,7 @@ pub fn generate_response(codes: &Codes) -> actix_web::web::Bytes {
     }
     out.extend_from_slice(b"]}");
     debug_assert_eq!(out.len(), size, "the answer's size is computed exactly");
-    actix_web::web::Bytes::from_owner(crate::service::SecretBytes(out))
+    actix_web::web::Bytes::from_owner(secretgen_core::service::SecretBytes(out))
 }
 
 /// Seconds and nanoseconds of a duration, for tests.
@@ -656,7 +658,7 @@ fn at(secs: u64, nanos: u32) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alphabet::{DIGITS, LOWER, SYMBOLS, UPPER};
+    use secretgen_engine::alphabet::{DIGITS, LOWER, SYMBOLS, UPPER};
     use serde_json::json;
 
     #[test]
@@ -709,7 +711,7 @@ mod tests {
         let draft = config_draft(&body, Ok(GeneratorType::OtpSms));
         assert!(draft.unreadable.is_empty());
         assert_eq!(draft.length, CodeLength::new(10));
-        assert_eq!(draft.expiry, crate::Expiry::from_secs(60));
+        assert_eq!(draft.expiry, secretgen_engine::Expiry::from_secs(60));
         assert!(draft.include_digits && !draft.include_upper_letters);
         let body = object(
             br#"{"length": 8.5, "expiry": 300, "includeDigits": "yes", "excludeAmbiguous": null}"#,
@@ -719,7 +721,7 @@ mod tests {
         let fields: Vec<Field> = draft.unreadable.iter().map(|v| v.field).collect();
         assert_eq!(fields, [Field::Length, Field::Expiry, Field::IncludeDigits]);
         assert_eq!(draft.length, CodeLength::new(0));
-        assert_eq!(draft.expiry, Ok(crate::Expiry::NEVER));
+        assert_eq!(draft.expiry, Ok(secretgen_engine::Expiry::NEVER));
         // A bad type is one more unreadable field, listed first; the body is read all the
         // same.
         let draft = config_draft(&body, "nope".parse::<GeneratorType>());

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, Field};
-use crate::generator_type::ParseGeneratorTypeError;
 use crate::store::{StoreError, StoreErrorKind};
 use crate::token::Permission;
+use secretgen_engine::config::{ConfigError, Field};
+use secretgen_engine::generator_type::ParseGeneratorTypeError;
 
 /// What a field violation is about: a configuration field, or a field of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::config::{ConfigDraft, GeneratorConfig};
-use crate::generator::Generator;
-use crate::generator_type::GeneratorType;
-use crate::rng::EntropyError;
 use crate::store::{TokenRecord, truncate_to_micros};
+use secretgen_engine::config::{ConfigDraft, GeneratorConfig};
+use secretgen_engine::generator::Generator;
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::rng::EntropyError;
 
 /// What every token starts with, so that scanners can recognise a leaked one.
 pub const PREFIX: &str = "sg_";
@@ -153,7 +153,7 @@ impl Token {
     /// A new random token.
     pub fn generate() -> Result<Token, EntropyError> {
         let config = GeneratorConfig::new(&ConfigDraft {
-            length: crate::CodeLength::new(RANDOM_CHARS),
+            length: secretgen_engine::config::CodeLength::new(RANDOM_CHARS),
             include_lower_letters: true,
             include_upper_letters: true,
             include_digits: true,

@@ -33,13 +33,13 @@ pub use error::{Error, Subject, Violation};
 pub use token_admin::{ManageTokens, NewToken, ReadTokens, TokenPage, TokenQuery};
 pub use tokens::{Principal, Tokens};
 
-use crate::config::{ConfigDraft, GeneratorConfig};
 use crate::control::ControlPlane;
-use crate::generator_type::GeneratorType;
 use crate::metrics::Metrics;
-use crate::registry::{InstanceId, Snapshot};
 use crate::store::StoreError;
 use crate::token::Permission;
+use secretgen_engine::config::{ConfigDraft, GeneratorConfig};
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::{InstanceId, Snapshot};
 
 /// The most codes one generate call returns.
 pub const MAX_COUNT: i128 = 1000;
@@ -449,7 +449,7 @@ impl Service {
         }
         match GeneratorConfig::new(draft) {
             Ok(config) => {
-                let generator = crate::Generator::new(&config);
+                let generator = secretgen_engine::Generator::new(&config);
                 let samples = fill(&generator, config.generator_type(), 0, PREVIEW_SAMPLES)?;
                 Ok(Preview {
                     violations: Vec::new(),
@@ -547,7 +547,7 @@ fn make_codes(
 /// `count` codes made by `generator` (the configuration of `generator_type` at `sequence`),
 /// expiring from now.
 fn fill(
-    generator: &crate::Generator,
+    generator: &secretgen_engine::Generator,
     generator_type: GeneratorType,
     sequence: u64,
     count: usize,

@@ -6,9 +6,9 @@ use std::time::SystemTime;
 use super::{
     Author, Change, Event, EventType, NewEvent, StoreError, TokenFacts, from_micros, to_micros,
 };
-use crate::config::{ConfigDraft, GeneratorConfig};
-use crate::generator_type::GeneratorType;
-use crate::registry::InstanceId;
+use secretgen_engine::config::{ConfigDraft, GeneratorConfig};
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::InstanceId;
 
 /// The hash before an instance's first event.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -383,7 +383,7 @@ impl Payload {
 
     pub(crate) fn into_draft(self, generator_type: GeneratorType) -> ConfigDraft {
         ConfigDraft {
-            length: crate::config::CodeLength::new(self.length),
+            length: secretgen_engine::config::CodeLength::new(self.length),
             expiry: crate::protojson::expiry(&self.expiry),
             include_lower_letters: self.include_lower_letters,
             include_upper_letters: self.include_upper_letters,
@@ -406,7 +406,7 @@ mod tests {
         let instance = InstanceId::new("1").unwrap();
         let event = |event_type, length| {
             let mut draft = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
-            draft.length = crate::CodeLength::new(length);
+            draft.length = secretgen_engine::config::CodeLength::new(length);
             NewEvent {
                 event_type,
                 config: GeneratorConfig::new(&draft).unwrap(),
@@ -488,7 +488,7 @@ mod tests {
         let draft = Payload::from_json(old)
             .unwrap()
             .into_draft(GeneratorType::OtpSms);
-        assert_eq!(draft.length, crate::CodeLength::new(9));
+        assert_eq!(draft.length, secretgen_engine::config::CodeLength::new(9));
         assert!(!draft.exclude_ambiguous && !draft.require_each_class);
         assert!(Payload::from_json(r#"{"length":9}"#).is_err());
 

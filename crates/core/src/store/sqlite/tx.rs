@@ -7,10 +7,10 @@ use std::path::Path;
 use rusqlite::{ErrorCode, OptionalExtension, Transaction};
 
 use super::{SELECT_TOKENS, sql_error, token_row};
-use crate::generator_type::GeneratorType;
-use crate::registry::InstanceId;
 use crate::store::flow::{Changed, Tx};
 use crate::store::{StoreError, StoreErrorKind, StoredEvent, TokenRecord, corrupt, hex, to_micros};
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::InstanceId;
 
 /// A write transaction on the store at `path`.
 pub(super) struct SqliteTx<'a> {

@@ -6,10 +6,10 @@
 use deadpool_postgres::Transaction;
 
 use super::{CHANNEL, insert_rows, insert_token, instance_lock, sql, token_row};
-use crate::generator_type::GeneratorType;
-use crate::registry::InstanceId;
 use crate::store::flow::{Changed, Tx};
 use crate::store::{StoreError, StoreErrorKind, StoredEvent, TokenRecord, to_micros};
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::InstanceId;
 
 /// A write transaction (read committed: each statement after the log's lock sees every
 /// change committed before it was taken).

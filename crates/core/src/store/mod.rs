@@ -27,9 +27,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ConfigDraft, GeneratorConfig};
-use crate::generator_type::GeneratorType;
-use crate::registry::InstanceId;
+use secretgen_engine::config::{ConfigDraft, GeneratorConfig};
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::InstanceId;
 
 pub use chain::{EventRow, GENESIS, StoredEvent, chain_hash};
 pub(crate) use chain::{Payload, events_following, hex, rows_to_append, unhex, verify_chain};
@@ -181,6 +181,11 @@ pub struct TokenFacts {
 }
 
 impl TokenFacts {
+    /// When the token expires; `None` for never.
+    pub fn expires(&self) -> Option<SystemTime> {
+        self.expires_at.map(from_micros)
+    }
+
     /// The facts as the log stores them: JSON with the API's field names; `createdBy` only
     /// when there is one.
     pub(crate) fn to_json(&self) -> String {
@@ -378,7 +383,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 
     /// Called once a new store holds its instance and that instance's first events (by
-    /// [`crate::ControlPlane::open`]): a store being made becomes visible as a store only
+    /// [`crate::control::ControlPlane::open`]): a store being made becomes visible as a store only
     /// now, whole. A no-op for a store that already existed.
     fn finish_creation(&self) -> Result<(), StoreError> {
         Ok(())

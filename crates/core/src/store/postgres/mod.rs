@@ -53,7 +53,7 @@ use super::{
     SCHEMA, SCHEMA_VERSION, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenRecord,
     Watcher, events_following, from_micros, hex, page_of, to_micros, unhex,
 };
-use crate::registry::InstanceId;
+use secretgen_engine::registry::InstanceId;
 
 mod health;
 mod pool;

@@ -42,7 +42,7 @@ use super::{
     Watcher, chain_hash, corrupt, database_path, events_following, from_micros, hex, page_of,
     unavailable, unhex, verify_chain, wal,
 };
-use crate::registry::InstanceId;
+use secretgen_engine::registry::InstanceId;
 
 mod backup;
 mod rows;
@@ -141,7 +141,7 @@ impl SqliteStore {
     /// Opens the store in `data_dir` as its writer. When the directory holds no store file
     /// at all (it may not exist yet: it is made, private), a new store is begun in a scratch
     /// file; it becomes `secretgen.db` once [`Store::finish_creation`] is called, which
-    /// [`crate::ControlPlane::open`] does after writing the instance and its defaults.
+    /// [`crate::control::ControlPlane::open`] does after writing the instance and its defaults.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
         private_directory(data_dir, true)?;
         let lock = lock_directory(data_dir)?;

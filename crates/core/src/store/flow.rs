@@ -25,8 +25,8 @@ use super::{
     Author, EventType, GENESIS, NewEvent, StoreError, StoreErrorKind, StoredEvent, TokenFacts,
     TokenRecord, rows_to_append, truncate_to_micros, unhex,
 };
-use crate::generator_type::GeneratorType;
-use crate::registry::InstanceId;
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::InstanceId;
 
 /// What a log was changed by, for the stores that tell other processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::{Event, EventType, Payload, StoreError, StoredEvent, from_micros, to_micros};
-use crate::config::ConfigDraft;
-use crate::generator_type::GeneratorType;
-use crate::registry::InstanceId;
+use secretgen_engine::config::ConfigDraft;
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::InstanceId;
 
 /// The most events one page of the log holds: a larger limit is capped to it.
 pub const MAX_PAGE: u64 = 1000;

@@ -14,13 +14,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::config::GeneratorConfig;
-use crate::generator_type::GeneratorType;
-use crate::registry::{Instance, InstanceId, Snapshot, Version};
 use crate::store::{
     Author, Event, EventType, GENESIS, NewEvent, Store, StoreError, StoreErrorKind,
     truncate_to_micros,
 };
+use secretgen_engine::config::GeneratorConfig;
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::{Instance, InstanceId, Snapshot, Version};
 
 /// Who wrote the defaults on first start.
 pub const SYSTEM_CREATOR: &str = "system";

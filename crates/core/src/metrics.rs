@@ -18,8 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::generator_type::GeneratorType;
-use crate::registry::Instance;
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::Instance;
 
 /// The label of per-type metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -283,7 +283,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::InstanceId;
+    use secretgen_engine::registry::InstanceId;
     use std::time::SystemTime;
 
     #[test]
