@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use secretgen::config::Field;
 use secretgen::service::{
-    Error, GenerateCodes, ReadGenerators, SearchQuery, Service, Subject, UpdateGenerator,
+    Error, GenerateCodes, ManageTokens, NewToken, ReadGenerators, SearchQuery, Service, Subject,
+    UpdateGenerator,
 };
 use secretgen::store::{Event, NewEvent, StoreError, TokenRecord};
 use secretgen::token::{self, Permission, Token};
@@ -418,4 +419,47 @@ async fn futures_join_all<F: std::future::Future>(
     })
     .await;
     done.into_iter().map(|o| o.expect("ready")).collect()
+}
+
+#[test]
+fn the_command_lines_grant_records_its_changes_as_the_command_line_with_no_token() {
+    let s = setup(None);
+    let admin = add_token(s.store.as_ref(), "admin", &[Permission::IamWrite]);
+    block_on(async {
+        let new = || NewToken {
+            name: "ops".to_owned(),
+            permissions: vec!["iam.read".to_owned(), "codes.generate".to_owned()],
+            expiry: None,
+        };
+        // The command line holds every permission: it grants what no token here holds.
+        let grant = s.service.command_line::<ManageTokens>();
+        assert_eq!(grant.principal().token_id(), None);
+        let (token, record, event) = s.service.create_token(&grant, new()).await.unwrap();
+        assert_eq!(record.created_by, None);
+        assert_eq!(event.creator, token::COMMAND_LINE_CREATOR);
+        assert_eq!(event.creator_id, None);
+        // The token works on the service at once.
+        s.service
+            .admit::<ReadGenerators>(token.expose())
+            .await
+            .unwrap();
+        // A token's grant records the token, and grants only what the token holds.
+        let by_token = s
+            .service
+            .admit::<ManageTokens>(admin.expose())
+            .await
+            .unwrap();
+        let refused = s.service.create_token(&by_token, new()).await.unwrap_err();
+        assert!(matches!(refused, Error::PermissionDenied(_)), "{refused:?}");
+        let events = s.service.revoke_token(&grant, &record.id).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].creator, token::COMMAND_LINE_CREATOR);
+        assert_eq!(events[0].creator_id, None);
+        let e = s
+            .service
+            .admit::<ReadGenerators>(token.expose())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unauthenticated(_)), "{e:?}");
+    });
 }

@@ -187,6 +187,7 @@ impl From<service::Error> for ApiError {
     fn from(e: service::Error) -> ApiError {
         use service::Error as E;
         let message = e.to_string();
+        let damaged = e.is_damaged();
         match e {
             E::Unauthenticated(_) => ApiError::unauthenticated(message),
             E::PermissionDenied(_) => {
@@ -208,7 +209,8 @@ impl From<service::Error> for ApiError {
                 )],
                 ..ApiError::new(StatusCode::CONFLICT, GrpcCode::AlreadyExists, message)
             },
-            E::Unavailable(_) => ApiError::unavailable(message),
+            E::Store { .. } if damaged => ApiError::internal(message),
+            E::Unavailable(_) | E::Store { .. } => ApiError::unavailable(message),
             E::Internal(_) => ApiError::internal(message),
         }
     }

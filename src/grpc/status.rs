@@ -51,6 +51,7 @@ pub fn invalid(message: &str, violations: Vec<(String, String)>) -> Status {
 pub fn status(e: service::Error) -> Status {
     use service::Error as E;
     let message = e.to_string();
+    let damaged = e.is_damaged();
     match e {
         E::Unauthenticated(_) => Status::unauthenticated(message),
         E::PermissionDenied(_) => Status::permission_denied(message),
@@ -73,7 +74,8 @@ pub fn status(e: service::Error) -> Status {
             details.add_bad_request_violation(field, violation.description);
             Status::with_error_details(Code::AlreadyExists, message, details)
         }
-        E::Unavailable(_) => Status::unavailable(message),
+        E::Store { .. } if damaged => Status::internal(message),
+        E::Unavailable(_) | E::Store { .. } => Status::unavailable(message),
         E::Internal(_) => Status::internal(message),
     }
 }

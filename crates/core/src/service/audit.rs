@@ -79,9 +79,7 @@ impl Service {
                 let page = control
                     .store()
                     .events_page(control.instance().id(), &query)
-                    .map_err(|e| {
-                        Error::store(&e, "the log cannot be read", "the log is damaged")
-                    })?;
+                    .map_err(|e| Error::store(e, "the log cannot be read", "the log is damaged"))?;
                 metrics.events_read(page.entries.len());
                 Ok(render(EventPage {
                     total: page.total,

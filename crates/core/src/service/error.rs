@@ -70,6 +70,16 @@ pub enum Error {
     /// The store cannot do what was asked now; the caller may try again.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// A store call failed: unavailable to the caller (who may try again), or internal when
+    /// the store is damaged ([`Error::is_damaged`]). `source` is the store's own words, for
+    /// the server's log and the command line; a transport never sends them (they name files).
+    #[error("{message}")]
+    Store {
+        /// What could not be done, for the caller.
+        message: &'static str,
+        /// Why.
+        source: StoreError,
+    },
     /// Something broke that the caller cannot fix.
     #[error("{0}")]
     Internal(&'static str),
@@ -87,15 +97,22 @@ impl Error {
         }
     }
 
-    /// The failure of a store call: `damaged` when the store is corrupt, `unavailable`
-    /// otherwise. Logged here, once, with the store's own words, which never reach the
-    /// caller (they name files).
-    pub(crate) fn store(e: &StoreError, unavailable: &'static str, damaged: &'static str) -> Error {
+    /// The failure of a store call, said `damaged` when the store is corrupt, `unavailable`
+    /// otherwise. Logged here, once, with the store's own words.
+    pub(crate) fn store(e: StoreError, unavailable: &'static str, damaged: &'static str) -> Error {
         tracing::error!(error = %e, "{unavailable}");
-        match e.kind() {
-            StoreErrorKind::Corrupt => Error::Internal(damaged),
-            _ => Error::Unavailable(unavailable),
+        Error::Store {
+            message: match e.kind() {
+                StoreErrorKind::Corrupt => damaged,
+                _ => unavailable,
+            },
+            source: e,
         }
+    }
+
+    /// Whether this is the failure of a damaged store: an internal error, not one to retry.
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, Error::Store { source, .. } if source.kind() == StoreErrorKind::Corrupt)
     }
 }
 

@@ -321,6 +321,17 @@ impl Service {
         self.control.instance().id()
     }
 
+    /// The grant of operation `O` to the operator at the machine's command line: every
+    /// permission, recorded as `command line` with no token id. Only `secretgen`'s commands
+    /// ask for it (whoever runs them can open the store itself); the transports admit their
+    /// callers by token ([`Service::admit`]).
+    pub fn command_line<O: Operation>(&self) -> Grant<O> {
+        Grant {
+            principal: Arc::new(Principal::command_line()),
+            operation: PhantomData,
+        }
+    }
+
     /// Admits the bearer of `token` to operation `O`: 401 for an unknown token, 403 without
     /// `O`'s permission, 429 over the rate when `O` is rate limited.
     pub async fn admit<O: Operation>(&self, token: &str) -> Result<Grant<O>, Error> {
@@ -330,8 +341,9 @@ impl Service {
         }
         if O::RATE_LIMITED
             && let Some(limiter) = &self.limiter
+            && let Some(id) = &principal.id
         {
-            limiter.check_key(&principal.id).map_err(|not_until| {
+            limiter.check_key(id).map_err(|not_until| {
                 let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
                 Error::RateLimited {
                     retry_after: not_until.wait_time_from(now),
@@ -400,7 +412,7 @@ impl Service {
         let control = Arc::clone(&self.control);
         let creator = crate::store::Author {
             name: grant.principal.name.clone(),
-            token_id: Some(grant.principal.id.clone()),
+            token_id: grant.principal.token_id().map(str::to_owned),
         };
         // The update waits for the disk: on a blocking thread, never an async worker.
         let snapshot = tokio::task::spawn_blocking(move || control.update_by(config, &creator))
@@ -408,7 +420,7 @@ impl Service {
             .map_err(|_| Error::Internal("the update was interrupted"))?
             .map_err(|e| {
                 Error::store(
-                    &e,
+                    e,
                     "the store cannot record the change",
                     "the store is damaged",
                 )

@@ -38,6 +38,31 @@ pub struct NewToken {
     pub expiry: Option<String>,
 }
 
+impl NewToken {
+    /// The token asked for, every rule it breaks reported at once: what
+    /// [`Service::create_token`] checks first, for a caller that must refuse before it
+    /// touches anything (the command line, before it creates a store).
+    pub fn check(&self) -> Result<TokenRequest, Error> {
+        let names: Vec<&str> = self.permissions.iter().map(String::as_str).collect();
+        TokenRequest::check(&self.name, &names, self.expiry.as_deref()).map_err(|errors| {
+            Error::Invalid {
+                message: "invalid token",
+                violations: errors
+                    .into_iter()
+                    .map(|(field, e)| Violation {
+                        subject: match field {
+                            RequestField::Name => Subject::TokenName,
+                            RequestField::Permissions => Subject::TokenPermissions,
+                            RequestField::Expiry => Subject::TokenExpiry,
+                        },
+                        description: e.to_string(),
+                    })
+                    .collect(),
+            }
+        })
+    }
+}
+
 /// A paged listing of tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenQuery {
@@ -78,24 +103,7 @@ impl Service {
         grant: &Grant<ManageTokens>,
         new: NewToken,
     ) -> Result<(Token, TokenRecord, Event), Error> {
-        let names: Vec<&str> = new.permissions.iter().map(String::as_str).collect();
-        let request =
-            TokenRequest::check(&new.name, &names, new.expiry.as_deref()).map_err(|errors| {
-                Error::Invalid {
-                    message: "invalid token",
-                    violations: errors
-                        .into_iter()
-                        .map(|(field, e)| Violation {
-                            subject: match field {
-                                RequestField::Name => Subject::TokenName,
-                                RequestField::Permissions => Subject::TokenPermissions,
-                                RequestField::Expiry => Subject::TokenExpiry,
-                            },
-                            description: e.to_string(),
-                        })
-                        .collect(),
-                }
-            })?;
+        let request = new.check()?;
         let principal = grant.principal();
         if let Some(&missing) = request.permissions().iter().find(|p| !principal.may(**p)) {
             return Err(Error::PermissionDenied(missing));
@@ -103,7 +111,10 @@ impl Service {
         let token = Token::generate()
             .map_err(|_| Error::Internal("the random source failed; no token was made"))?;
         let record = request
-            .record(&token, Some((&principal.id, principal.expires_at)))
+            .record(
+                &token,
+                principal.token_id().map(|id| (id, principal.expires_at)),
+            )
             .map_err(|_| Error::Internal("the random source failed; no token was made"))?;
         let store = Arc::clone(self.control.store());
         let stored = record.clone();
@@ -123,7 +134,7 @@ impl Service {
             }
             other => other.map_err(|e| {
                 Error::store(
-                    &e,
+                    e,
                     "the store cannot record the token",
                     "the store is damaged",
                 )
@@ -208,7 +219,7 @@ impl Service {
         let owned = id.to_owned();
         let by = Author {
             name: principal.name.clone(),
-            token_id: Some(principal.id.clone()),
+            token_id: principal.token_id().map(str::to_owned),
         };
         let events = self
             .blocking(
@@ -244,6 +255,6 @@ impl Service {
         tokio::task::spawn_blocking(call)
             .await
             .map_err(|_| Error::Internal("the call was interrupted"))?
-            .map_err(|e| Error::store(&e, what, "the store is damaged"))
+            .map_err(|e| Error::store(e, what, "the store is damaged"))
     }
 }

@@ -25,11 +25,12 @@ use super::error::Error;
 use crate::store::{Store, StoreError, TokenRecord};
 use crate::token::{self, Permission};
 
-/// Who is asking: a stored token's public facts. Never its secret or its hash.
+/// Who is asking: a stored token's public facts (never its secret or its hash), or the
+/// operator at the machine's command line ([`Principal::command_line`]).
 #[derive(Debug)]
 pub struct Principal {
-    /// The token's id (public).
-    pub id: String,
+    /// The token's id (public); `None` for the command line.
+    pub(super) id: Option<String>,
     /// The token's name, recorded as the creator of its changes.
     pub name: String,
     permissions: Vec<Permission>,
@@ -49,6 +50,24 @@ impl Principal {
             && self.expires_at.is_none_or(|at| SystemTime::now() < at)
     }
 
+    /// The command line's operator: every permission, no expiry, no token. Whoever can run
+    /// the command line on the store's machine can open the store itself; the transports
+    /// never make one.
+    pub(super) fn command_line() -> Principal {
+        Principal {
+            id: None,
+            name: token::COMMAND_LINE_CREATOR.to_owned(),
+            permissions: Permission::ALL.to_vec(),
+            expires_at: None,
+            revoked: AtomicBool::new(false),
+        }
+    }
+
+    /// The id of the token asking; `None` for the command line.
+    pub fn token_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
     /// Whether the token carries `permission`.
     pub fn may(&self, permission: Permission) -> bool {
         self.permissions.contains(&permission)
@@ -61,7 +80,7 @@ impl Principal {
 
     fn of(record: TokenRecord) -> Principal {
         Principal {
-            id: record.id,
+            id: Some(record.id),
             name: record.name,
             permissions: record
                 .permissions
@@ -134,7 +153,7 @@ impl Tokens {
             .map_err(|_| Error::Internal("the token table read was interrupted"))?
             .map_err(|e| {
                 Error::store(
-                    &e,
+                    e,
                     "the token store cannot be read",
                     "the token store is damaged",
                 )
@@ -180,7 +199,7 @@ impl Tokens {
             .table
             .load()
             .iter()
-            .filter(|(_, p)| !ids.contains(&p.id))
+            .filter(|(_, p)| p.id.as_ref().is_none_or(|id| !ids.contains(id)))
             .map(|(hash, p)| (*hash, Arc::clone(p)))
             .collect();
         self.swap(kept);

@@ -10,10 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use secretgen::store::{PostgresOptions, PostgresStore};
 use secretgen::token::{self, Token};
 use secretgen::{
-    CodeLength, CodeRng, ConfigDraft, ControlPlane, Generator, GeneratorConfig, GeneratorType,
-    InstanceId, SqliteStore, Store, StoreErrorKind, control, server,
+    CodeLength, CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType, InstanceId,
+    SqliteStore, Store, control, server,
 };
 use zeroize::Zeroize;
+
+mod tokens;
 
 /// Cryptographically random, exactly uniform secrets and one-time codes.
 #[derive(Debug, Parser)]
@@ -31,7 +33,7 @@ enum Command {
     Generate(GenerateArgs),
     /// Manage access tokens.
     #[command(subcommand)]
-    Token(TokenCommand),
+    Token(tokens::TokenCommand),
     /// Copy the store, consistently, while a server may be running on it.
     Backup(BackupArgs),
     /// Read the whole store without changing it and report what it holds or what is damaged.
@@ -64,33 +66,6 @@ struct BackupArgs {
 /// `secretgen check`.
 #[derive(Debug, Args)]
 struct CheckArgs {
-    #[command(flatten)]
-    store: StoreArgs,
-}
-
-#[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Create a token, store its hash and print it, once, alone on standard output.
-    Create(TokenCreateArgs),
-    /// List the tokens: id, name, permissions, creation and expiry; never a token or a hash.
-    List(TokenListArgs),
-    /// Revoke a token by its id; a server running on the store refuses it at once.
-    Revoke(TokenRevokeArgs),
-}
-
-/// `secretgen token list`.
-#[derive(Debug, Args)]
-struct TokenListArgs {
-    #[command(flatten)]
-    store: StoreArgs,
-}
-
-/// `secretgen token revoke ID`.
-#[derive(Debug, Args)]
-struct TokenRevokeArgs {
-    /// The token's id (`tok_…`, as `token list` shows it).
-    #[arg(value_name = "ID")]
-    id: String,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -252,22 +227,6 @@ impl StoreArgs {
     }
 }
 
-/// `secretgen token create --name NAME --permissions LIST`.
-#[derive(Debug, Args)]
-struct TokenCreateArgs {
-    /// The token's name; changes made with the token are recorded under it.
-    #[arg(long)]
-    name: String,
-    /// Comma-separated: iam.read, iam.write, codes.generate.
-    #[arg(long)]
-    permissions: String,
-    /// How long the token lives, in whole seconds (`86400s`); it never expires without.
-    #[arg(long, value_name = "DURATION")]
-    expiry: Option<String>,
-    #[command(flatten)]
-    store: StoreArgs,
-}
-
 /// `secretgen generate <TYPE>`: the stored configuration of the type when the data directory
 /// holds a store, ZITADEL's default otherwise, changed for this run by the flags. Giving any
 /// class flag replaces the type's classes with those given.
@@ -304,9 +263,6 @@ struct GenerateArgs {
     store: StoreArgs,
 }
 
-/// Who the log records as the author of a token command's change.
-const COMMAND_LINE: &str = token::COMMAND_LINE_CREATOR;
-
 /// Parses the command line and runs it; every failure is one line on standard error.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -321,9 +277,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Generate(args) => generate(&args),
-        Command::Token(TokenCommand::Create(args)) => token_create(&args),
-        Command::Token(TokenCommand::List(args)) => token_list(&args),
-        Command::Token(TokenCommand::Revoke(args)) => token_revoke(&args),
+        Command::Token(command) => tokens::run(command),
         Command::Backup(args) => backup(&args),
         Command::Check(args) => check(&args),
         Command::Migrate(args) => migrate(&args),
@@ -369,9 +323,28 @@ enum CliError {
         /// Why it failed.
         source: io::Error,
     },
+    /// A use case refused or failed.
+    #[error("{}", service_words(.0))]
+    Service(#[from] secretgen_core::service::Error),
     /// `check` found a store that is readable but incomplete.
     #[error("{0}")]
     Incomplete(String),
+}
+
+/// A use case's error as one line: the rules a request broke (each, as the API lists them),
+/// or the error's own words.
+fn service_words(e: &secretgen_core::service::Error) -> String {
+    use secretgen_core::service::Error;
+    match e {
+        Error::Invalid { violations, .. } => violations
+            .iter()
+            .map(|v| v.description.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        Error::AlreadyExists { violation, .. } => violation.description.clone(),
+        Error::Store { message, source } => format!("{message}: {source}"),
+        other => other.to_string(),
+    }
 }
 
 impl CliError {
@@ -511,119 +484,6 @@ fn stored_configuration(
     Ok(snapshots
         .remove(&generator_type)
         .map(|s| s.config().clone()))
-}
-
-/// Creates a token in the store, creating the store if need be (as a server would: its
-/// instance and defaults). With a server running on the directory or the database, the token
-/// is added beside it and works at once.
-fn token_create(args: &TokenCreateArgs) -> Result<(), CliError> {
-    // The API's rules, checked in the same place (token::TokenRequest::check).
-    let permissions: Vec<&str> = args.permissions.split(',').map(str::trim).collect();
-    let request = token::TokenRequest::check(&args.name, &permissions, args.expiry.as_deref())
-        .map_err(|mut errors| CliError::from(errors.remove(0).1))?;
-    let store: Arc<dyn Store> = match &args.store.database_url {
-        Some(url) => {
-            let store: Arc<dyn Store> =
-                Arc::new(PostgresStore::connect(url, PostgresOptions::default())?);
-            if store.default_instance()?.is_none() {
-                ControlPlane::open(Arc::clone(&store), None)?;
-            }
-            store
-        }
-        None => {
-            let dir = &args.store.data_dir.path;
-            match SqliteStore::open(dir) {
-                Ok(store) => {
-                    let store: Arc<dyn Store> = Arc::new(store);
-                    // First use of the directory: write the defaults as a server would.
-                    ControlPlane::open(Arc::clone(&store), None)?;
-                    store
-                }
-                Err(e) if e.kind() == StoreErrorKind::Locked => {
-                    Arc::new(SqliteStore::open_shared(dir)?)
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
-    let token = Token::generate()?;
-    let record = request.record(&token, None)?;
-    match store.add_token(&record, COMMAND_LINE) {
-        Err(e) if e.kind() == StoreErrorKind::NameTaken => {
-            return Err(token::TokenError::NameTaken.into());
-        }
-        other => other?,
-    };
-    let mut out = io::stdout().lock();
-    writeln!(out, "{}", token.expose())
-        .and_then(|()| out.flush())
-        .map_err(|source| CliError::Output {
-            what: "the token was stored but could not be printed",
-            source,
-        })
-}
-
-/// The store of a token command that changes nothing but tokens: an existing one, beside a
-/// running server if there is one.
-fn existing_store(store: &StoreArgs) -> Result<Arc<dyn Store>, CliError> {
-    Ok(match &store.database_url {
-        Some(url) => Arc::new(PostgresStore::connect(url, PostgresOptions::default())?),
-        None => {
-            let dir = &store.data_dir.path;
-            match SqliteStore::open(dir) {
-                Ok(store) => Arc::new(store),
-                Err(e) if e.kind() == StoreErrorKind::Locked => {
-                    Arc::new(SqliteStore::open_shared(dir)?)
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    })
-}
-
-/// `secretgen token list`: one line per token, oldest first.
-fn token_list(args: &TokenListArgs) -> Result<(), CliError> {
-    let store: Arc<dyn Store> = match &args.store.database_url {
-        Some(url) => Arc::new(PostgresStore::connect(url, PostgresOptions::default())?),
-        None => Arc::new(SqliteStore::open_read_only(&args.store.data_dir.path)?),
-    };
-    let mut tokens = store.tokens()?;
-    tokens.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    let mut out = io::stdout().lock();
-    let time = |t: std::time::SystemTime| humantime::format_rfc3339_micros(t).to_string();
-    for t in tokens {
-        let _ = writeln!(
-            out,
-            "{}\t{}\t{}\tcreated {}\t{}",
-            t.id,
-            t.name,
-            t.permissions.join(","),
-            time(t.created_at),
-            t.expires_at
-                .map_or("never expires".to_owned(), |at| format!(
-                    "expires {}",
-                    time(at)
-                ))
-        );
-    }
-    Ok(())
-}
-
-/// `secretgen token revoke ID`.
-fn token_revoke(args: &TokenRevokeArgs) -> Result<(), CliError> {
-    let store = existing_store(&args.store)?;
-    let revoked = store.remove_token(&args.id, &secretgen::store::Author::named(COMMAND_LINE))?;
-    if revoked.is_empty() {
-        return Err(CliError::Incomplete(format!("no token {:?}", args.id)));
-    }
-    // The token, then every token it created, recursively.
-    let mut out = io::stdout().lock();
-    for event in &revoked {
-        if let secretgen::store::Change::Token(facts) = &event.change {
-            let _ = writeln!(out, "revoked {}", facts.token_id);
-        }
-    }
-    Ok(())
 }
 
 /// `secretgen backup`: a consistent copy of the store, checked before it takes its name.
