@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use secretgen::store::{PostgresOptions, PostgresStore};
+use secretgen::store::{EventLog, PostgresOptions, PostgresStore};
 use secretgen::{ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, SqliteStore, Store};
 
 /// Tells the child test where its data directory is.

@@ -13,7 +13,7 @@ use secretgen::service::{
     Error, GenerateCodes, ManageTokens, NewToken, ReadGenerators, SearchQuery, Service, Subject,
     UpdateGenerator,
 };
-use secretgen::store::{Event, NewEvent, StoreError, TokenRecord};
+use secretgen::store::{Event, EventLog, Lifecycle, NewEvent, StoreError, TokenRecord, TokenStore};
 use secretgen::token::{self, Permission, Token};
 use secretgen::{
     ConfigDraft, ControlPlane, GeneratorType, InstanceId, SqliteStore, Store, metrics::Metrics,
@@ -35,7 +35,7 @@ struct Gated {
     gate: Mutex<Option<Arc<Barrier>>>,
 }
 
-impl Store for Gated {
+impl EventLog for Gated {
     fn default_instance(&self) -> Result<Option<InstanceId>, StoreError> {
         self.inner.default_instance()
     }
@@ -56,6 +56,19 @@ impl Store for Gated {
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
         self.inner.append(instance, events)
     }
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+        self.inner.instances()
+    }
+    fn events_page(
+        &self,
+        instance: &InstanceId,
+        filter: &secretgen::store::EventFilter,
+    ) -> Result<secretgen::store::LogPage, StoreError> {
+        self.inner.events_page(instance, filter)
+    }
+}
+
+impl TokenStore for Gated {
     fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
         self.inner.add_token(token, creator)
     }
@@ -68,12 +81,6 @@ impl Store for Gated {
         by: &secretgen::store::Author,
     ) -> Result<Vec<Event>, StoreError> {
         self.inner.remove_token(id, by)
-    }
-    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
-        self.inner.instances()
-    }
-    fn sole_writer(&self) -> bool {
-        self.inner.sole_writer()
     }
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
         self.inner.token_by_hash(hash)
@@ -89,12 +96,11 @@ impl Store for Gated {
         }
         self.inner.tokens()
     }
-    fn events_page(
-        &self,
-        instance: &InstanceId,
-        filter: &secretgen::store::EventFilter,
-    ) -> Result<secretgen::store::LogPage, StoreError> {
-        self.inner.events_page(instance, filter)
+}
+
+impl Lifecycle for Gated {
+    fn sole_writer(&self) -> bool {
+        self.inner.sole_writer()
     }
     fn check(&self) -> Result<(), StoreError> {
         self.inner.check()

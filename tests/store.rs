@@ -7,10 +7,10 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use secretgen::store::{EventType, database_path};
+use secretgen::store::{EventLog, EventType, TokenStore, database_path};
 use secretgen::{
     CodeLength, ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, InstanceId, SqliteStore,
-    Store, StoreErrorKind,
+    StoreErrorKind,
 };
 
 fn open(dir: &Path) -> ControlPlane {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use secretgen::store::{PostgresOptions, PostgresStore};
+use secretgen::store::{EventLog, PostgresOptions, PostgresStore, TokenStore};
 use secretgen::token::{self, Token};
 use secretgen::{
     CodeLength, CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType, InstanceId,

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use secretgen::{SqliteStore, Store};
+use secretgen::SqliteStore;
+use secretgen::store::EventLog;
 use serde_json::json;
 
 use crate::common::cli::{refusal, run, secretgen};

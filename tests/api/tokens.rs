@@ -143,8 +143,10 @@ fn a_revoked_token_is_refused_on_the_very_next_request() {
     assert!(!listed.body.to_string().contains(id));
     // Both are events in the log, with their creator and never the token.
     let store = secretgen::SqliteStore::open_read_only(&app.data_dir).unwrap();
-    let instance = secretgen::Store::default_instance(&store).unwrap().unwrap();
-    let events = secretgen::Store::events(&store, &instance).unwrap();
+    let instance = secretgen::store::EventLog::default_instance(&store)
+        .unwrap()
+        .unwrap();
+    let events = secretgen::store::EventLog::events(&store, &instance).unwrap();
     let last: Vec<(&str, &str)> = events[events.len() - 2..]
         .iter()
         .map(|e| (e.event_type.as_str(), e.creator.as_str()))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::common;
 use crate::common::cli::{refusal, run, stdout, wrapped};
-use secretgen::store::database_path;
+use secretgen::store::{EventLog, TokenStore, database_path};
 use secretgen::{ConfigDraft, ControlPlane, GeneratorConfig, GeneratorType, SqliteStore, Store};
 
 /// `secretgen ARGS` on the store in `data_dir`.

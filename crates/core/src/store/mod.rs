@@ -285,10 +285,19 @@ impl fmt::Debug for TokenRecord {
     }
 }
 
-/// Where configuration events and token hashes are kept.
+/// Where configuration events and token hashes are kept: a store is its log ([`EventLog`]),
+/// its tokens ([`TokenStore`]) and its life as a whole ([`Lifecycle`]), and every type with
+/// the three is a `Store`. The control plane and the use cases hold an `Arc<dyn Store>`; a
+/// backend implements each concern in an `impl` of its own (`store_impl.rs`).
 ///
 /// Every write is durable when it returns. Implementations are shared between threads.
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: EventLog + TokenStore + Lifecycle + Send + Sync + fmt::Debug {}
+
+impl<T: EventLog + TokenStore + Lifecycle + Send + Sync + fmt::Debug> Store for T {}
+
+/// The event log of each instance: configuration changes and token events, each chained to
+/// the one before by its hash, with the default instance's id.
+pub trait EventLog {
     /// The default instance's id, once one has been stored.
     fn default_instance(&self) -> Result<Option<InstanceId>, StoreError>;
 
@@ -317,6 +326,25 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// returns; nothing is written on error.
     fn append(&self, instance: &InstanceId, events: &[NewEvent]) -> Result<Vec<Event>, StoreError>;
 
+    /// The page of `instance`'s log that `filter` asks for, with the number of events that
+    /// match and the log's last sequence. The stores answer it with an indexed query that
+    /// reads what it returns, not the whole log; this default (for a backend without one)
+    /// reads the whole log, verified, and is the reference the stores are tested against.
+    fn events_page(
+        &self,
+        instance: &InstanceId,
+        filter: &EventFilter,
+    ) -> Result<LogPage, StoreError> {
+        Ok(page_in_memory(self.events(instance)?, filter))
+    }
+
+    /// The instances that have events.
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError>;
+}
+
+/// Access tokens: their hashes and public facts, each change recorded in the default
+/// instance's log in the same transaction.
+pub trait TokenStore {
     /// Stores a token's record and appends its `token.added` event, made by `creator` (the
     /// event's creator id is the token's [`TokenRecord::created_by`]), to the default
     /// instance's log, in one transaction; returns the event. Refused if its id or hash is
@@ -324,7 +352,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// when a live token (not expired) already has its name.
     fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError>;
 
-    /// [`Store::add_token`], only if the store holds no token yet (the first admin token of
+    /// [`TokenStore::add_token`], only if the store holds no token yet (the first admin token of
     /// a first start); returns whether it was stored. Replicas starting together store one.
     fn add_first_token(&self, token: &TokenRecord, creator: &str) -> Result<bool, StoreError>;
 
@@ -342,18 +370,6 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(self.tokens()?.into_iter().find(|t| t.id == id))
     }
 
-    /// The page of `instance`'s log that `filter` asks for, with the number of events that
-    /// match and the log's last sequence. The stores answer it with an indexed query that
-    /// reads what it returns, not the whole log; this default (for a backend without one)
-    /// reads the whole log, verified, and is the reference the stores are tested against.
-    fn events_page(
-        &self,
-        instance: &InstanceId,
-        filter: &EventFilter,
-    ) -> Result<LogPage, StoreError> {
-        Ok(page_in_memory(self.events(instance)?, filter))
-    }
-
     /// How many tokens are stored.
     fn token_count(&self) -> Result<u64, StoreError>;
 
@@ -361,7 +377,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// must not wait behind a write: it is called on a request's path when a token is not
     /// in that table yet.
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+}
 
+/// What a store is as a whole: whether it answers, whether another process writes it, what
+/// it tells the process that follows it, and when a new store becomes one.
+pub trait Lifecycle {
     /// Whether the store answers and is still the store it was opened as.
     fn check(&self) -> Result<(), StoreError>;
 
@@ -371,9 +391,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn sole_writer(&self) -> bool {
         false
     }
-
-    /// The instances that have events.
-    fn instances(&self) -> Result<Vec<InstanceId>, StoreError>;
 
     /// Tells `watcher` whenever the log or the tokens may have been changed by another
     /// process, and when the store becomes reachable or unreachable. A store that only this
@@ -390,7 +407,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 }
 
-/// What a store tells the process that follows it (see [`Store::watch`]).
+/// What a store tells the process that follows it (see [`Lifecycle::watch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// Events may have been appended.

@@ -139,7 +139,7 @@ pub struct LogPage {
 }
 
 /// The page `filter` asks for out of a whole log (`events`, in order): what
-/// [`Store::events_page`] must answer.
+/// [`EventLog::events_page`] must answer.
 pub fn page_in_memory(events: Vec<Event>, filter: &EventFilter) -> LogPage {
     let last_sequence = events.last().map_or(0, |e| e.sequence);
     let mut latest: HashMap<GeneratorType, ConfigDraft> = HashMap::new();

@@ -4,7 +4,7 @@
 //! and the same tokens. How it keeps the SPEC's promises (section 8):
 //! - **One store, made once.** The schema is the embedded store's ([`SCHEMA`]), created under
 //!   a database-wide advisory lock, so replicas starting together on an empty database make
-//!   it once; the first to claim the default instance wins ([`Store::claim_default_instance`])
+//!   it once; the first to claim the default instance wins ([`EventLog::claim_default_instance`])
 //!   and `added` events are written only for types that have none, so they end with one
 //!   instance and eight `added` events.
 //! - **Gap-free sequences.** An append takes a transaction-scoped advisory lock on its
@@ -32,7 +32,7 @@
 //!   log's lock go within seconds, and writers queued behind it fail in time instead of
 //!   waiting. A connection whose operation was abandoned at its deadline is closed, never
 //!   handed to the next operation. Whether writes work is tracked apart from whether the
-//!   database answers: while they fail, [`Store::check`] (`/readyz`) says the store is down
+//!   database answers: while they fail, [`Lifecycle::check`] (`/readyz`) says the store is down
 //!   and a probe takes the log's lock every second until it can.
 //!
 //! The store's methods are synchronous, like the embedded store's: callers run them on
@@ -49,9 +49,10 @@ use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    Author, CREATOR_INDEXES, Event, EventFilter, GENESIS, LogPage, NewEvent, Notice, PageSql,
-    SCHEMA, SCHEMA_VERSION, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenRecord,
-    Watcher, events_following, from_micros, hex, page_of, to_micros, unhex,
+    Author, CREATOR_INDEXES, Event, EventFilter, EventLog, GENESIS, Lifecycle, LogPage, NewEvent,
+    Notice, PageSql, SCHEMA, SCHEMA_VERSION, SqlValue, StoreError, StoreErrorKind, StoredEvent,
+    TokenRecord, TokenStore, Watcher, events_following, from_micros, hex, page_of, to_micros,
+    unhex,
 };
 use secretgen_engine::registry::InstanceId;
 

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Store for PostgresStore {
+impl EventLog for PostgresStore {
     fn default_instance(&self) -> Result<Option<InstanceId>, StoreError> {
         let id = self.run("cannot read", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
@@ -142,6 +142,31 @@ impl Store for PostgresStore {
         self.transaction("cannot record the change in", write)
     }
 
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+        let ids = self.run("cannot read", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            Ok(client
+                .query(
+                    "SELECT DISTINCT instance_id FROM events ORDER BY instance_id",
+                    &[],
+                )
+                .await
+                .map_err(sql)?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>())
+        })?;
+        ids.into_iter()
+            .map(|id| {
+                InstanceId::new(&id).map_err(|e| {
+                    self.corrupt()(format!("it has an invalid instance id {id:?}: {e}"))
+                })
+            })
+            .collect()
+    }
+}
+
+impl TokenStore for PostgresStore {
     fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
         let write = Write::Tokens(TokenChange::Add(token.clone()), author_of(token, creator));
         self.transaction("cannot store the token in", write)
@@ -202,30 +227,9 @@ impl Store for PostgresStore {
             .map(|row| row.map_err(self.corrupt()))
             .collect()
     }
+}
 
-    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
-        let ids = self.run("cannot read", |pool| async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            Ok(client
-                .query(
-                    "SELECT DISTINCT instance_id FROM events ORDER BY instance_id",
-                    &[],
-                )
-                .await
-                .map_err(sql)?
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect::<Vec<_>>())
-        })?;
-        ids.into_iter()
-            .map(|id| {
-                InstanceId::new(&id).map_err(|e| {
-                    self.corrupt()(format!("it has an invalid instance id {id:?}: {e}"))
-                })
-            })
-            .collect()
-    }
-
+impl Lifecycle for PostgresStore {
     /// What the last contact with the database showed (the listener pings it every few
     /// seconds, and every operation counts), without waiting for it: `/readyz` asks, and
     /// must answer at once when the database does not. Down while writes fail, even when the

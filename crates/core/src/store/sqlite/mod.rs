@@ -37,10 +37,10 @@ use super::directory::{
     remove_sqlite_files, sqlite_file, sync_directory,
 };
 use super::{
-    Author, CREATOR_INDEXES, Event, EventFilter, GENESIS, LogPage, NewEvent, Notice, PageRows,
-    PageSql, SCHEMA, SqlValue, Store, StoreError, StoreErrorKind, StoredEvent, TokenRecord,
-    Watcher, chain_hash, corrupt, database_path, events_following, from_micros, hex, page_of,
-    unavailable, unhex, verify_chain, wal,
+    Author, CREATOR_INDEXES, Event, EventFilter, EventLog, GENESIS, Lifecycle, LogPage, NewEvent,
+    Notice, PageRows, PageSql, SCHEMA, SqlValue, StoreError, StoreErrorKind, StoredEvent,
+    TokenRecord, TokenStore, Watcher, chain_hash, corrupt, database_path, events_following,
+    from_micros, hex, page_of, unavailable, unhex, verify_chain, wal,
 };
 use secretgen_engine::registry::InstanceId;
 
@@ -133,14 +133,14 @@ pub struct SqliteStore {
     page_readers: Mutex<Vec<Connection>>,
     /// Held for the life of a writer; the OS releases the lock when the process dies.
     _lock: Option<File>,
-    /// Whether the thread started by [`Store::watch`] should go on; cleared on drop.
+    /// Whether the thread started by [`Lifecycle::watch`] should go on; cleared on drop.
     watching: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
     /// Opens the store in `data_dir` as its writer. When the directory holds no store file
     /// at all (it may not exist yet: it is made, private), a new store is begun in a scratch
-    /// file; it becomes `secretgen.db` once [`Store::finish_creation`] is called, which
+    /// file; it becomes `secretgen.db` once [`Lifecycle::finish_creation`] is called, which
     /// [`crate::control::ControlPlane::open`] does after writing the instance and its defaults.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
         private_directory(data_dir, true)?;

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Store for SqliteStore {
+impl EventLog for SqliteStore {
     fn default_instance(&self) -> Result<Option<InstanceId>, StoreError> {
         match self.meta("default_instance")? {
             None => Ok(None),
@@ -48,6 +48,80 @@ impl Store for SqliteStore {
         self.transaction(&Write::Append(instance.clone(), events.to_vec()))
     }
 
+    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
+        self.instance_ids()
+    }
+
+    /// One read transaction on a connection of its own: the last sequence (the primary
+    /// key's last entry), the count when the filters need one, and the page through the
+    /// indexes; each `changed` event's previous configuration by the type index. The rows
+    /// are decoded, not chained: a page is not the whole log (see ARCHITECTURE.md).
+    fn events_page(
+        &self,
+        instance: &InstanceId,
+        filter: &EventFilter,
+    ) -> Result<LogPage, StoreError> {
+        let conn = self.page_reader()?;
+        let read = |conn: &Connection| -> rusqlite::Result<PageRows> {
+            let tx = conn.unchecked_transaction()?;
+            let last: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE instance_id = ?1",
+                )?
+                .query_row([instance.as_str()], |row| row.get(0))?;
+            let last = u64::try_from(last).unwrap_or(0);
+            let sql = PageSql::of(instance, filter, last, |n| format!("?{n}"));
+            let params: Vec<rusqlite::types::Value> = sql
+                .params
+                .iter()
+                .map(|p| match p {
+                    SqlValue::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    SqlValue::Integer(n) => rusqlite::types::Value::Integer(*n),
+                })
+                .collect();
+            let total = match sql.count() {
+                None => (sql.total.unwrap_or(0), false),
+                Some(count) => {
+                    let n: i64 = tx
+                        .prepare_cached(&count)?
+                        .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
+                    filter.total_of(u64::try_from(n).unwrap_or(0))
+                }
+            };
+            let rows = tx
+                .prepare_cached(&sql.select())?
+                .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                    Ok((stored_row(row)?, row.get::<_, Option<String>>(9)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.finish()?;
+            Ok((total, last, rows))
+        };
+        let result = read(&conn);
+        self.keep_page_reader(conn);
+        let answer = result.map_err(|e| sql_error(&self.path, "cannot read", e))?;
+        page_of(answer, &|why| corrupt(&self.path, &why))
+    }
+
+    fn events_after(
+        &self,
+        instance: &InstanceId,
+        sequence: u64,
+        hash: &[u8; 32],
+    ) -> Result<Vec<Event>, StoreError> {
+        let from = i64::try_from(sequence).unwrap_or(i64::MAX);
+        let rows = {
+            let inner = self.inner();
+            read_rows_from(&inner.conn, instance.as_str(), from)
+                .map_err(|e| sql_error(&self.path, "cannot read", e))?
+        };
+        events_following(instance, (from, *hash), rows, &|why| {
+            corrupt(&self.path, &why)
+        })
+    }
+}
+
+impl TokenStore for SqliteStore {
     fn add_token(&self, token: &TokenRecord, creator: &str) -> Result<Event, StoreError> {
         self.change_tokens(TokenChange::Add(token.clone()), author_of(token, creator))
             .map(|mut events| events.remove(0))
@@ -118,81 +192,11 @@ impl Store for SqliteStore {
             .map_err(|e| sql_error(&self.path, "cannot read", e))?;
         Ok(n as u64)
     }
+}
 
-    fn instances(&self) -> Result<Vec<InstanceId>, StoreError> {
-        self.instance_ids()
-    }
-
+impl Lifecycle for SqliteStore {
     fn sole_writer(&self) -> bool {
         self.mode == Mode::Writer
-    }
-
-    /// One read transaction on a connection of its own: the last sequence (the primary
-    /// key's last entry), the count when the filters need one, and the page through the
-    /// indexes; each `changed` event's previous configuration by the type index. The rows
-    /// are decoded, not chained: a page is not the whole log (see ARCHITECTURE.md).
-    fn events_page(
-        &self,
-        instance: &InstanceId,
-        filter: &EventFilter,
-    ) -> Result<LogPage, StoreError> {
-        let conn = self.page_reader()?;
-        let read = |conn: &Connection| -> rusqlite::Result<PageRows> {
-            let tx = conn.unchecked_transaction()?;
-            let last: i64 = tx
-                .prepare_cached(
-                    "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE instance_id = ?1",
-                )?
-                .query_row([instance.as_str()], |row| row.get(0))?;
-            let last = u64::try_from(last).unwrap_or(0);
-            let sql = PageSql::of(instance, filter, last, |n| format!("?{n}"));
-            let params: Vec<rusqlite::types::Value> = sql
-                .params
-                .iter()
-                .map(|p| match p {
-                    SqlValue::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                    SqlValue::Integer(n) => rusqlite::types::Value::Integer(*n),
-                })
-                .collect();
-            let total = match sql.count() {
-                None => (sql.total.unwrap_or(0), false),
-                Some(count) => {
-                    let n: i64 = tx
-                        .prepare_cached(&count)?
-                        .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
-                    filter.total_of(u64::try_from(n).unwrap_or(0))
-                }
-            };
-            let rows = tx
-                .prepare_cached(&sql.select())?
-                .query_map(rusqlite::params_from_iter(params.iter()), |row| {
-                    Ok((stored_row(row)?, row.get::<_, Option<String>>(9)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            tx.finish()?;
-            Ok((total, last, rows))
-        };
-        let result = read(&conn);
-        self.keep_page_reader(conn);
-        let answer = result.map_err(|e| sql_error(&self.path, "cannot read", e))?;
-        page_of(answer, &|why| corrupt(&self.path, &why))
-    }
-
-    fn events_after(
-        &self,
-        instance: &InstanceId,
-        sequence: u64,
-        hash: &[u8; 32],
-    ) -> Result<Vec<Event>, StoreError> {
-        let from = i64::try_from(sequence).unwrap_or(i64::MAX);
-        let rows = {
-            let inner = self.inner();
-            read_rows_from(&inner.conn, instance.as_str(), from)
-                .map_err(|e| sql_error(&self.path, "cannot read", e))?
-        };
-        events_following(instance, (from, *hash), rows, &|why| {
-            corrupt(&self.path, &why)
-        })
     }
 
     /// Other processes change the embedded store too: `token create` and `token revoke`
