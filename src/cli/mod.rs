@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use secretgen::store::{EventLog, PostgresOptions, PostgresStore, TokenStore};
+use secretgen::store::{PostgresOptions, PostgresStore};
 use secretgen::token::{self, Token};
 use secretgen::{
     CodeLength, CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType, InstanceId,
@@ -15,6 +15,7 @@ use secretgen::{
 };
 use zeroize::Zeroize;
 
+mod store;
 mod tokens;
 
 /// Cryptographically random, exactly uniform secrets and one-time codes.
@@ -35,39 +36,11 @@ enum Command {
     #[command(subcommand)]
     Token(tokens::TokenCommand),
     /// Copy the store, consistently, while a server may be running on it.
-    Backup(BackupArgs),
+    Backup(store::BackupArgs),
     /// Read the whole store without changing it and report what it holds or what is damaged.
-    Check(CheckArgs),
+    Check(store::CheckArgs),
     /// Copy an embedded store into an empty PostgreSQL database and check the copy.
-    Migrate(MigrateArgs),
-}
-
-/// `secretgen migrate --data-dir DIR --database-url URL`.
-#[derive(Debug, Args)]
-struct MigrateArgs {
-    #[command(flatten)]
-    data_dir: DataDir,
-    /// The PostgreSQL database to copy into; it must hold no secretgen store.
-    #[arg(long, env = "SECRETGEN_DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-}
-
-/// `secretgen backup --to FILE`.
-#[derive(Debug, Args)]
-struct BackupArgs {
-    /// Where to write the copy; must not exist. A data directory holding it as
-    /// `secretgen.db` is a working store.
-    #[arg(long)]
-    to: PathBuf,
-    #[command(flatten)]
-    data_dir: DataDir,
-}
-
-/// `secretgen check`.
-#[derive(Debug, Args)]
-struct CheckArgs {
-    #[command(flatten)]
-    store: StoreArgs,
+    Migrate(store::MigrateArgs),
 }
 
 /// `secretgen serve`.
@@ -278,9 +251,9 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Generate(args) => generate(&args),
         Command::Token(command) => tokens::run(command),
-        Command::Backup(args) => backup(&args),
-        Command::Check(args) => check(&args),
-        Command::Migrate(args) => migrate(&args),
+        Command::Backup(args) => store::backup(&args),
+        Command::Check(args) => store::check(&args),
+        Command::Migrate(args) => store::migrate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -484,159 +457,6 @@ fn stored_configuration(
     Ok(snapshots
         .remove(&generator_type)
         .map(|s| s.config().clone()))
-}
-
-/// `secretgen backup`: a consistent copy of the store, checked before it takes its name.
-fn backup(args: &BackupArgs) -> Result<(), CliError> {
-    let store = SqliteStore::open_read_only(&args.data_dir.path)?;
-    let summary = store.backup(&args.to)?;
-    println!(
-        "{}: {} events, every hash checked",
-        args.to.display(),
-        summary.events
-    );
-    Ok(())
-}
-
-/// `secretgen check`: the store's integrity (every page, for the embedded store), the
-/// schema, every event's hash and configuration, the tokens; nothing is written.
-fn check(args: &CheckArgs) -> Result<(), CliError> {
-    let (store, mut lines): (Arc<dyn Store>, Vec<String>) = match &args.store.database_url {
-        Some(url) => {
-            let store = PostgresStore::connect(url, PostgresOptions::default())?;
-            let line = format!(
-                "{}: schema version {}",
-                store.name(),
-                secretgen::store::SCHEMA_VERSION
-            );
-            (Arc::new(store), vec![line])
-        }
-        None => {
-            let store = SqliteStore::open_read_only(&args.store.data_dir.path)?;
-            store.integrity_check()?;
-            let line = format!(
-                "{}: schema version {}, SQLite integrity check ok",
-                store.path().display(),
-                secretgen::store::SCHEMA_VERSION
-            );
-            (Arc::new(store), vec![line])
-        }
-    };
-    let found = describe_store(store.as_ref())?;
-    lines.extend(found);
-    let mut out = io::stdout().lock();
-    for line in lines {
-        let _ = writeln!(out, "{line}");
-    }
-    Ok(())
-}
-
-/// One line per instance (events, last sequence, chain, configurations) and one for the
-/// tokens; an error when the default instance is missing or incomplete.
-fn describe_store(store: &dyn Store) -> Result<Vec<String>, CliError> {
-    let default = store
-        .default_instance()?
-        .ok_or_else(|| CliError::Incomplete("the store holds no instance".to_owned()))?;
-    let mut lines = Vec::new();
-    let mut instances = store.instances()?;
-    if !instances.contains(&default) {
-        instances.push(default.clone());
-    }
-    for id in instances {
-        let events = store.events(&id)?;
-        let snapshots = control::replay(&events)?;
-        let missing: Vec<&str> = GeneratorType::ALL
-            .into_iter()
-            .filter(|t| !snapshots.contains_key(t))
-            .map(GeneratorType::full_name)
-            .collect();
-        if id == default && !missing.is_empty() {
-            return Err(CliError::Incomplete(format!(
-                "instance {id} has no configuration for {}",
-                missing.join(", ")
-            )));
-        }
-        lines.push(format!(
-            "instance {id}{}: {} events, last sequence {}, hash chain intact, {} \
-             configurations valid",
-            if id == default { " (default)" } else { "" },
-            events.len(),
-            events.last().map_or(0, |e| e.sequence),
-            snapshots.len()
-        ));
-    }
-    lines.push(format!("tokens: {}", store.token_count()?));
-    Ok(lines)
-}
-
-/// `secretgen migrate`: the embedded store's events (verbatim, hashes and all) and tokens
-/// into an empty PostgreSQL database in one transaction, then the copy read back through
-/// the PostgreSQL store, every hash and configuration checked, and compared with the
-/// original.
-fn migrate(args: &MigrateArgs) -> Result<(), CliError> {
-    let from = SqliteStore::open_read_only(&args.data_dir.path)?;
-    from.integrity_check()?;
-    let default = from.default_instance()?.ok_or_else(|| {
-        CliError::Incomplete(format!("{} holds no instance", from.path().display()))
-    })?;
-    let rows = from.export_events()?;
-    let tokens = from.tokens()?;
-    let to = PostgresStore::connect(&args.database_url, PostgresOptions::default())?;
-    if to.holds_store()? {
-        return Err(CliError::Incomplete(format!(
-            "{} already holds a secretgen store: migrate only into an empty database",
-            to.name()
-        )));
-    }
-    to.import(&default, &rows, &tokens)?;
-    // The copy, read back and replayed, must be the original.
-    let mut copied = 0;
-    for id in from.instances()? {
-        let original = from.events(&id)?;
-        let copy = to.events(&id)?;
-        if copy != original {
-            return Err(CliError::Incomplete(format!(
-                "the copy of instance {id} in {} differs from the original",
-                to.name()
-            )));
-        }
-        let live = |events: &[secretgen::store::Event]| -> Result<Vec<_>, CliError> {
-            Ok(control::replay(events)?
-                .into_values()
-                .map(|s| (s.config().clone(), s.version()))
-                .collect())
-        };
-        if live(&copy)? != live(&original)? {
-            return Err(CliError::Incomplete(format!(
-                "the copy of instance {id} replays differently"
-            )));
-        }
-        copied += copy.len();
-    }
-    let mut copied_tokens = to.tokens()?;
-    let mut original_tokens = tokens;
-    copied_tokens.sort_by(|a, b| a.id.cmp(&b.id));
-    original_tokens.sort_by(|a, b| a.id.cmp(&b.id));
-    if copied_tokens != original_tokens || to.default_instance()?.as_ref() != Some(&default) {
-        return Err(CliError::Incomplete(format!(
-            "the tokens or the instance copied into {} differ from the original",
-            to.name()
-        )));
-    }
-    let lines = describe_store(&to)?;
-    let mut out = io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "copied {} into {}: {copied} events and {} tokens, every hash checked and every \
-         configuration replayed",
-        from.path().display(),
-        to.name(),
-        copied_tokens.len()
-    );
-    for line in lines {
-        let _ = writeln!(out, "{line}");
-    }
-    Ok(())
 }
 
 /// Output is written in chunks of about this many bytes.
