@@ -440,8 +440,16 @@ fn the_command_lines_grant_records_its_changes_as_the_command_line_with_no_token
         // The command line holds every permission: it grants what no token here holds.
         let grant = s.service.command_line::<ManageTokens>();
         assert_eq!(grant.principal().token_id(), None);
-        let (token, record, event) = s.service.create_token(&grant, new()).await.unwrap();
+        let created = s.service.create_token(&grant, new()).await.unwrap();
+        let (token, record) = (created.token, created.view);
         assert_eq!(record.created_by, None);
+        let last = |s: &Setup| {
+            let control = s.service.control();
+            let events = control.store().events(control.instance().id()).unwrap();
+            events.last().cloned().unwrap()
+        };
+        let event = last(&s);
+        assert_eq!(event.sequence, created.version.sequence);
         assert_eq!(event.creator, token::COMMAND_LINE_CREATOR);
         assert_eq!(event.creator_id, None);
         // The token works on the service at once.
@@ -457,10 +465,12 @@ fn the_command_lines_grant_records_its_changes_as_the_command_line_with_no_token
             .unwrap();
         let refused = s.service.create_token(&by_token, new()).await.unwrap_err();
         assert!(matches!(refused, Error::PermissionDenied(_)), "{refused:?}");
-        let events = s.service.revoke_token(&grant, &record.id).await.unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].creator, token::COMMAND_LINE_CREATOR);
-        assert_eq!(events[0].creator_id, None);
+        let revoked = s.service.revoke_token(&grant, &record.id).await.unwrap();
+        assert_eq!(revoked.ids, std::slice::from_ref(&record.id));
+        let event = last(&s);
+        assert_eq!(event.sequence, revoked.version.sequence);
+        assert_eq!(event.creator, token::COMMAND_LINE_CREATOR);
+        assert_eq!(event.creator_id, None);
         let e = s
             .service
             .admit::<ReadGenerators>(token.expose())

@@ -407,11 +407,9 @@ async fn create_token(
     let service = &state.service;
     let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
     let new = wire::new_token(&wire::object(&body(payload, &state).await?)?)?;
-    let (token, record, event) = service.create_token(&grant, new).await?;
+    let created = service.create_token(&grant, new).await?;
     Ok(json_response(&wire::created_token(
-        &token,
-        &record,
-        event.sequence,
+        &created,
         service.instance_id(),
     )))
 }
@@ -435,18 +433,10 @@ async fn revoke_token(
 ) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
     let grant = service.admit::<ManageTokens>(bearer(&req)?).await?;
-    let events = service.revoke_token(&grant, &path).await?;
-    // The last event of the revocation: the token's own, then those of the tokens it made.
-    let event = events.last().expect("a revocation writes an event");
+    let revoked = service.revoke_token(&grant, &path).await?;
+    // The version of the revocation's last event: the token's own, then those it made.
     Ok(json_response(&json!({
-        "details": wire::Details::of(
-            secretgen_engine::registry::Version {
-                sequence: event.sequence,
-                creation_date: event.created_at,
-                change_date: event.created_at,
-            },
-            service.instance_id(),
-        )
+        "details": wire::Details::of(revoked.version, service.instance_id())
     })))
 }
 

@@ -11,9 +11,7 @@ use clap::{Args, Subcommand};
 use secretgen_core::control::ControlPlane;
 use secretgen_core::metrics::Metrics;
 use secretgen_core::service::{NewToken, Service, TokenQuery};
-use secretgen_core::store::{
-    Change, PostgresOptions, PostgresStore, SqliteStore, Store, StoreErrorKind,
-};
+use secretgen_core::store::{PostgresOptions, PostgresStore, SqliteStore, Store, StoreErrorKind};
 
 use super::{CliError, StoreArgs};
 
@@ -116,9 +114,9 @@ fn create(args: TokenCreateArgs) -> Result<(), CliError> {
     // Refused before the store is opened: a refused command creates no data directory.
     new.check()?;
     let (service, runtime) = service(writable_store(&args.store)?)?;
-    let (token, _, _) = runtime.block_on(service.create_token(&service.command_line(), new))?;
+    let created = runtime.block_on(service.create_token(&service.command_line(), new))?;
     let mut out = io::stdout().lock();
-    writeln!(out, "{}", token.expose())
+    writeln!(out, "{}", created.token.expose())
         .and_then(|()| out.flush())
         .map_err(|source| CliError::Output {
             what: "the token was stored but could not be printed",
@@ -164,10 +162,8 @@ fn revoke(args: &TokenRevokeArgs) -> Result<(), CliError> {
     let (service, runtime) = service(writable_store(&args.store)?)?;
     let revoked = runtime.block_on(service.revoke_token(&service.command_line(), &args.id))?;
     let mut out = io::stdout().lock();
-    for event in &revoked {
-        if let Change::Token(facts) = &event.change {
-            let _ = writeln!(out, "revoked {}", facts.token_id);
-        }
+    for id in &revoked.ids {
+        let _ = writeln!(out, "revoked {id}");
     }
     Ok(())
 }

@@ -16,10 +16,12 @@ use super::proto::zitadel::admin::v1::{
 use super::proto::zitadel::settings::v1::{SecretGenerator, secret_generator_query::Query};
 use super::proto::zitadel::v1::{ListDetails, ObjectDetails};
 use super::{admit, generator_type, observe, status};
-use secretgen_core::service::{ReadGenerators, SearchQuery, Service, UpdateGenerator};
+use secretgen_core::service::{
+    GeneratorView, ReadGenerators, SearchQuery, Service, UpdateGenerator,
+};
 use secretgen_engine::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
 use secretgen_engine::expiry::{Expiry, ExpiryError};
-use secretgen_engine::registry::{InstanceId, Snapshot, Version};
+use secretgen_engine::registry::{InstanceId, Version};
 
 /// The AdminService over the use cases.
 #[derive(Debug, Clone)]
@@ -74,7 +76,7 @@ pub fn details(version: Version, instance: &InstanceId) -> ObjectDetails {
 }
 
 /// The generator of `snapshot`, in `instance`.
-pub fn secret_generator(snapshot: &Snapshot, instance: &InstanceId) -> SecretGenerator {
+pub fn secret_generator(snapshot: &GeneratorView, instance: &InstanceId) -> SecretGenerator {
     let c = snapshot.config();
     let d = c.to_draft();
     SecretGenerator {

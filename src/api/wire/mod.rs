@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, Violation};
-use secretgen_core::service::{Codes, Preview, SearchQuery, SearchResult};
+use secretgen_core::service::{Codes, GeneratorView, Preview, SearchQuery, SearchResult};
 use secretgen_engine::config::{CodeLength, ConfigDraft, Field, FieldViolation, floor_hundredths};
 use secretgen_engine::generator_type::{GeneratorType, ParseGeneratorTypeError};
-use secretgen_engine::registry::{InstanceId, Snapshot, Version};
+use secretgen_engine::registry::{InstanceId, Version};
 
 pub use crate::protojson::timestamp;
 pub use events::{EventPageBody, event_query};
@@ -93,7 +93,7 @@ pub struct SecretGenerator {
 
 impl SecretGenerator {
     /// The generator of `snapshot`, in `instance`.
-    pub fn of(snapshot: &Snapshot, instance: &InstanceId) -> SecretGenerator {
+    pub fn of(snapshot: &GeneratorView, instance: &InstanceId) -> SecretGenerator {
         let c = snapshot.config();
         SecretGenerator {
             generator_type: c.generator_type().full_name(),

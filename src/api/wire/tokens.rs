@@ -7,10 +7,8 @@ use serde_json::{Map, Value};
 
 use super::{Details, field, list_query, timestamp};
 use crate::api::error::{ApiError, Violation};
-use secretgen_core::service::{NewToken, TokenPage, TokenQuery};
-use secretgen_core::store::TokenRecord;
-use secretgen_core::token::Token;
-use secretgen_engine::registry::{InstanceId, Version};
+use secretgen_core::service::{CreatedToken, NewToken, TokenPage, TokenQuery, TokenView};
+use secretgen_engine::registry::InstanceId;
 
 /// A `POST /admin/v1/tokens` body: `name` (a string), `permissions` (an array of strings) and
 /// `expiry` (a duration string, optional). Only the JSON types are checked here; the rules
@@ -69,7 +67,7 @@ pub fn token_query(object: &Map<String, Value>) -> Result<TokenQuery, ApiError> 
 }
 
 /// A token's public facts: never the token or its hash.
-fn token_facts(record: &TokenRecord) -> Value {
+fn token_facts(record: &TokenView) -> Value {
     let mut facts = serde_json::json!({
         "id": record.id,
         "name": record.name,
@@ -83,25 +81,13 @@ fn token_facts(record: &TokenRecord) -> Value {
 }
 
 /// The answer to a token's creation: the token, this once.
-pub fn created_token(
-    token: &Token,
-    record: &TokenRecord,
-    sequence: u64,
-    instance: &InstanceId,
-) -> Value {
+pub fn created_token(created: &CreatedToken, instance: &InstanceId) -> Value {
     let mut answer = serde_json::json!({
-        "id": record.id,
-        "token": token.expose(),
-        "details": Details::of(
-            Version {
-                sequence,
-                creation_date: record.created_at,
-                change_date: record.created_at,
-            },
-            instance,
-        ),
+        "id": created.view.id,
+        "token": created.token.expose(),
+        "details": Details::of(created.version, instance),
     });
-    if let Some(at) = record.expires_at {
+    if let Some(at) = created.view.expires_at {
         answer["expiresAt"] = Value::String(timestamp(at));
     }
     answer

@@ -33,7 +33,9 @@ pub use codes::{
     Preview, SecretBytes,
 };
 pub use error::{Error, Subject, Violation};
-pub use token_admin::{ManageTokens, NewToken, ReadTokens, TokenPage, TokenQuery};
+pub use token_admin::{
+    CreatedToken, ManageTokens, NewToken, ReadTokens, Revoked, TokenPage, TokenQuery, TokenView,
+};
 pub use tokens::{Principal, Tokens};
 
 use crate::control::ControlPlane;
@@ -42,7 +44,7 @@ use crate::store::StoreError;
 use crate::token::Permission;
 use secretgen_engine::config::{ConfigDraft, GeneratorConfig};
 use secretgen_engine::generator_type::GeneratorType;
-use secretgen_engine::registry::{InstanceId, Snapshot};
+use secretgen_engine::registry::{InstanceId, Snapshot, Version};
 
 /// Calls per second per token on the data plane.
 type Limiter = governor::DefaultKeyedRateLimiter<String>;
@@ -131,7 +133,34 @@ pub struct SearchResult {
     /// When the search was made.
     pub view_timestamp: SystemTime,
     /// The page asked for.
-    pub generators: Vec<Arc<Snapshot>>,
+    pub generators: Vec<GeneratorView>,
+}
+
+/// A generator as the use cases show it: its configuration and the version of its last
+/// change. The compiled generator behind it stays in the core.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratorView {
+    config: GeneratorConfig,
+    version: Version,
+}
+
+impl GeneratorView {
+    fn of(snapshot: &Snapshot) -> GeneratorView {
+        GeneratorView {
+            config: snapshot.config().clone(),
+            version: snapshot.version(),
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &GeneratorConfig {
+        &self.config
+    }
+
+    /// The version of its last change.
+    pub fn version(&self) -> Version {
+        self.version
+    }
 }
 
 /// Whether the store answers; codes are served either way.
@@ -246,17 +275,17 @@ impl Service {
     }
 
     /// The live generator of `generator_type`.
-    pub fn get(&self, _: &Grant<ReadGenerators>, generator_type: GeneratorType) -> Arc<Snapshot> {
-        self.control.get(generator_type)
+    pub fn get(&self, _: &Grant<ReadGenerators>, generator_type: GeneratorType) -> GeneratorView {
+        GeneratorView::of(&self.control.get(generator_type))
     }
 
     /// The generators `query` asks for, paged.
     pub fn search(&self, _: &Grant<ReadGenerators>, query: &SearchQuery) -> SearchResult {
         let instance = self.control.instance();
-        let mut generators: Vec<Arc<Snapshot>> = GeneratorType::ALL
+        let mut generators: Vec<GeneratorView> = GeneratorType::ALL
             .into_iter()
             .filter(|t| query.types.as_ref().is_none_or(|types| types.contains(t)))
-            .map(|t| instance.snapshot(t))
+            .map(|t| GeneratorView::of(&instance.load(t)))
             .collect();
         if !query.ascending {
             generators.reverse();
@@ -294,7 +323,7 @@ impl Service {
         &self,
         grant: &Grant<UpdateGenerator>,
         draft: ConfigDraft,
-    ) -> Result<Arc<Snapshot>, Error> {
+    ) -> Result<GeneratorView, Error> {
         let config = GeneratorConfig::new(&draft)?;
         let generator_type = config.generator_type();
         let before = self.control.get(generator_type).version().sequence;
@@ -323,7 +352,7 @@ impl Service {
                 "configuration changed"
             );
         }
-        Ok(snapshot)
+        Ok(GeneratorView::of(&snapshot))
     }
 
     /// Whether the store answers now. Asked on a blocking thread: the store may be slow.

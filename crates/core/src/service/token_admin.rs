@@ -4,10 +4,12 @@
 //! time the store's push takes.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::{Error, Grant, Operation, Service, Subject, Violation};
 use crate::store::{Author, Event, StoreErrorKind, TokenRecord};
 use crate::token::{self, Permission, RequestField, Token, TokenRequest};
+use secretgen_engine::registry::Version;
 
 /// Create and revoke tokens.
 #[derive(Debug)]
@@ -90,19 +92,81 @@ pub struct TokenPage {
     /// How many tokens there are, before paging.
     pub total: u64,
     /// The page, by creation date (then id).
-    pub tokens: Vec<TokenRecord>,
+    pub tokens: Vec<TokenView>,
+}
+
+/// A token as the use cases show it: its public facts. The store's row has its hash too,
+/// which never leaves the core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenView {
+    /// A public identifier, safe to show and log.
+    pub id: String,
+    /// Its name; changes made with it are recorded under it.
+    pub name: String,
+    /// Its permissions' names.
+    pub permissions: Vec<String>,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it stops being accepted; `None` for never.
+    pub expires_at: Option<SystemTime>,
+    /// The id of the token that created it; `None` when the server or the command line did.
+    pub created_by: Option<String>,
+}
+
+impl From<TokenRecord> for TokenView {
+    fn from(record: TokenRecord) -> TokenView {
+        TokenView {
+            id: record.id,
+            name: record.name,
+            permissions: record.permissions,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            created_by: record.created_by,
+        }
+    }
+}
+
+/// A token just created: the token itself, to be shown this once, its facts, and the
+/// version of its `token.added` event in the log.
+#[derive(Debug)]
+pub struct CreatedToken {
+    /// The token (zeroed on drop, redacted in `Debug`).
+    pub token: Token,
+    /// Its public facts.
+    pub view: TokenView,
+    /// Its event's sequence and time.
+    pub version: Version,
+}
+
+/// A revocation: the tokens revoked (the one asked for first, then those it created,
+/// nearest first) and the version of the last of their events.
+#[derive(Debug)]
+pub struct Revoked {
+    /// The ids revoked.
+    pub ids: Vec<String>,
+    /// The last event's sequence and time.
+    pub version: Version,
+}
+
+/// The version of `event` in the log: a token event is made and changed at once.
+fn version_of(event: &Event) -> Version {
+    Version {
+        sequence: event.sequence,
+        creation_date: event.created_at,
+        change_date: event.created_at,
+    }
 }
 
 impl Service {
     /// Creates a token with `new`'s name, permissions and expiry; returns it (to be shown
-    /// once) with its stored record. Every rule broken is reported at once (400); a
+    /// once) with its facts. Every rule broken is reported at once (400); a
     /// permission the caller does not hold is refused (403). The token works on this server
     /// when the call returns.
     pub async fn create_token(
         &self,
         grant: &Grant<ManageTokens>,
         new: NewToken,
-    ) -> Result<(Token, TokenRecord, Event), Error> {
+    ) -> Result<CreatedToken, Error> {
         let request = new.check()?;
         let principal = grant.principal();
         if let Some(&missing) = request.permissions().iter().find(|p| !principal.may(**p)) {
@@ -151,7 +215,11 @@ impl Service {
             by = %grant.principal().name,
             "token created"
         );
-        Ok((token, record, event))
+        Ok(CreatedToken {
+            token,
+            version: version_of(&event),
+            view: TokenView::from(record),
+        })
     }
 
     /// The tokens, paged, oldest first unless asked otherwise.
@@ -169,12 +237,12 @@ impl Service {
             tokens.reverse();
         }
         let total = tokens.len() as u64;
+        let tokens = tokens.into_iter().map(TokenView::from);
         let limit = match query.limit {
             0 => usize::MAX,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
         let tokens = tokens
-            .into_iter()
             .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
             .take(limit)
             .collect();
@@ -183,14 +251,14 @@ impl Service {
 
     /// Revokes the token `id` and every token it created, recursively: refused on this
     /// server from the moment this returns, and by every replica once the store's push
-    /// reaches it. Returns the events, the token's first. An unknown id is `NotFound`; a
+    /// reaches it. Returns the ids revoked, the token's first. An unknown id is `NotFound`; a
     /// token that holds a permission the caller lacks is refused (403): a token may revoke
     /// only what it could have made. Its descendants hold no more than it does.
     pub async fn revoke_token(
         &self,
         grant: &Grant<ManageTokens>,
         id: &str,
-    ) -> Result<Vec<Event>, Error> {
+    ) -> Result<Revoked, Error> {
         let not_found = || {
             Error::NotFound(format!(
                 "no token {:?}",
@@ -242,7 +310,11 @@ impl Service {
             self.metrics.token_revoked();
             tracing::info!(token_id = %token_id, revoked_with = %id, by = %principal.name, "token revoked");
         }
-        Ok(events)
+        let version = version_of(events.last().expect("a revocation writes an event"));
+        Ok(Revoked {
+            ids: revoked,
+            version,
+        })
     }
 
     /// Runs a store call on a blocking thread; its failure becomes `Unavailable` (or
