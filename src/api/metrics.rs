@@ -8,20 +8,17 @@
 //! the registered [`Route`]s or `unmatched`, `method` one of [`Method`]'s eight values (the
 //! methods HTTP defines that clients use, and `other`), `status` one of 100 to 599 or
 //! `other`. Labels are `Copy`. The series of a request whose status is one the API answers
-//! (`KEPT_STATUSES`) is resolved from the families once and then kept, and the latency
-//! histogram is made of atomics ([`Histogram`]), so counting such a request is a few atomic
+//! (`KEPT_STATUSES`) is resolved from the families once and then kept (the core's [`Timed`]),
+//! and the latency histogram is made of atomics, so counting such a request is a few atomic
 //! adds: no allocation, no lock. A request with any other status (a bounded set too) takes
 //! the families' read lock to find its series.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use secretgen_core::metrics::Histogram;
+use secretgen_core::metrics::Timed;
 
 /// A registered route, by its pattern: the `route` label. The server registers each route
 /// under [`Route::pattern`] with the `Route` as the resource's data, so that a request's
@@ -207,7 +204,7 @@ struct RequestLabels {
 }
 
 impl RequestLabels {
-    /// The position of these labels in [`HttpMetrics::kept`], when their status is kept.
+    /// The slot of these labels' kept series, when their status is kept.
     fn slot(self) -> Option<usize> {
         let status = KEPT_STATUSES.iter().position(|&s| s == self.status.0)?;
         let (route, method) = (self.route as usize, self.method as usize);
@@ -215,76 +212,39 @@ impl RequestLabels {
     }
 }
 
-/// A request series' counter and histogram, resolved from the families once.
-type Series = (Counter, Histogram);
-
 /// Room for every kept series.
 const KEPT: usize = Route::ALL.len() * Method::ALL.len() * KEPT_STATUSES.len();
 
-type LatencyFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
-
 /// The HTTP API's request counters and latency histograms.
 #[derive(Debug)]
-pub struct HttpMetrics {
-    enabled: bool,
-    requests: Family<RequestLabels, Counter>,
-    latency: LatencyFamily,
-    /// The series of each label set with a kept status, filled on first use: a series
-    /// appears in the exposition only once a request had its labels.
-    kept: Box<[OnceLock<Series>]>,
-}
+pub struct HttpMetrics(Timed<RequestLabels>);
 
 impl HttpMetrics {
     /// The families, added to `registry`; `enabled` false records nothing.
     pub fn register(registry: &mut Registry, enabled: bool) -> HttpMetrics {
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency: LatencyFamily = Family::new_with_constructor(Histogram::default);
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route, method and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer HTTP requests, by route, method and status",
-            latency.clone(),
-        );
-        HttpMetrics {
+        HttpMetrics(Timed::register(
+            registry,
             enabled,
-            requests,
-            latency,
-            kept: (0..KEPT).map(|_| OnceLock::new()).collect(),
-        }
+            (
+                "http_requests",
+                "HTTP requests answered, by route, method and status",
+            ),
+            (
+                "http_request_duration_seconds",
+                "Time to answer HTTP requests, by route, method and status",
+            ),
+            KEPT,
+        ))
     }
 
     /// A request to `route` with `method` was answered with `status` in `seconds`.
     pub fn request(&self, route: Route, method: Method, status: u16, seconds: f64) {
-        if !self.enabled {
-            return;
-        }
         let labels = RequestLabels {
             route,
             method,
             status: Status::of(status),
         };
-        let resolve = || {
-            (
-                self.requests.get_or_create(&labels).clone(),
-                self.latency.get_or_create(&labels).clone(),
-            )
-        };
-        match labels.slot() {
-            Some(slot) => {
-                let (count, latency) = self.kept[slot].get_or_init(resolve);
-                count.inc();
-                latency.observe(seconds);
-            }
-            None => {
-                let (count, latency) = resolve();
-                count.inc();
-                latency.observe(seconds);
-            }
-        }
+        self.0.observe(&labels, labels.slot(), seconds);
     }
 }
 
@@ -317,9 +277,11 @@ mod tests {
         assert!(text.contains(
             "secretgen_http_request_duration_seconds_count{route=\"/v1/codes/{generatorType}/_generate\",method=\"POST\",status=\"200\"} 2"
         ));
-        let off = HttpMetrics::register(&mut Registry::default(), false);
+        let mut quiet = Registry::default();
+        let off = HttpMetrics::register(&mut quiet, false);
         off.request(Route::Healthz, Method::Get, 200, 0.0001);
-        assert!(off.kept.iter().all(|s| s.get().is_none()));
+        off.request(Route::Healthz, Method::Get, 999, 0.0001);
+        assert!(!render(&quiet).contains("route="), "{}", render(&quiet));
     }
 
     #[test]

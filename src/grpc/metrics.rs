@@ -4,14 +4,11 @@
 //! resolved once and kept, so counting a call is a few atomic adds.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use secretgen_core::metrics::Histogram;
+use secretgen_core::metrics::Timed;
 
 /// A gRPC method secretgen serves, for the `method` label of the gRPC metrics.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -109,62 +106,36 @@ struct GrpcLabels {
 /// Room for every gRPC series: each method with each code.
 const GRPC_KEPT: usize = GrpcMethod::ALL.len() * GRPC_CODE_NAMES.len();
 
-type GrpcLatencyFamily = Family<GrpcLabels, Histogram, fn() -> Histogram>;
-
-/// A call series' counter and histogram, resolved from the families once.
-type Series = (Counter, Histogram);
-
 /// The gRPC server's call counters and latency histograms.
 #[derive(Debug)]
-pub struct GrpcMetrics {
-    enabled: bool,
-    calls: Family<GrpcLabels, Counter>,
-    latency: GrpcLatencyFamily,
-    /// The series of each method and code, filled on first use.
-    kept: Box<[OnceLock<Series>]>,
-}
+pub struct GrpcMetrics(Timed<GrpcLabels>);
 
 impl GrpcMetrics {
     /// The families, added to `registry`; `enabled` false records nothing.
     pub fn register(registry: &mut Registry, enabled: bool) -> GrpcMetrics {
-        let calls = Family::<GrpcLabels, Counter>::default();
-        let latency: GrpcLatencyFamily = Family::new_with_constructor(Histogram::default);
-        registry.register(
-            "grpc_requests",
-            "gRPC calls answered, by method and status code",
-            calls.clone(),
-        );
-        registry.register(
-            "grpc_request_duration_seconds",
-            "Time to answer gRPC calls (to the first message of a stream), by method and code",
-            latency.clone(),
-        );
-        GrpcMetrics {
+        GrpcMetrics(Timed::register(
+            registry,
             enabled,
-            calls,
-            latency,
-            kept: (0..GRPC_KEPT).map(|_| OnceLock::new()).collect(),
-        }
+            (
+                "grpc_requests",
+                "gRPC calls answered, by method and status code",
+            ),
+            (
+                "grpc_request_duration_seconds",
+                "Time to answer gRPC calls (to the first message of a stream), by method and code",
+            ),
+            GRPC_KEPT,
+        ))
     }
 
     /// A call of `method` was answered with status `code` in `seconds`.
     pub fn call(&self, method: GrpcMethod, code: i32, seconds: f64) {
-        if !self.enabled {
-            return;
-        }
         let labels = GrpcLabels {
             method,
             code: GrpcCode::of(code),
         };
         let slot = method as usize * GRPC_CODE_NAMES.len() + labels.code.0 as usize;
-        let (count, latency) = self.kept[slot].get_or_init(|| {
-            (
-                self.calls.get_or_create(&labels).clone(),
-                self.latency.get_or_create(&labels).clone(),
-            )
-        });
-        count.inc();
-        latency.observe(seconds);
+        self.0.observe(&labels, Some(slot), seconds);
     }
 }
 
