@@ -6,7 +6,9 @@
 #      transport or a wire format: actix, hyper, h2, http, tower, axum, tonic, prost, serde_json,
 #      clap;
 #   2. the transports import each other outside their tests: src/api names crate::grpc,
-#      src/grpc names crate::api, or src/net (below both) names either.
+#      src/grpc names crate::api, or src/net (below both) names either;
+#   3. a transport reaches past the use cases outside its tests: src/api or src/grpc names the
+#      core's store or control plane (rows, snapshots) instead of secretgen_core::service.
 # Run from any directory; needs cargo, and the dependencies fetched (it runs after clippy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,11 +45,13 @@ imports() {
         /^#\[cfg\(test\)\]/ { tests = 1 }
         !tests && !/^[[:space:]]*\/\// && $0 ~ pattern { print FILENAME ":" FNR ": " $0 }'
 }
-for pair in "src/api:crate::grpc" "src/grpc:crate::api" "src/net:crate::(api|grpc)"; do
+for pair in "src/api:crate::grpc" "src/grpc:crate::api" "src/net:crate::(api|grpc)" \
+    "src/api:secretgen_core::(store|control)" "src/grpc:secretgen_core::(store|control)"; do
     found=$(imports "${pair%%:*}" "${pair#*:}")
     if [ -n "$found" ]; then
-        fail "${pair%%:*} imports ${pair#*:}: the transports are siblings over the core, and" \
-            "what they share lives below them (src/net); found:"
+        fail "${pair%%:*} imports ${pair#*:}: the transports are siblings over the core's use" \
+            "cases (secretgen_core::service), and what they share lives below them (src/net);" \
+            "found:"
         echo "$found" >&2
     fi
 done
@@ -56,4 +60,4 @@ if [ "$failed" = 1 ]; then
     exit 1
 fi
 echo "core boundary: ok ($(echo "$all" | wc -w) crates, none of a transport or a wire format;" \
-    "the transports import each other nowhere)"
+    "the transports import each other nowhere, and the core only through its use cases)"

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::{ConfigFields, field, generator_type, list_query, read_integer, timestamp};
 use crate::api::error::{ApiError, Violation};
+use secretgen_core::service::{Change, EventType};
 use secretgen_core::service::{EventPage, EventQuery};
-use secretgen_core::store::{Change, EventType};
 
 /// A `POST /admin/v1/events/_search` body: the filters (`generatorType`, `eventTypes`,
 /// `creator`, `creatorId`, `fromSequence`, `since`, `until`) and the paging of `query` (a
@@ -176,7 +176,7 @@ impl EventPageBody<'_> {
             .entries
             .iter()
             .map(|entry| {
-                let e = &entry.event;
+                let e = entry;
                 let mut item = EventItem {
                     sequence: e.sequence.to_string(),
                     event_type: e.event_type.as_str(),
@@ -233,28 +233,25 @@ mod tests {
     use crate::api::wire::at;
     use secretgen_engine::config::{CodeLength, ConfigDraft};
     use secretgen_engine::generator_type::GeneratorType;
-    use secretgen_engine::registry::InstanceId;
     use serde_json::json;
 
     #[test]
     fn an_event_page_is_written_as_the_api_shows_it() {
-        use secretgen_core::service::AuditEntry;
-        use secretgen_core::store::{Change, Event, EventType, TokenFacts};
+        use secretgen_core::service::{AuditEntry, Change, EventType, TokenFacts};
         use secretgen_engine::config::GeneratorConfig;
         let config = GeneratorConfig::default_for(GeneratorType::OtpSms).to_draft();
         let previous = ConfigDraft {
             length: CodeLength::new(6),
             ..config.clone()
         };
-        let event = |sequence, event_type, change| Event {
-            instance_id: InstanceId::new("i-1").unwrap(),
+        let event = |sequence, event_type, change, previous| AuditEntry {
             sequence,
             event_type,
             change,
             created_at: at(1_795_339_958, 719_000_000),
             creator: "ops".into(),
             creator_id: Some("tok_1".into()),
-            hash: [0; 32],
+            previous,
         };
         let token = TokenFacts {
             token_id: "tok_2".into(),
@@ -268,14 +265,13 @@ mod tests {
             total_is_lower_bound: false,
             processed_sequence: 30,
             entries: vec![
-                AuditEntry {
-                    event: event(7, EventType::Changed, Change::Config(config)),
-                    previous: Some(previous),
-                },
-                AuditEntry {
-                    event: event(8, EventType::TokenAdded, Change::Token(token)),
-                    previous: None,
-                },
+                event(
+                    7,
+                    EventType::Changed,
+                    Change::Config(config),
+                    Some(previous),
+                ),
+                event(8, EventType::TokenAdded, Change::Token(token), None),
             ],
         };
         let written = |page: &EventPage| -> Value {

@@ -8,11 +8,52 @@
 //! sequence after the last one it has).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::{Error, Grant, Operation, Service};
 use crate::token::Permission;
 
-pub use crate::store::{COUNT_AHEAD, EventFilter as EventQuery, LogEntry as AuditEntry, MAX_PAGE};
+use crate::store::LogEntry;
+pub use crate::store::{
+    COUNT_AHEAD, Change, EventFilter as EventQuery, EventType, MAX_PAGE, TokenFacts,
+};
+use secretgen_engine::config::ConfigDraft;
+
+/// An event of the log as the audit search shows it: what it records, when and by whom, and
+/// for a `changed` event the configuration it replaced. The row's instance and chain hash
+/// stay in the core.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// Its place in the log: 1, 2, 3, … without gaps.
+    pub sequence: u64,
+    /// What kind of event.
+    pub event_type: EventType,
+    /// What it records: a configuration or a token's public facts.
+    pub change: Change,
+    /// When the change was made.
+    pub created_at: SystemTime,
+    /// Who made it.
+    pub creator: String,
+    /// The id of the token that made it; `None` for the server itself and the command line.
+    pub creator_id: Option<String>,
+    /// For a `changed` event: the configuration its type had before it.
+    pub previous: Option<ConfigDraft>,
+}
+
+impl From<LogEntry> for AuditEntry {
+    fn from(entry: LogEntry) -> AuditEntry {
+        let e = entry.event;
+        AuditEntry {
+            sequence: e.sequence,
+            event_type: e.event_type,
+            change: e.change,
+            created_at: e.created_at,
+            creator: e.creator,
+            creator_id: e.creator_id,
+            previous: entry.previous,
+        }
+    }
+}
 
 /// Read the event log.
 #[derive(Debug)]
@@ -85,7 +126,7 @@ impl Service {
                     total: page.total,
                     total_is_lower_bound: page.total_is_lower_bound,
                     processed_sequence: page.last_sequence,
-                    entries: page.entries,
+                    entries: page.entries.into_iter().map(AuditEntry::from).collect(),
                 }))
             })
             .await

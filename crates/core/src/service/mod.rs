@@ -27,7 +27,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub use audit::{AuditEntry, EventPage, EventQuery, ReadEvents};
+pub use audit::{AuditEntry, Change, EventPage, EventQuery, EventType, ReadEvents, TokenFacts};
 pub use codes::{
     CHUNK_BYTES, CodeStream, Codes, GenerateCodes, MAX_COUNT, MAX_STREAM_COUNT, PREVIEW_SAMPLES,
     Preview, SecretBytes,
