@@ -36,7 +36,7 @@ pub mod protojson;
 pub mod server;
 
 // The core (its own crate, `crates/core`), under the paths it always had.
-pub use secretgen_core::{control, metrics, service, store, token};
+pub use secretgen_core::{control, metrics, service, store, token, verification};
 
 // The engine (its own crate, `crates/engine`), under the paths it always had.
 pub use secretgen_engine::{alphabet, config, expiry, generator, generator_type, registry, rng};

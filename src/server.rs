@@ -18,9 +18,10 @@ use crate::net::metrics::{ConnectionMetrics, Port};
 use crate::net::tls::{self, Reloadable};
 use secretgen_core::control::ControlPlane;
 use secretgen_core::metrics::Metrics;
-use secretgen_core::service::Service;
+use secretgen_core::service::{CodeSettings, Service};
 use secretgen_core::store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use secretgen_core::token::{self, Permission, Token};
+use secretgen_core::verification::{Keyring, Limits};
 use secretgen_engine::registry::InstanceId;
 
 /// How long a stopping server waits for requests in flight.
@@ -60,6 +61,44 @@ pub struct Settings {
     pub max_connections: std::num::NonZeroUsize,
     /// SPEC section 13's `--send-timeout` and `--idle-timeout`, on both ports.
     pub timeouts: Timeouts,
+    /// The keys and limits of issued codes (SPEC section 12).
+    pub codes: CodeKeys,
+}
+
+/// Where the keys of issued codes come from, and their limits.
+#[derive(Clone, Debug, Default)]
+pub struct CodeKeys {
+    /// The key file; `None`: `verify.key` in the embedded store's data directory, made on
+    /// first start (a PostgreSQL deployment must name one: its replicas share it).
+    pub key_file: Option<PathBuf>,
+    /// The limits on attempts and issues.
+    pub limits: Limits,
+}
+
+/// The key file the embedded store makes in its data directory on first start.
+pub const DEFAULT_KEY_FILE: &str = "verify.key";
+
+impl CodeKeys {
+    /// The keys named by the key file, or read from (made in, the first time) the embedded
+    /// store's data directory.
+    fn load(&self, store: &StoreSettings) -> Result<Keyring, StartError> {
+        match (&self.key_file, store) {
+            (Some(file), _) => Ok(Keyring::load(file)?),
+            (None, StoreSettings::Embedded(dir)) => {
+                let path = dir.join(DEFAULT_KEY_FILE);
+                let (keys, created) = Keyring::load_or_create(&path)?;
+                if created {
+                    tracing::info!(
+                        path = %path.display(),
+                        "made a new key for issued codes (keep it with the data directory: \
+                         `secretgen backup` does not copy it)"
+                    );
+                }
+                Ok(keys)
+            }
+            (None, StoreSettings::Postgres { .. }) => Err(StartError::NoVerifyKey),
+        }
+    }
 }
 
 /// Which store a server keeps its log and tokens in.
@@ -117,6 +156,15 @@ pub enum StartError {
     /// The control plane could not open on the store.
     #[error(transparent)]
     Open(#[from] secretgen_core::control::OpenError),
+    /// A key file of issued codes that cannot be read or made.
+    #[error("verify key file {0}")]
+    VerifyKey(#[from] secretgen_core::verification::KeyError),
+    /// Replicas on PostgreSQL must share a key file.
+    #[error(
+        "--verify-key-file is required with --database-url: every replica must hash issued \
+         codes under the same keys (one `ID:BASE64` of 32 random bytes a line)"
+    )]
+    NoVerifyKey,
     /// The first admin token could not be made.
     #[error("cannot make the first admin token: {0}")]
     Token(#[from] token::TokenError),
@@ -178,8 +226,21 @@ impl Application {
         };
         tls::reload_on_hangup(http_tls.iter().chain(&grpc_tls).cloned().collect())
             .map_err(StartError::Signal)?;
+        // A named key file is read before anything is written; the embedded store's own is
+        // made once its directory is the store's.
+        let named_keys = match &settings.codes.key_file {
+            Some(_) => Some(settings.codes.load(&settings.store)?),
+            None if matches!(settings.store, StoreSettings::Postgres { .. }) => {
+                return Err(StartError::NoVerifyKey);
+            }
+            None => None,
+        };
         let store = settings.store.open()?;
         let control = ControlPlane::open(Arc::clone(&store), settings.instance_id)?;
+        let keys = match named_keys {
+            Some(keys) => keys,
+            None => settings.codes.load(&settings.store)?,
+        };
         // One registry: the core's families, then each transport's and the log's.
         let mut metrics = if settings.metrics {
             Metrics::new()
@@ -197,11 +258,15 @@ impl Application {
         ));
         let connections = Arc::new(ConnectionMetrics::register(metrics.registry_mut()));
         crate::logging::register_metric(metrics.registry_mut());
-        let service = Arc::new(Service::new(
-            Arc::new(control),
-            settings.rate_limit,
-            Arc::new(metrics),
-        )?);
+        let service = Arc::new(
+            Service::new(Arc::new(control), settings.rate_limit, Arc::new(metrics))?.with_codes(
+                CodeSettings {
+                    keys: Arc::new(keys),
+                    limits: settings.codes.limits,
+                },
+            ),
+        );
+        secretgen_core::service::purge::start(&service);
         // Changes other processes make to the store (replicas on one PostgreSQL database)
         // are applied as they come; the embedded store has no other writer to follow.
         secretgen_core::service::follow::follow(&service);

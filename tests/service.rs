@@ -13,8 +13,12 @@ use secretgen::service::{
     Error, GenerateCodes, ManageTokens, NewToken, ReadGenerators, SearchQuery, Service, Subject,
     UpdateGenerator,
 };
-use secretgen::store::{Event, EventLog, Lifecycle, NewEvent, StoreError, TokenRecord, TokenStore};
+use secretgen::store::codes::{CodeCounts, IssueRequest, Issued, Purged, Verified, VerifyRequest};
+use secretgen::store::{
+    CodeStore, Event, EventLog, Lifecycle, NewEvent, StoreError, TokenRecord, TokenStore,
+};
 use secretgen::token::{self, Permission, Token};
+use secretgen::verification::Limits;
 use secretgen::{
     ConfigDraft, ControlPlane, GeneratorType, InstanceId, SqliteStore, Store, metrics::Metrics,
 };
@@ -95,6 +99,21 @@ impl TokenStore for Gated {
             gate.wait(); // out
         }
         self.inner.tokens()
+    }
+}
+
+impl CodeStore for Gated {
+    fn issue_code(&self, request: IssueRequest, limits: &Limits) -> Result<Issued, StoreError> {
+        self.inner.issue_code(request, limits)
+    }
+    fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Result<Verified, StoreError> {
+        self.inner.verify_code(request, limits)
+    }
+    fn purge_codes(&self, now: i64, expired_before: i64) -> Result<Purged, StoreError> {
+        self.inner.purge_codes(now, expired_before)
+    }
+    fn code_counts(&self) -> Result<CodeCounts, StoreError> {
+        self.inner.code_counts()
     }
 }
 
@@ -197,7 +216,7 @@ fn admission_refuses_unknown_tokens_then_missing_permissions_then_callers_over_t
             .admit::<GenerateCodes>(coder.expose())
             .await
             .unwrap_err();
-        let Error::RateLimited { retry_after } = e else {
+        let Error::RateLimited { retry_after, .. } = e else {
             panic!("expected a rate limit, got {e:?}");
         };
         assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}");

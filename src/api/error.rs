@@ -123,14 +123,15 @@ impl ApiError {
         )
     }
 
-    /// 429: over the token's rate; a request may succeed again after `wait`.
-    pub fn rate_limited(wait: std::time::Duration) -> ApiError {
+    /// 429: over the token's rate, or a subject over its limits; a request may succeed
+    /// again after `wait`.
+    pub fn rate_limited(message: &str, wait: std::time::Duration) -> ApiError {
         ApiError {
             retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 GrpcCode::ResourceExhausted,
-                "too many requests for this token; slow down",
+                message,
             )
         }
     }
@@ -193,7 +194,10 @@ impl From<service::Error> for ApiError {
             E::PermissionDenied(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, GrpcCode::PermissionDenied, message)
             }
-            E::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
+            E::RateLimited {
+                message,
+                retry_after,
+            } => ApiError::rate_limited(message, retry_after),
             E::Invalid { violations, .. } => ApiError::invalid(
                 message,
                 violations
@@ -211,6 +215,11 @@ impl From<service::Error> for ApiError {
             },
             E::Store { .. } if damaged => ApiError::internal(message),
             E::Unavailable(_) | E::Store { .. } => ApiError::unavailable(message),
+            E::FailedPrecondition(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                GrpcCode::FailedPrecondition,
+                message,
+            ),
             E::Internal(_) => ApiError::internal(message),
         }
     }
@@ -227,6 +236,8 @@ pub fn json_name(subject: Subject) -> &'static str {
         Subject::TokenName => "name",
         Subject::TokenPermissions => "permissions",
         Subject::TokenExpiry => "expiry",
+        Subject::CodeSubject => "subject",
+        Subject::TypedCode => "code",
     }
 }
 

@@ -31,6 +31,10 @@ pub enum Route {
     Generator,
     /// `POST /v1/codes/{generatorType}/_generate`.
     Generate,
+    /// `POST /v1/codes/{generatorType}/_issue`.
+    Issue,
+    /// `POST /v1/codes/{generatorType}/_verify`.
+    Verify,
     /// `/healthz`.
     Healthz,
     /// `/readyz`.
@@ -59,10 +63,12 @@ pub enum Route {
 
 impl Route {
     /// Every value, in label-table order.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 17] = [
         Route::Search,
         Route::Generator,
         Route::Generate,
+        Route::Issue,
+        Route::Verify,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -83,6 +89,8 @@ impl Route {
             Route::Search => "/admin/v1/secretgenerators/_search",
             Route::Generator => "/admin/v1/secretgenerators/{generatorType}",
             Route::Generate => "/v1/codes/{generatorType}/_generate",
+            Route::Issue => "/v1/codes/{generatorType}/_issue",
+            Route::Verify => "/v1/codes/{generatorType}/_verify",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",

@@ -28,8 +28,8 @@ use crate::net::metrics::ConnectionMetrics;
 use crate::net::request::{BODY_LIMIT, REQUEST_ID, request_id};
 use metrics::{HttpMetrics, Method, Route};
 use secretgen_core::service::{
-    GenerateCodes, ManageTokens, ReadEvents, ReadGenerators, ReadTokens, Service, StoreState,
-    UpdateGenerator,
+    GenerateCodes, IssueCodes, ManageTokens, ReadEvents, ReadGenerators, ReadTokens, Service,
+    StoreState, UpdateGenerator, VerifyCodes,
 };
 use secretgen_engine::generator_type::GeneratorType;
 
@@ -134,6 +134,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         resource(Route::Generate)
             .route(web::post().to(generate))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        resource(Route::Issue)
+            .route(web::post().to(issue))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        resource(Route::Verify)
+            .route(web::post().to(verify))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
     )
     .service(
@@ -294,7 +304,10 @@ pub async fn catch_panics(
 /// Whether the answers of `route` carry a secret that no cache may keep (SPEC section 13):
 /// codes (`_generate`), a new token (`POST /admin/v1/tokens`), sample codes (`_preview`).
 pub fn carries_secret(route: Route) -> bool {
-    matches!(route, Route::Generate | Route::Tokens | Route::Preview)
+    matches!(
+        route,
+        Route::Generate | Route::Issue | Route::Tokens | Route::Preview
+    )
 }
 
 /// The generator type of a path segment.
@@ -397,6 +410,39 @@ async fn generate(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(wire::generate_response(&codes)))
+}
+
+async fn issue(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<IssueCodes>(bearer(&req)?).await?;
+    let t = generator_type(&path)?;
+    let body = wire::object(&body(payload, &state).await?)?;
+    let issued = service
+        .issue(&grant, t, wire::issue_request(&body)?)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(wire::issued(&issued)))
+}
+
+async fn verify(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<VerifyCodes>(bearer(&req)?).await?;
+    let t = generator_type(&path)?;
+    let body = wire::object(&body(payload, &state).await?)?;
+    let (subject, code) = wire::verify_request(&body)?;
+    let verification = service.verify(&grant, t, subject, code).await?;
+    Ok(json_response(&wire::verified(&verification)))
 }
 
 async fn create_token(

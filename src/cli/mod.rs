@@ -13,6 +13,7 @@ use secretgen::{
     CodeLength, CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType, InstanceId,
     SqliteStore, Store, control, server,
 };
+use secretgen_core::verification::Limits;
 use zeroize::Zeroize;
 
 mod store;
@@ -110,6 +111,70 @@ struct ServeArgs {
     #[arg(long, env = "SECRETGEN_IDLE_TIMEOUT", value_name = "DURATION", default_value = "10s",
           value_parser = timeout)]
     idle_timeout: std::time::Duration,
+    #[command(flatten)]
+    verify: VerifyArgs,
+}
+
+/// Issuing and verifying codes (SPEC section 12): the key file and the limits.
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The keys codes and subjects are hashed under: one `ID:BASE64` (32 random bytes) a
+    /// line; the first signs, all verify. Default with the embedded store: `verify.key` in the
+    /// data directory, made on first start. Required with --database-url.
+    #[arg(long, env = "SECRETGEN_VERIFY_KEY_FILE", value_name = "FILE")]
+    verify_key_file: Option<PathBuf>,
+    /// Checks of one issued code before it is dead.
+    #[arg(long, env = "SECRETGEN_VERIFY_MAX_ATTEMPTS", default_value_t = 5)]
+    verify_max_attempts: u32,
+    /// Consecutive failed verifications of a subject that lock it (at most 100).
+    #[arg(long, env = "SECRETGEN_VERIFY_LOCK_AFTER", default_value_t = 100)]
+    verify_lock_after: u32,
+    /// How long a lock lasts.
+    #[arg(long, env = "SECRETGEN_VERIFY_LOCK_FOR", value_name = "DURATION",
+          default_value = "86400s", value_parser = duration)]
+    verify_lock_for: std::time::Duration,
+    /// Codes of one subject pending at once; another retires the oldest.
+    #[arg(long, env = "SECRETGEN_VERIFY_PENDING", default_value_t = 3)]
+    verify_pending: u32,
+    /// The least time between two codes issued to one subject.
+    #[arg(long, env = "SECRETGEN_VERIFY_RESEND_AFTER", value_name = "DURATION",
+          default_value = "30s", value_parser = duration)]
+    verify_resend_after: std::time::Duration,
+    /// Codes issued to one subject within --verify-window.
+    #[arg(long, env = "SECRETGEN_VERIFY_ISSUES_PER_WINDOW", default_value_t = 5)]
+    verify_issues_per_window: u32,
+    /// The window of --verify-issues-per-window; expired codes are also kept this long
+    /// (verifying one answers EXPIRED), then purged.
+    #[arg(long, env = "SECRETGEN_VERIFY_WINDOW", value_name = "DURATION",
+          default_value = "600s", value_parser = duration)]
+    verify_window: std::time::Duration,
+}
+
+impl VerifyArgs {
+    /// The limits, each in its range.
+    fn limits(&self) -> Result<Limits, CliError> {
+        Limits {
+            max_attempts: self.verify_max_attempts,
+            lock_after: self.verify_lock_after,
+            lock_for: self.verify_lock_for,
+            pending: self.verify_pending,
+            resend_after: self.verify_resend_after,
+            issues_per_window: self.verify_issues_per_window,
+            window: self.verify_window,
+        }
+        .check()
+        .map_err(|e| CliError::flag(format!("--{}", e.flag), e.why))
+    }
+}
+
+/// A duration flag: a humantime duration (`30s`, `10m`) or a number of seconds; never
+/// negative.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) if text.trim_start().starts_with('-') => Err("must not be negative".to_owned()),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    }
 }
 
 /// A timeout flag: a humantime duration (`10s`, `500ms`) or a number of seconds, from
@@ -382,6 +447,10 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         timeouts: secretgen::net::conn::Timeouts {
             send: args.send_timeout,
             idle: args.idle_timeout,
+        },
+        codes: server::CodeKeys {
+            key_file: args.verify.verify_key_file.clone(),
+            limits: args.verify.limits()?,
         },
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),

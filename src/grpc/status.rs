@@ -28,6 +28,8 @@ pub fn field_name(subject: Subject) -> &'static str {
         Subject::TokenName => "name",
         Subject::TokenPermissions => "permissions",
         Subject::TokenExpiry => "expiry",
+        Subject::CodeSubject => "subject",
+        Subject::TypedCode => "code",
     }
 }
 
@@ -55,7 +57,7 @@ pub fn status(e: service::Error) -> Status {
     match e {
         E::Unauthenticated(_) => Status::unauthenticated(message),
         E::PermissionDenied(_) => Status::permission_denied(message),
-        E::RateLimited { retry_after } => Status::with_error_details(
+        E::RateLimited { retry_after, .. } => Status::with_error_details(
             Code::ResourceExhausted,
             message,
             ErrorDetails::with_retry_info(Some(retry_after)),
@@ -76,6 +78,7 @@ pub fn status(e: service::Error) -> Status {
         }
         E::Store { .. } if damaged => Status::internal(message),
         E::Unavailable(_) | E::Store { .. } => Status::unavailable(message),
+        E::FailedPrecondition(_) => Status::failed_precondition(message),
         E::Internal(_) => Status::internal(message),
     }
 }
@@ -95,6 +98,7 @@ mod tests {
             ),
             (
                 service::Error::RateLimited {
+                    message: "slow down",
                     retry_after: Duration::from_millis(1500),
                 },
                 Code::ResourceExhausted,
@@ -144,6 +148,7 @@ mod tests {
         );
 
         let limited = super::status(service::Error::RateLimited {
+            message: "slow down",
             retry_after: std::time::Duration::from_millis(250),
         });
         let retry = limited.get_error_details();

@@ -83,6 +83,7 @@ pub fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
         body_timeout: Duration::from_secs(10),
         max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).unwrap(),
         timeouts: secretgen::net::conn::Timeouts::default(),
+        codes: secretgen::server::CodeKeys::default(),
     };
     configure(&mut settings);
     // `Application::build` must run inside an actix system: the server's thread builds it
@@ -272,6 +273,26 @@ impl TestApp {
             &format!("/v1/codes/{t}/_generate"),
             Some(&self.token),
             Some(&format!("{{\"count\": {count}}}")),
+        )
+    }
+
+    /// `POST /v1/codes/{t}/_issue` for `subject`, as `token`.
+    pub fn issue(&self, t: &str, token: &str, subject: &str) -> Answer {
+        self.request(
+            "POST",
+            &format!("/v1/codes/{t}/_issue"),
+            Some(token),
+            Some(&serde_json::json!({ "subject": subject }).to_string()),
+        )
+    }
+
+    /// `POST /v1/codes/{t}/_verify` of `code` for `subject`, as `token`.
+    pub fn verify(&self, t: &str, token: &str, subject: &str, code: &str) -> Answer {
+        self.request(
+            "POST",
+            &format!("/v1/codes/{t}/_verify"),
+            Some(token),
+            Some(&serde_json::json!({ "subject": subject, "code": code }).to_string()),
         )
     }
 
@@ -502,6 +523,8 @@ impl RawResponse {
             }),
             allow: self.header("allow").map(str::to_owned),
             content_type: self.header("content-type").map(str::to_owned),
+            retry_after: self.header("retry-after").map(str::to_owned),
+            cache_control: self.header("cache-control").map(str::to_owned),
         }
     }
 }

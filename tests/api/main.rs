@@ -21,3 +21,4 @@ mod search;
 mod timeouts;
 mod tls;
 mod tokens;
+mod verify;

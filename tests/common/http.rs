@@ -13,6 +13,8 @@ pub struct Answer {
     pub body: Value,
     pub allow: Option<String>,
     pub content_type: Option<String>,
+    pub retry_after: Option<String>,
+    pub cache_control: Option<String>,
 }
 
 /// The agent of every test client: 30 s at most per request, every status an answer.
@@ -101,6 +103,8 @@ impl Client {
         };
         let allow = header("allow");
         let content_type = header("content-type");
+        let retry_after = header("retry-after");
+        let cache_control = header("cache-control");
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string()?;
         let json = content_type
@@ -119,6 +123,8 @@ impl Client {
             body,
             allow,
             content_type,
+            retry_after,
+            cache_control,
         })
     }
 }

@@ -45,9 +45,16 @@ impl Serve {
         serve
     }
 
-    /// `secretgen serve` on the PostgreSQL database at `url`.
+    /// `secretgen serve` on the PostgreSQL database at `url`, with the key file every
+    /// replica of that database shares ([`key_file_for`]).
     pub fn database(url: &str) -> Serve {
-        Serve::new().args(&["--database-url", url])
+        let keys = key_file_for(url);
+        Serve::new().args(&[
+            "--database-url",
+            url,
+            "--verify-key-file",
+            keys.to_str().unwrap(),
+        ])
     }
 
     fn new() -> Serve {
@@ -279,4 +286,24 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A key file for issued codes that every replica of the database at `url` shares: its key
+/// derived from the URL (each test makes a database of its own), written once, atomically.
+pub fn key_file_for(url: &str) -> std::path::PathBuf {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(url.as_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("secretgen-test-{name}.key"));
+    if !path.exists() {
+        let text = format!(
+            "t1:{}\n",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        );
+        let scratch = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&scratch, text).unwrap();
+        std::fs::rename(&scratch, &path).unwrap();
+    }
+    path
 }

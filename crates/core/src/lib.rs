@@ -9,6 +9,7 @@
 //!   embedded SQLite store or on PostgreSQL replicas; one flow over both.
 //! - [`token`]: access tokens, their permissions and their hashes.
 //! - [`metrics`]: the core's Prometheus families, in the registry the transports add theirs to.
+//! - [`verification`]: issued codes' subjects, typed codes, keys and limits (SPEC section 12).
 //! - [`protojson`]: protobuf's JSON duration, the form the log stores and the APIs speak.
 //!
 //! No transport and no wire format: `.ci/core-boundary.sh` fails CI when the core gains a
@@ -20,3 +21,4 @@ pub mod protojson;
 pub mod service;
 pub mod store;
 pub mod token;
+pub mod verification;

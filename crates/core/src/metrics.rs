@@ -19,6 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::verification::VerifyResult;
 use secretgen_engine::generator_type::GeneratorType;
 use secretgen_engine::registry::Instance;
 
@@ -26,6 +27,13 @@ use secretgen_engine::registry::Instance;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabel {
     generator_type: &'static str,
+}
+
+/// The label of verification results.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    generator_type: &'static str,
+    result: &'static str,
 }
 
 /// The core's metrics, and the registry the transports add theirs to.
@@ -43,6 +51,9 @@ pub struct Metrics {
     store_up: Gauge,
     reconnects: Counter,
     propagation: Histogram,
+    issued: [Counter; 8],
+    verified: [[Counter; 5]; 8],
+    locks: [Counter; 8],
 }
 
 /// Upper bounds of the latency buckets: 50 µs, doubling, to about 1.6 s; then +Inf.
@@ -198,8 +209,41 @@ impl Metrics {
             "Time from another replica's change to this server serving it",
             propagation.clone(),
         );
+        let issued_family = Family::<TypeLabel, Counter>::default();
+        let verified_family = Family::<ResultLabel, Counter>::default();
+        let locks_family = Family::<TypeLabel, Counter>::default();
+        let issued = GeneratorType::ALL.map(|t| issued_family.get_or_create(&per_type(t)).clone());
+        let locks = GeneratorType::ALL.map(|t| locks_family.get_or_create(&per_type(t)).clone());
+        let verified = GeneratorType::ALL.map(|t| {
+            VerifyResult::ALL.map(|r| {
+                verified_family
+                    .get_or_create(&ResultLabel {
+                        generator_type: t.full_name(),
+                        result: r.label(),
+                    })
+                    .clone()
+            })
+        });
+        registry.register(
+            "codes_issued",
+            "Codes issued for a subject, by generator type",
+            issued_family,
+        );
+        registry.register(
+            "verifications",
+            "Verifications of issued codes, by generator type and result",
+            verified_family,
+        );
+        registry.register(
+            "verify_locks",
+            "Subjects locked after too many failed verifications, by generator type",
+            locks_family,
+        );
         Metrics {
             enabled: true,
+            issued,
+            verified,
+            locks,
             registry,
             codes,
             changes,
@@ -255,6 +299,29 @@ impl Metrics {
             return;
         }
         self.codes[t.number() as usize - 1].inc_by(n as u64);
+    }
+
+    /// A code of `t` was issued for a subject.
+    pub fn code_issued(&self, t: GeneratorType) {
+        if self.enabled {
+            self.issued[t.number() as usize - 1].inc();
+        }
+    }
+
+    /// A code of `t` was verified with `result`; `locked` when this verification locked
+    /// its subject.
+    pub fn code_verified(&self, t: GeneratorType, result: VerifyResult, locked: bool) {
+        if !self.enabled {
+            return;
+        }
+        let at = VerifyResult::ALL
+            .iter()
+            .position(|&r| r == result)
+            .unwrap_or(0);
+        self.verified[t.number() as usize - 1][at].inc();
+        if locked {
+            self.locks[t.number() as usize - 1].inc();
+        }
     }
 
     /// A change of `t` was written.

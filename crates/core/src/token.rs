@@ -54,14 +54,20 @@ pub enum Permission {
     IamWrite,
     /// Generate codes.
     CodesGenerate,
+    /// Issue codes for a subject (SPEC section 12).
+    CodesIssue,
+    /// Verify a subject's code.
+    CodesVerify,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 3] = [
+    pub const ALL: [Permission; 5] = [
         Permission::IamRead,
         Permission::IamWrite,
         Permission::CodesGenerate,
+        Permission::CodesIssue,
+        Permission::CodesVerify,
     ];
 
     /// The permission's name, e.g. `iam.read`.
@@ -70,6 +76,8 @@ impl Permission {
             Permission::IamRead => "iam.read",
             Permission::IamWrite => "iam.write",
             Permission::CodesGenerate => "codes.generate",
+            Permission::CodesIssue => "codes.issue",
+            Permission::CodesVerify => "codes.verify",
         }
     }
 
@@ -103,7 +111,9 @@ impl fmt::Display for Permission {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// A permission name that is not one of [`Permission::ALL`] (its first 64 characters).
-    #[error("unknown permission {0:?}: use iam.read, iam.write, codes.generate")]
+    #[error(
+        "unknown permission {0:?}: use iam.read, iam.write, codes.generate, codes.issue, codes.verify"
+    )]
     UnknownPermission(String),
     /// No permission at all.
     #[error("a token needs at least one permission")]

@@ -21,6 +21,10 @@ pub enum Subject {
     TokenPermissions,
     /// A new token's expiry.
     TokenExpiry,
+    /// What an issued code is for (`subject`).
+    CodeSubject,
+    /// A code as a person typed it (`code`).
+    TypedCode,
 }
 
 /// One violated rule of a request.
@@ -41,9 +45,12 @@ pub enum Error {
     /// The caller lacks the permission the use case needs.
     #[error("the token lacks the permission {0}")]
     PermissionDenied(Permission),
-    /// The caller is over its rate; it may try again after the wait.
-    #[error("rate limit exceeded: retry after {}s", retry_after.as_secs().max(1))]
+    /// The caller is over its rate, or a subject over its limits; it may try again after
+    /// the wait.
+    #[error("{message}")]
     RateLimited {
+        /// What is over its limit, for a person.
+        message: &'static str,
         /// How long until the next call is let through.
         retry_after: Duration,
     },
@@ -80,6 +87,10 @@ pub enum Error {
         /// Why.
         source: StoreError,
     },
+    /// The request is valid, but the state of what it names does not allow it (a code of a
+    /// type that never expires cannot be issued).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// Something broke that the caller cannot fix.
     #[error("{0}")]
     Internal(&'static str),

@@ -19,8 +19,10 @@ mod background;
 mod codes;
 pub mod error;
 pub mod follow;
+pub mod purge;
 pub mod token_admin;
 pub mod tokens;
+mod verify;
 
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
@@ -37,6 +39,7 @@ pub use token_admin::{
     CreatedToken, ManageTokens, NewToken, ReadTokens, Revoked, TokenPage, TokenQuery, TokenView,
 };
 pub use tokens::{Principal, Tokens};
+pub use verify::{CodeSettings, IssueCodes, IssuedCode, Verification, VerifyCodes};
 
 use crate::control::ControlPlane;
 use crate::metrics::Metrics;
@@ -185,6 +188,8 @@ pub struct Service {
     audit_reads: tokio::sync::Semaphore,
     /// The threads that read and render those pages, at the lowest priority.
     background: background::Background,
+    /// The keys and limits of issued codes; `None`: no code is issued.
+    codes: Option<CodeSettings>,
 }
 
 impl Service {
@@ -207,6 +212,7 @@ impl Service {
                 .map_err(|e| {
                 crate::store::unavailable(format!("cannot start the log's reader threads: {e}"))
             })?,
+            codes: None,
         })
     }
 
@@ -264,6 +270,7 @@ impl Service {
             limiter.check_key(id).map_err(|not_until| {
                 let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
                 Error::RateLimited {
+                    message: "too many requests for this token; slow down",
                     retry_after: not_until.wait_time_from(now),
                 }
             })?;

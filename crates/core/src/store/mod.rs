@@ -14,6 +14,7 @@
 //! [`crate::control`].
 
 mod chain;
+pub mod codes;
 mod directory;
 mod error;
 mod flow;
@@ -51,6 +52,10 @@ pub const SCHEMA: &str = include_str!("schema.sql");
 pub const CREATOR_INDEXES: &str = "\
     CREATE INDEX IF NOT EXISTS events_by_creator ON events (instance_id, creator, sequence); \
     CREATE INDEX IF NOT EXISTS events_by_creator_id ON events (instance_id, creator_id, sequence)";
+
+/// The tables of issued codes (schema version 5): made with the tables of a new store, and
+/// by the upgrade from version 4. Plain SQL that both stores run.
+pub const CODES_TABLES: &str = include_str!("codes.sql");
 
 /// What an event did to a generator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -291,9 +296,34 @@ impl fmt::Debug for TokenRecord {
 /// backend implements each concern in an `impl` of its own (`store_impl.rs`).
 ///
 /// Every write is durable when it returns. Implementations are shared between threads.
-pub trait Store: EventLog + TokenStore + Lifecycle + Send + Sync + fmt::Debug {}
+pub trait Store: EventLog + TokenStore + CodeStore + Lifecycle + Send + Sync + fmt::Debug {}
 
-impl<T: EventLog + TokenStore + Lifecycle + Send + Sync + fmt::Debug> Store for T {}
+impl<T: EventLog + TokenStore + CodeStore + Lifecycle + Send + Sync + fmt::Debug> Store for T {}
+
+/// Issued codes and their subjects (SPEC section 12), through the flows of `codes`: each
+/// call is one transaction (or one of a group committed together), durable when it returns.
+pub trait CodeStore {
+    /// Stores `request`'s code for its subject, within `limits`.
+    fn issue_code(
+        &self,
+        request: codes::IssueRequest,
+        limits: &crate::verification::Limits,
+    ) -> Result<codes::Issued, StoreError>;
+
+    /// Checks `request`'s typed code against its subject's pending codes, within `limits`.
+    fn verify_code(
+        &self,
+        request: codes::VerifyRequest,
+        limits: &crate::verification::Limits,
+    ) -> Result<codes::Verified, StoreError>;
+
+    /// Deletes codes that expired before `expired_before`, and subjects with nothing left
+    /// to keep at `now` (microseconds since the Unix epoch both).
+    fn purge_codes(&self, now: i64, expired_before: i64) -> Result<codes::Purged, StoreError>;
+
+    /// How many codes and subjects are stored.
+    fn code_counts(&self) -> Result<codes::CodeCounts, StoreError>;
+}
 
 /// The event log of each instance: configuration changes and token events, each chained to
 /// the one before by its hash, with the default instance's id.

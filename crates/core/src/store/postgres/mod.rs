@@ -49,13 +49,14 @@ use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    Author, CREATOR_INDEXES, Event, EventFilter, EventLog, GENESIS, Lifecycle, LogPage, NewEvent,
-    Notice, PageSql, SCHEMA, SCHEMA_VERSION, SqlValue, StoreError, StoreErrorKind, StoredEvent,
-    TokenRecord, TokenStore, Watcher, events_following, from_micros, hex, page_of, to_micros,
-    unhex,
+    Author, CODES_TABLES, CREATOR_INDEXES, Event, EventFilter, EventLog, GENESIS, Lifecycle,
+    LogPage, NewEvent, Notice, PageSql, SCHEMA, SCHEMA_VERSION, SqlValue, StoreError,
+    StoreErrorKind, StoredEvent, TokenRecord, TokenStore, Watcher, events_following, from_micros,
+    hex, page_of, to_micros, unhex,
 };
 use secretgen_engine::registry::InstanceId;
 
+mod codes;
 mod health;
 mod pool;
 mod sql;
@@ -286,6 +287,13 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(sql)?;
+                version = "4".to_owned();
+            }
+            if version == "4" {
+                // Version 4 had no issued codes: their tables come with CODES_TABLES below.
+                tx.batch_execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+                    .await
+                    .map_err(sql)?;
                 version = SCHEMA_VERSION.to_owned();
             }
             if version != SCHEMA_VERSION {
@@ -299,6 +307,7 @@ impl PostgresStore {
                 ));
             }
             tx.batch_execute(CREATOR_INDEXES).await.map_err(sql)?;
+            tx.batch_execute(CODES_TABLES).await.map_err(sql)?;
             tx.commit().await.map_err(sql)?;
             Ok(())
         })?;

@@ -37,14 +37,15 @@ use super::directory::{
     remove_sqlite_files, sqlite_file, sync_directory,
 };
 use super::{
-    Author, CREATOR_INDEXES, Event, EventFilter, EventLog, GENESIS, Lifecycle, LogPage, NewEvent,
-    Notice, PageRows, PageSql, SCHEMA, SqlValue, StoreError, StoreErrorKind, StoredEvent,
-    TokenRecord, TokenStore, Watcher, chain_hash, corrupt, database_path, events_following,
-    from_micros, hex, page_of, unavailable, unhex, verify_chain, wal,
+    Author, CODES_TABLES, CREATOR_INDEXES, Event, EventFilter, EventLog, GENESIS, Lifecycle,
+    LogPage, NewEvent, Notice, PageRows, PageSql, SCHEMA, SqlValue, StoreError, StoreErrorKind,
+    StoredEvent, TokenRecord, TokenStore, Watcher, chain_hash, corrupt, database_path,
+    events_following, from_micros, hex, page_of, unavailable, unhex, verify_chain, wal,
 };
 use secretgen_engine::registry::InstanceId;
 
 mod backup;
+mod codes;
 mod rows;
 mod store_impl;
 mod tx;
@@ -56,7 +57,7 @@ use rows::*;
 use tx::SqliteTx;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: &str = "4";
+pub const SCHEMA_VERSION: &str = "5";
 
 /// How often the server asks whether another process changed the store (token commands).
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -131,6 +132,8 @@ pub struct SqliteStore {
     /// Read-only connections for pages of the log (the audit search), kept between reads,
     /// so that concurrent searches neither wait behind a write nor share one connection.
     page_readers: Mutex<Vec<Connection>>,
+    /// Operations on issued codes waiting for the next group commit (`codes.rs`).
+    code_queue: Mutex<Vec<codes::Queued>>,
     /// Held for the life of a writer; the OS releases the lock when the process dies.
     _lock: Option<File>,
     /// Whether the thread started by [`Lifecycle::watch`] should go on; cleared on drop.
@@ -218,6 +221,7 @@ impl SqliteStore {
             }),
             reader: Mutex::new(None),
             page_readers: Mutex::new(Vec::new()),
+            code_queue: Mutex::new(Vec::new()),
             watching: Arc::new(AtomicBool::new(false)),
             _lock: Some(lock),
         };
@@ -229,6 +233,7 @@ impl SqliteStore {
             .map_err(|e| sql_error(&store.path, "cannot write", e))?;
         tx.execute_batch(SCHEMA)
             .and_then(|()| tx.execute_batch(CREATOR_INDEXES))
+            .and_then(|()| tx.execute_batch(CODES_TABLES))
             .map_err(|e| sql_error(&store.path, "cannot create the tables of", e))?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -294,6 +299,7 @@ impl SqliteStore {
             }),
             reader: Mutex::new(None),
             page_readers: Mutex::new(Vec::new()),
+            code_queue: Mutex::new(Vec::new()),
             watching: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
@@ -364,16 +370,19 @@ impl SqliteStore {
         }
         match self.meta("schema_version")?.as_deref() {
             Some(SCHEMA_VERSION) => {}
-            Some(old @ ("1" | "2" | "3")) if self.mode == Mode::Writer => {
+            Some(old @ ("1" | "2" | "3" | "4")) if self.mode == Mode::Writer => {
                 if old == "1" {
                     self.upgrade_from_version_1()?;
                 }
-                if old != "3" {
+                if old == "1" || old == "2" {
                     self.upgrade_from_version_2()?;
                 }
-                self.upgrade_from_version_3()?;
+                if old != "4" {
+                    self.upgrade_from_version_3()?;
+                }
+                self.upgrade_from_version_4()?;
             }
-            Some(old @ ("1" | "2" | "3")) => {
+            Some(old @ ("1" | "2" | "3" | "4")) => {
                 return Err(StoreError::new(
                     StoreErrorKind::Refused,
                     format!(
@@ -478,10 +487,19 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut inner = self.inner();
-        self.verify_file(&inner)?;
+        self.write_locked(&mut inner, f)
+    }
+
+    /// [`SqliteStore::write`] with the writer's connection already held.
+    fn write_locked<T>(
+        &self,
+        inner: &mut MutexGuard<'_, Inner>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.verify_file(inner)?;
         let result = f(&mut inner.conn)?;
         checkpoint(&inner.conn, &self.path);
-        self.verify_file(&inner)?;
+        self.verify_file(inner)?;
         Ok(result)
     }
 

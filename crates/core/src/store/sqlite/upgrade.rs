@@ -73,7 +73,7 @@ impl SqliteStore {
     /// the creating token to tokens (none for every token before: they are left as they
     /// are), and the indexes.
     pub(super) fn upgrade_from_version_3(&self) -> Result<(), StoreError> {
-        self.upgrade(SCHEMA_VERSION, "token lineage, audit indexes", |tx| {
+        self.upgrade("4", "token lineage, audit indexes", |tx| {
             if !has_column(tx, "events", "creator_id")? {
                 tx.execute_batch(
                     "ALTER TABLE events ADD COLUMN creator_id TEXT NOT NULL DEFAULT ''",
@@ -88,6 +88,15 @@ impl SqliteStore {
                  (instance_id, generator_type, sequence)",
             )?;
             tx.execute_batch(CREATOR_INDEXES)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Version 4 had no issued codes: the writer adds their tables.
+    pub(super) fn upgrade_from_version_4(&self) -> Result<(), StoreError> {
+        self.upgrade(SCHEMA_VERSION, "issued codes", |tx| {
+            tx.execute_batch(CODES_TABLES)
         })
     }
 }

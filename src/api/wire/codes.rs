@@ -1,0 +1,87 @@
+//! The JSON of issued codes (SPEC section 12): the `_issue` and `_verify` bodies and their
+//! answers. The answer to an issue holds the code, so it is written straight into a buffer
+//! of its exact size that is zeroed when the server is done with it, as `_generate`'s is.
+
+use serde_json::{Map, Value};
+
+use super::{field, timestamp};
+use crate::api::error::{ApiError, Violation};
+use secretgen_core::service::{IssuedCode, Verification};
+
+/// A string field that must be there.
+fn required_string<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+    violations: &mut Vec<Violation>,
+) -> &'a str {
+    match field(object, name) {
+        Some(Value::String(text)) => text,
+        None | Some(Value::Null) => {
+            violations.push(Violation::new(name, "is required"));
+            ""
+        }
+        Some(_) => {
+            violations.push(Violation::new(name, "must be a string"));
+            ""
+        }
+    }
+}
+
+/// An `_issue` body: `{"subject": "…"}`. Only the JSON type is checked here; the rules are
+/// the use case's.
+pub fn issue_request(object: &Map<String, Value>) -> Result<&str, ApiError> {
+    let mut violations = Vec::new();
+    let subject = required_string(object, "subject", &mut violations);
+    if violations.is_empty() {
+        Ok(subject)
+    } else {
+        Err(ApiError::invalid("invalid issue request", violations))
+    }
+}
+
+/// A `_verify` body: `{"subject": "…", "code": "…"}`.
+pub fn verify_request(object: &Map<String, Value>) -> Result<(&str, &str), ApiError> {
+    let mut violations = Vec::new();
+    let subject = required_string(object, "subject", &mut violations);
+    let code = required_string(object, "code", &mut violations);
+    if violations.is_empty() {
+        Ok((subject, code))
+    } else {
+        Err(ApiError::invalid("invalid verify request", violations))
+    }
+}
+
+/// The `_issue` answer: `{"id", "code", "expiresAt", "sequence", "attemptsLeft"}`, in a
+/// buffer zeroed when dropped.
+pub fn issued(issued: &IssuedCode) -> actix_web::web::Bytes {
+    let expires = timestamp(issued.expires_at);
+    let sequence = issued.sequence.to_string();
+    let attempts = issued.attempts_left.to_string();
+    let parts: [&[u8]; 11] = [
+        b"{\"id\":\"",
+        issued.id.as_bytes(),
+        b"\",\"code\":\"",
+        issued.code.expose().as_bytes(),
+        b"\",\"expiresAt\":\"",
+        expires.as_bytes(),
+        b"\",\"sequence\":\"",
+        sequence.as_bytes(),
+        b"\",\"attemptsLeft\":",
+        attempts.as_bytes(),
+        b"}",
+    ];
+    // Exactly the answer's size, so that the buffer never grows (and frees a copy unzeroed).
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    actix_web::web::Bytes::from_owner(secretgen_core::service::SecretBytes(out))
+}
+
+/// The `_verify` answer: `{"result": "VERIFY_RESULT_…", "attemptsLeft": N}`.
+pub fn verified(verification: &Verification) -> Value {
+    serde_json::json!({
+        "result": verification.result.name(),
+        "attemptsLeft": verification.attempts_left,
+    })
+}
