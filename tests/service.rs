@@ -13,7 +13,9 @@ use secretgen::service::{
     Error, GenerateCodes, ManageTokens, NewToken, ReadGenerators, SearchQuery, Service, Subject,
     UpdateGenerator,
 };
-use secretgen::store::codes::{CodeCounts, IssueRequest, Issued, Purged, Verified, VerifyRequest};
+use secretgen::store::codes::{
+    CodeCounts, IssueRequest, Issued, Purged, UnlockRequest, Verified, VerifyRequest,
+};
 use secretgen::store::{
     CodeStore, Event, EventLog, Lifecycle, NewEvent, StoreError, TokenRecord, TokenStore,
 };
@@ -108,6 +110,13 @@ impl CodeStore for Gated {
     }
     fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Result<Verified, StoreError> {
         self.inner.verify_code(request, limits)
+    }
+    fn unlock_subject(
+        &self,
+        request: UnlockRequest,
+        by: &secretgen::store::Author,
+    ) -> Result<Option<Event>, StoreError> {
+        self.inner.unlock_subject(request, by)
     }
     fn purge_codes(&self, now: i64, expired_before: i64) -> Result<Purged, StoreError> {
         self.inner.purge_codes(now, expired_before)

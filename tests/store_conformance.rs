@@ -4,6 +4,8 @@
 //! other must do alike: the log's numbering and chain, catching up, pages and their filters,
 //! tokens with their names and lineage, the default instance's claim.
 
+#[path = "store_conformance/codes.rs"]
+mod codes;
 mod common;
 
 use std::error::Error as _;
@@ -64,7 +66,15 @@ conformance!(
     revoking_a_token_revokes_what_it_made_nearest_first,
     token_changes_need_an_instance,
     a_store_answers_its_check,
+    a_code_is_approved_once,
+    failures_count_across_codes_and_lock,
+    a_fourth_code_retires_the_oldest_and_issues_are_limited,
+    an_unlock_is_an_event_of_the_log,
+    the_purge_keeps_what_is_pending,
+    concurrent_verifications_approve_once,
 );
+
+use codes::*;
 
 /// The instance every case writes to.
 fn instance() -> InstanceId {
@@ -124,7 +134,7 @@ fn token_ids(events: &[Event]) -> Vec<String> {
         .iter()
         .map(|e| match &e.change {
             Change::Token(facts) => facts.token_id.clone(),
-            Change::Config(_) => panic!("a configuration event among token events"),
+            other => panic!("{other:?} among token events"),
         })
         .collect()
 }

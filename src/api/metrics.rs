@@ -35,6 +35,8 @@ pub enum Route {
     Issue,
     /// `POST /v1/codes/{generatorType}/_verify`.
     Verify,
+    /// `POST /admin/v1/verifications/_unlock`.
+    Unlock,
     /// `/healthz`.
     Healthz,
     /// `/readyz`.
@@ -63,12 +65,13 @@ pub enum Route {
 
 impl Route {
     /// Every value, in label-table order.
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 18] = [
         Route::Search,
         Route::Generator,
         Route::Generate,
         Route::Issue,
         Route::Verify,
+        Route::Unlock,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -91,6 +94,7 @@ impl Route {
             Route::Generate => "/v1/codes/{generatorType}/_generate",
             Route::Issue => "/v1/codes/{generatorType}/_issue",
             Route::Verify => "/v1/codes/{generatorType}/_verify",
+            Route::Unlock => "/admin/v1/verifications/_unlock",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",

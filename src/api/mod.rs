@@ -29,7 +29,7 @@ use crate::net::request::{BODY_LIMIT, REQUEST_ID, request_id};
 use metrics::{HttpMetrics, Method, Route};
 use secretgen_core::service::{
     GenerateCodes, IssueCodes, ManageTokens, ReadEvents, ReadGenerators, ReadTokens, Service,
-    StoreState, UpdateGenerator, VerifyCodes,
+    StoreState, UnlockSubjects, UpdateGenerator, VerifyCodes,
 };
 use secretgen_engine::generator_type::GeneratorType;
 
@@ -144,6 +144,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         resource(Route::Verify)
             .route(web::post().to(verify))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+    )
+    .service(
+        resource(Route::Unlock)
+            .route(web::post().to(unlock))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
     )
     .service(
@@ -443,6 +448,22 @@ async fn verify(
     let (subject, code) = wire::verify_request(&body)?;
     let verification = service.verify(&grant, t, subject, code).await?;
     Ok(json_response(&wire::verified(&verification)))
+}
+
+async fn unlock(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<UnlockSubjects>(bearer(&req)?).await?;
+    let body = wire::object(&body(payload, &state).await?)?;
+    let (t, subject) = wire::unlock_request(&body)?;
+    let unlocked = service.unlock(&grant, t, subject).await?;
+    Ok(json_response(&wire::unlocked(
+        &unlocked,
+        service.instance_id(),
+    )))
 }
 
 async fn create_token(

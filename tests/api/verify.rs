@@ -550,3 +550,86 @@ fn the_embedded_store_makes_a_private_key_file_once_and_stores_no_code_or_subjec
     let line = text.lines().next().unwrap();
     assert!(!holds(line.split(':').nth(1).unwrap().as_bytes()));
 }
+
+#[test]
+fn an_admin_lifts_a_lock_and_the_audit_log_records_it_without_the_subject() {
+    let app = app_with(Limits {
+        lock_after: 3,
+        ..unlimited_issues()
+    });
+    let unlock = |token: &str, body: &serde_json::Value| {
+        app.request(
+            "POST",
+            "/admin/v1/verifications/_unlock",
+            Some(token),
+            Some(&body.to_string()),
+        )
+    };
+    let body = json!({"generatorType": "OTP_SMS", "subject": "rosa@example.com"});
+    // Nothing to lift: nothing written.
+    let nothing = unlock(&app.token, &body);
+    assert_eq!(nothing.status, 200, "{:?}", nothing.body);
+    assert_eq!(
+        nothing.body,
+        json!({"unlocked": false, "wasLocked": false, "failures": 0})
+    );
+
+    let code = code_of(&app.issue("OTP_SMS", &app.token, "rosa@example.com"));
+    for _ in 0..3 {
+        app.verify(
+            "OTP_SMS",
+            &app.token,
+            "rosa@example.com",
+            &other_than(&code),
+        );
+    }
+    assert_eq!(
+        app.issue("OTP_SMS", &app.token, "rosa@example.com").status,
+        429
+    );
+
+    // Only iam.write may lift it, and a bad body is refused first with its fields.
+    let reader = app.create_token("reader", "iam.read,codes.issue,codes.verify");
+    assert_eq!(unlock(&reader, &body).status, 403);
+    let bad = unlock(&app.token, &json!({"generatorType": "NOPE", "subject": ""}));
+    assert_eq!(fields(&bad), ["generatorType", "subject"]);
+    assert_eq!(
+        fields(&unlock(&app.token, &json!({}))),
+        ["generatorType", "subject"]
+    );
+
+    let lifted = unlock(&app.token, &body);
+    assert_eq!(lifted.status, 200, "{:?}", lifted.body);
+    assert_eq!(lifted.body["unlocked"], true);
+    assert_eq!(lifted.body["wasLocked"], true);
+    assert_eq!(lifted.body["failures"], 3);
+    let sequence = lifted.body["details"]["sequence"].clone();
+    assert!(sequence.is_string(), "{:?}", lifted.body);
+    // The subject issues and verifies again.
+    let code = code_of(&app.issue("OTP_SMS", &app.token, "rosa@example.com"));
+    let (r, _) = result(&app.verify("OTP_SMS", &app.token, "rosa@example.com", &code));
+    assert_eq!(r, "VERIFY_RESULT_APPROVED");
+
+    let events = app.request(
+        "POST",
+        "/admin/v1/events/_search",
+        Some(&app.token),
+        Some(r#"{"eventTypes": ["instance.verification.unlocked"]}"#),
+    );
+    assert_eq!(events.status, 200, "{:?}", events.body);
+    let found = events.body["result"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{:?}", events.body);
+    let event = &found[0];
+    assert_eq!(event["sequence"], sequence);
+    assert_eq!(event["generatorType"], "SECRET_GENERATOR_TYPE_OTP_SMS");
+    assert_eq!(event["creator"], "bootstrap-admin");
+    assert_eq!(event["unlock"]["failures"], 3);
+    assert_eq!(event["unlock"]["keyId"], "k1");
+    assert_eq!(event["unlock"]["subjectHash"].as_str().unwrap().len(), 64);
+    assert!(event["unlock"]["lockedUntil"].is_string(), "{event}");
+    assert!(
+        !events.body.to_string().contains("rosa"),
+        "{:?}",
+        events.body
+    );
+}

@@ -4,9 +4,12 @@
 
 use serde_json::{Map, Value};
 
-use super::{field, timestamp};
+use super::{Details, field, generator_type, timestamp};
 use crate::api::error::{ApiError, Violation};
-use secretgen_core::service::{IssuedCode, Verification};
+use secretgen_core::service::{IssuedCode, Unlocked, Verification};
+use secretgen_core::verification::CodeSubject;
+use secretgen_engine::generator_type::GeneratorType;
+use secretgen_engine::registry::{InstanceId, Version};
 
 /// A string field that must be there.
 fn required_string<'a>(
@@ -84,4 +87,50 @@ pub fn verified(verification: &Verification) -> Value {
         "result": verification.result.name(),
         "attemptsLeft": verification.attempts_left,
     })
+}
+
+/// A `POST /admin/v1/verifications/_unlock` body: `{"generatorType": "…", "subject": "…"}`.
+pub fn unlock_request(object: &Map<String, Value>) -> Result<(GeneratorType, &str), ApiError> {
+    let mut violations = Vec::new();
+    let t = match field(object, "generatorType") {
+        None | Some(Value::Null) => {
+            violations.push(Violation::new("generatorType", "is required"));
+            None
+        }
+        Some(value) => generator_type(value)
+            .map_err(|why| violations.push(Violation::new("generatorType", why)))
+            .ok(),
+    };
+    let read = violations.len();
+    let subject = required_string(object, "subject", &mut violations);
+    if t.is_none() && violations.len() == read {
+        // Refused anyway: the subject's own rule is reported with the type's.
+        if let Err(e) = CodeSubject::new(subject) {
+            violations.push(Violation::new("subject", e.to_string()));
+        }
+    }
+    match t {
+        Some(t) if violations.is_empty() => Ok((t, subject)),
+        _ => Err(ApiError::invalid("invalid unlock request", violations)),
+    }
+}
+
+/// The `_unlock` answer: `{"unlocked", "wasLocked", "failures"}`, and the `details` of the
+/// event that records it when something was cleared.
+pub fn unlocked(unlocked: &Unlocked, instance: &InstanceId) -> Value {
+    let mut answer = serde_json::json!({
+        "unlocked": unlocked.event.is_some(),
+        "wasLocked": unlocked.was_locked,
+        "failures": unlocked.failures,
+    });
+    if let Some((sequence, at)) = unlocked.event {
+        let version = Version {
+            sequence,
+            creation_date: at,
+            change_date: at,
+        };
+        answer["details"] =
+            serde_json::to_value(Details::of(version, instance)).expect("details serialize");
+    }
+    answer
 }

@@ -157,6 +157,19 @@ struct EventItem<'a> {
     token_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<TokenItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unlock: Option<UnlockItem<'a>>,
+}
+
+/// An unlock's facts: the subject's keyed hash, never the subject.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UnlockItem<'a> {
+    subject_hash: &'a str,
+    key_id: &'a str,
+    failures: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked_until: Option<String>,
 }
 
 /// A token event's public facts (never the token or its hash).
@@ -188,6 +201,7 @@ impl EventPageBody<'_> {
                     previous: None,
                     token_id: None,
                     token: None,
+                    unlock: None,
                 };
                 match &e.change {
                     Change::Config(config) => {
@@ -201,6 +215,15 @@ impl EventPageBody<'_> {
                             name: &facts.name,
                             permissions: &facts.permissions,
                             expires_at: facts.expires().map(timestamp),
+                        });
+                    }
+                    Change::Unlock(facts) => {
+                        item.generator_type = Some(facts.generator_type.full_name());
+                        item.unlock = Some(UnlockItem {
+                            subject_hash: &facts.subject_hash,
+                            key_id: &facts.key_id,
+                            failures: facts.failures,
+                            locked_until: facts.locked_until().map(timestamp),
                         });
                     }
                 }

@@ -15,7 +15,7 @@ use crate::token::Permission;
 
 use crate::store::LogEntry;
 pub use crate::store::{
-    COUNT_AHEAD, Change, EventFilter as EventQuery, EventType, MAX_PAGE, TokenFacts,
+    COUNT_AHEAD, Change, EventFilter as EventQuery, EventType, MAX_PAGE, TokenFacts, UnlockFacts,
 };
 use secretgen_engine::config::ConfigDraft;
 

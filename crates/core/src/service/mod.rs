@@ -39,7 +39,9 @@ pub use token_admin::{
     CreatedToken, ManageTokens, NewToken, ReadTokens, Revoked, TokenPage, TokenQuery, TokenView,
 };
 pub use tokens::{Principal, Tokens};
-pub use verify::{CodeSettings, IssueCodes, IssuedCode, Verification, VerifyCodes};
+pub use verify::{
+    CodeSettings, IssueCodes, IssuedCode, UnlockSubjects, Unlocked, Verification, VerifyCodes,
+};
 
 use crate::control::ControlPlane;
 use crate::metrics::Metrics;

@@ -302,7 +302,7 @@ impl Service {
             .iter()
             .filter_map(|e| match &e.change {
                 crate::store::Change::Token(facts) => Some(facts.token_id.clone()),
-                crate::store::Change::Config(_) => None,
+                crate::store::Change::Config(_) | crate::store::Change::Unlock(_) => None,
             })
             .collect();
         self.tokens.forget(&revoked).await;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{Error, Grant, Operation, Service, Subject, Violation};
-use crate::store::codes::{IssueRequest, Issued, VerifyRequest};
+use crate::store::codes::{IssueRequest, Issued, UnlockRequest, VerifyRequest};
 use crate::store::{from_micros, hex, to_micros, truncate_to_micros};
 use crate::token::Permission;
 use crate::verification::{CodeFor, CodeSubject, Keyring, Limits, TypedCode, VerifyResult};
@@ -31,6 +31,26 @@ pub enum VerifyCodes {}
 impl Operation for VerifyCodes {
     const PERMISSION: Permission = Permission::CodesVerify;
     const RATE_LIMITED: bool = true;
+}
+
+/// Lift a subject's lock (an admin's change, recorded in the log).
+#[derive(Debug)]
+pub enum UnlockSubjects {}
+
+impl Operation for UnlockSubjects {
+    const PERMISSION: Permission = Permission::IamWrite;
+    const RATE_LIMITED: bool = false;
+}
+
+/// What an unlock did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unlocked {
+    /// The failures cleared; 0 when there was nothing to clear (and nothing was written).
+    pub failures: u64,
+    /// Whether the subject was locked.
+    pub was_locked: bool,
+    /// The event that records it: its sequence and time; `None` when nothing was cleared.
+    pub event: Option<(u64, SystemTime)>,
 }
 
 /// What issuing and verifying need: the keys and the limits.
@@ -236,6 +256,68 @@ impl Service {
         Ok(Verification {
             result: verified.result,
             attempts_left: verified.attempts_left,
+        })
+    }
+}
+
+impl Service {
+    /// Lifts the lock of `subject` of `generator_type` and clears its failures, recorded in
+    /// the log as made by the grant's principal; nothing is written when there is nothing to
+    /// clear.
+    pub async fn unlock(
+        &self,
+        grant: &Grant<UnlockSubjects>,
+        generator_type: GeneratorType,
+        subject_text: &str,
+    ) -> Result<Unlocked, Error> {
+        let subject = subject(subject_text).map_err(|v| Error::Invalid {
+            message: "invalid unlock request",
+            violations: vec![v],
+        })?;
+        let settings = self.code_settings()?;
+        let request = UnlockRequest::new(
+            self.instance_id().clone(),
+            generator_type,
+            &subject,
+            &settings.keys,
+            to_micros(SystemTime::now()),
+        );
+        let author = crate::store::Author {
+            name: grant.principal.name.clone(),
+            token_id: grant.principal.token_id().map(str::to_owned),
+        };
+        let store = Arc::clone(self.control.store());
+        let event = tokio::task::spawn_blocking(move || store.unlock_subject(request, &author))
+            .await
+            .map_err(|_| Error::Internal("the unlock was interrupted"))?
+            .map_err(|e| {
+                Error::store(
+                    e,
+                    "the store cannot record the unlock",
+                    "the store is damaged",
+                )
+            })?;
+        let Some(event) = event else {
+            return Ok(Unlocked {
+                failures: 0,
+                was_locked: false,
+                event: None,
+            });
+        };
+        let crate::store::Change::Unlock(facts) = &event.change else {
+            return Err(Error::Internal("the store recorded another event"));
+        };
+        tracing::info!(
+            generator_type = %generator_type,
+            sequence = event.sequence,
+            by = %grant.principal.name,
+            failures = facts.failures,
+            "subject unlocked"
+        );
+        Ok(Unlocked {
+            failures: u64::try_from(facts.failures).unwrap_or(0),
+            was_locked: facts.locked_until.is_some(),
+            event: Some((event.sequence, event.created_at)),
         })
     }
 }

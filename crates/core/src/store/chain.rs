@@ -4,7 +4,8 @@
 use std::time::SystemTime;
 
 use super::{
-    Author, Change, Event, EventType, NewEvent, StoreError, TokenFacts, from_micros, to_micros,
+    Author, Change, Event, EventType, NewEvent, StoreError, TokenFacts, UnlockFacts, from_micros,
+    to_micros,
 };
 use secretgen_engine::config::{ConfigDraft, GeneratorConfig};
 use secretgen_engine::generator_type::GeneratorType;
@@ -130,12 +131,33 @@ impl StoredEvent {
         created_at: SystemTime,
         creator: &Author,
     ) -> StoredEvent {
+        StoredEvent::encode_fact(
+            instance,
+            (sequence, previous),
+            event_type,
+            facts.to_json(),
+            created_at,
+            creator,
+        )
+    }
+
+    /// The row of an event that is not a configuration (a token's, an unlock's), with its
+    /// facts' JSON as `payload`, numbered after `(sequence - 1, previous)`. Its generator type
+    /// is empty: the log's column names only configurations' types.
+    pub(crate) fn encode_fact(
+        instance: &InstanceId,
+        (sequence, previous): (i64, &[u8; 32]),
+        event_type: EventType,
+        payload: String,
+        created_at: SystemTime,
+        creator: &Author,
+    ) -> StoredEvent {
         let mut row = StoredEvent {
             instance_id: instance.as_str().to_owned(),
             sequence,
             event_type: event_type.as_str().to_owned(),
             generator_type: String::new(),
-            payload: facts.to_json(),
+            payload,
             created_at: to_micros(created_at),
             creator: creator.name.clone(),
             creator_id: creator.token_id.clone().unwrap_or_default(),
@@ -170,13 +192,20 @@ impl StoredEvent {
                 self.event_type
             ))
         })?;
+        if !event_type.is_config() && !self.generator_type.is_empty() {
+            return Err(bad(format!(
+                "{at} is a {event_type} event with a generator type"
+            )));
+        }
         let change = if event_type.is_token() {
-            if !self.generator_type.is_empty() {
-                return Err(bad(format!("{at} is a token event with a generator type")));
-            }
             Change::Token(
                 TokenFacts::from_json(&self.payload)
                     .map_err(|e| bad(format!("{at} has unreadable token facts: {e}")))?,
+            )
+        } else if event_type == EventType::SubjectUnlocked {
+            Change::Unlock(
+                UnlockFacts::from_json(&self.payload)
+                    .map_err(|e| bad(format!("{at} has unreadable unlock facts: {e}")))?,
             )
         } else {
             let generator_type: GeneratorType = self
@@ -283,8 +312,8 @@ pub(crate) fn rows_to_append(
         let changes = match event.event_type {
             EventType::Added => before.is_none(),
             EventType::Changed => before.as_deref() != Some(row.payload.as_str()),
-            // Token events are written with the token change they record, never here.
-            EventType::TokenAdded | EventType::TokenRemoved => false,
+            // Token events and unlocks are written with the change they record, never here.
+            EventType::TokenAdded | EventType::TokenRemoved | EventType::SubjectUnlocked => false,
         };
         if !changes {
             continue;

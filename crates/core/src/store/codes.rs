@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use super::{StoreError, StoreErrorKind, hex};
+use super::{StoreError, StoreErrorKind, UnlockFacts, hex};
 use crate::verification::{
     CodeFor, CodeSubject, Keyring, Limits, SubjectMac, TypedCode, VerifyResult,
 };
@@ -287,6 +287,15 @@ async fn find_subject(
     Ok(None)
 }
 
+/// `subject` at `now`: a lock that has ended is gone, and so are the failures that made it.
+fn at(mut subject: SubjectRow, now: i64) -> SubjectRow {
+    if subject.locked_until != 0 && subject.locked_until <= now {
+        subject.locked_until = 0;
+        subject.failures = 0;
+    }
+    subject
+}
+
 /// Whether `code` may still be approved at `now`.
 fn live(code: &CodeRow, now: i64, limits: &Limits) -> bool {
     code.expires_at > now && code.attempts < i64::from(limits.max_attempts)
@@ -306,7 +315,7 @@ pub(crate) async fn issue(
 ) -> Result<Issued, StoreError> {
     let (instance, generator_type, now) = (&request.instance, request.generator_type, request.now);
     let signing = &request.subjects[0];
-    let mut subject = match find_subject(tx, instance, generator_type, &request.subjects).await? {
+    let subject = match find_subject(tx, instance, generator_type, &request.subjects).await? {
         Some((0, row)) => row,
         Some((_, row)) => {
             // Found under an older key: filed under the signing key from now on, so that its
@@ -333,6 +342,7 @@ pub(crate) async fn issue(
             row
         }
     };
+    let mut subject = at(subject, now);
     if subject.locked_until > now {
         return Ok(Issued::Locked {
             until: subject.locked_until,
@@ -396,7 +406,7 @@ pub(crate) async fn verify(
         locked: false,
     };
     let now = request.now;
-    let Some((_, mut subject)) = find_subject(
+    let Some((_, subject)) = find_subject(
         tx,
         &request.instance,
         request.generator_type,
@@ -406,6 +416,7 @@ pub(crate) async fn verify(
     else {
         return Ok(nothing(VerifyResult::NotFound));
     };
+    let mut subject = at(subject, now);
     if subject.locked_until > now {
         return Ok(nothing(VerifyResult::Locked));
     }
@@ -460,6 +471,73 @@ pub(crate) async fn verify(
         attempts_left: u32::try_from(most_left.min(before_lock)).unwrap_or(0),
         locked: false,
     })
+}
+
+/// A subject to unlock: its keyed hash under every key, the signing key's first.
+#[derive(Clone, Debug)]
+pub struct UnlockRequest {
+    pub(crate) instance: InstanceId,
+    pub(crate) generator_type: GeneratorType,
+    pub(crate) subjects: Vec<SubjectMac>,
+    pub(crate) now: i64,
+}
+
+impl UnlockRequest {
+    /// A request to lift the lock of `subject` of `generator_type` at `now` (microseconds),
+    /// found by its keyed hashes under `keys`.
+    pub fn new(
+        instance: InstanceId,
+        generator_type: GeneratorType,
+        subject: &CodeSubject,
+        keys: &Keyring,
+        now: i64,
+    ) -> UnlockRequest {
+        let subjects = keys.subject_macs(&instance, generator_type, subject);
+        UnlockRequest {
+            instance,
+            generator_type,
+            subjects,
+            now,
+        }
+    }
+
+    /// The instance whose log records the unlock.
+    pub(crate) fn instance(&self) -> &InstanceId {
+        &self.instance
+    }
+}
+
+/// Lifts the lock of `request`'s subject and clears its failures; what it cleared, `None`
+/// when there was nothing to clear (no such subject, no failure, no lock: nothing written).
+pub(crate) async fn unlock(
+    tx: &mut impl CodesTx,
+    request: &UnlockRequest,
+) -> Result<Option<UnlockFacts>, StoreError> {
+    let Some((n, mut subject)) = find_subject(
+        tx,
+        &request.instance,
+        request.generator_type,
+        &request.subjects,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let locked = subject.locked_until > request.now;
+    if subject.failures == 0 && !locked {
+        return Ok(None);
+    }
+    let facts = UnlockFacts {
+        generator_type: request.generator_type,
+        subject_hash: hex(&request.subjects[n].mac),
+        key_id: request.subjects[n].key_id.as_str().to_owned(),
+        failures: subject.failures,
+        locked_until: locked.then_some(subject.locked_until),
+    };
+    subject.failures = 0;
+    subject.locked_until = 0;
+    tx.update_subject(&subject).await?;
+    Ok(Some(facts))
 }
 
 /// A new subject row's id: 16 random bytes in hex.

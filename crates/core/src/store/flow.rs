@@ -21,6 +21,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
+use super::codes::{self, CodesTx, UnlockRequest};
 use super::{
     Author, EventType, GENESIS, NewEvent, StoreError, StoreErrorKind, StoredEvent, TokenFacts,
     TokenRecord, rows_to_append, truncate_to_micros, unhex,
@@ -39,8 +40,8 @@ pub(crate) enum Changed {
 
 /// One write transaction on a store's database: the reads and writes the flows are made
 /// of. Each step fails with the store's own [`StoreError`], its driver's error as its
-/// source.
-pub(crate) trait Tx {
+/// source. The codes flow's steps ([`CodesTx`]) are in the same transaction.
+pub(crate) trait Tx: CodesTx {
     /// The default instance's id as stored, if one is.
     async fn default_instance(&mut self) -> Result<Option<String>, StoreError>;
 
@@ -107,6 +108,8 @@ pub(crate) enum Write {
     Append(InstanceId, Vec<NewEvent>),
     /// A change of the tokens, made by an author (see [`change_tokens`]).
     Tokens(TokenChange, Author),
+    /// A subject's lock lifted by an author, recorded in the log (see [`unlock`]).
+    Unlock(UnlockRequest, Author),
 }
 
 /// Runs `write` in `tx`; returns the rows it appended.
@@ -114,7 +117,34 @@ pub(crate) async fn run(tx: &mut impl Tx, write: &Write) -> Result<Vec<StoredEve
     match write {
         Write::Append(instance, events) => append(tx, instance, events).await,
         Write::Tokens(change, author) => change_tokens(tx, change, author).await,
+        Write::Unlock(request, author) => unlock(tx, request, author).await,
     }
+}
+
+/// Lifts the lock of `request`'s subject and records it in the log of its instance, made by
+/// `author`; the row written, none when there was nothing to lift (and nothing was written).
+async fn unlock(
+    tx: &mut impl Tx,
+    request: &UnlockRequest,
+    author: &Author,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let instance = request.instance();
+    tx.lock_log(instance).await?;
+    let Some(facts) = codes::unlock(tx, request).await? else {
+        return Ok(Vec::new());
+    };
+    let (last, previous) = last_event(tx, instance).await?;
+    let row = StoredEvent::encode_fact(
+        instance,
+        (last + 1, &previous),
+        EventType::SubjectUnlocked,
+        facts.to_json(),
+        truncate_to_micros(SystemTime::now()),
+        author,
+    );
+    tx.insert_events(std::slice::from_ref(&row)).await?;
+    tx.notify(Changed::Events).await?;
+    Ok(vec![row])
 }
 
 /// Who adds `token`: `creator` by name, and the token that created it.

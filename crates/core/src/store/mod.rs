@@ -68,6 +68,8 @@ pub enum EventType {
     TokenAdded,
     /// A token was revoked.
     TokenRemoved,
+    /// An admin lifted a subject's lock, or cleared its failures (SPEC section 12).
+    SubjectUnlocked,
 }
 
 impl EventType {
@@ -78,15 +80,17 @@ impl EventType {
             EventType::Changed => "instance.secret.generator.changed",
             EventType::TokenAdded => "instance.token.added",
             EventType::TokenRemoved => "instance.token.removed",
+            EventType::SubjectUnlocked => "instance.verification.unlocked",
         }
     }
 
     /// Every event type.
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 5] = [
         EventType::Added,
         EventType::Changed,
         EventType::TokenAdded,
         EventType::TokenRemoved,
+        EventType::SubjectUnlocked,
     ];
 
     /// The event type named `name` in the log.
@@ -94,9 +98,15 @@ impl EventType {
         EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 
-    /// Whether it records a token's life rather than a configuration.
+    /// Whether it records a token's life.
     pub const fn is_token(self) -> bool {
         matches!(self, EventType::TokenAdded | EventType::TokenRemoved)
+    }
+
+    /// Whether it records a configuration (the others have no generator type in the log's
+    /// column, so that they never count as a type's last configuration).
+    pub const fn is_config(self) -> bool {
+        matches!(self, EventType::Added | EventType::Changed)
     }
 }
 
@@ -154,7 +164,7 @@ impl Event {
     pub fn config(&self) -> Option<&ConfigDraft> {
         match &self.change {
             Change::Config(config) => Some(config),
-            Change::Token(_) => None,
+            Change::Token(_) | Change::Unlock(_) => None,
         }
     }
 }
@@ -167,6 +177,57 @@ pub enum Change {
     Config(ConfigDraft),
     /// A token's public facts (`token.added`, `token.removed`): never its secret or hash.
     Token(TokenFacts),
+    /// A lifted lock (`verification.unlocked`): the subject's keyed hash, never the subject.
+    Unlock(UnlockFacts),
+}
+
+/// An unlock as the log records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnlockFacts {
+    /// The type whose subject was unlocked.
+    pub generator_type: GeneratorType,
+    /// The subject's keyed hash (hex), under `key_id`.
+    pub subject_hash: String,
+    /// The key of `subject_hash`.
+    pub key_id: String,
+    /// The failures cleared.
+    pub failures: i64,
+    /// The end of the lock lifted (microseconds since the Unix epoch); `None` when the
+    /// subject had failures but no lock.
+    pub locked_until: Option<i64>,
+}
+
+impl UnlockFacts {
+    /// The facts as the log stores them: JSON with the API's field names.
+    pub(crate) fn to_json(&self) -> String {
+        json::Writer::new()
+            .str("generatorType", self.generator_type.full_name())
+            .str("subjectHash", &self.subject_hash)
+            .str("keyId", &self.key_id)
+            .int("failures", self.failures)
+            .int_or_null("lockedUntil", self.locked_until)
+            .finish()
+    }
+
+    /// The facts in JSON `text`.
+    pub(crate) fn from_json(text: &str) -> Result<UnlockFacts, String> {
+        let f = json::object(text)?;
+        Ok(UnlockFacts {
+            generator_type: f
+                .str("generatorType")?
+                .parse()
+                .map_err(|e| format!("generatorType: {e}"))?,
+            subject_hash: f.str("subjectHash")?.to_owned(),
+            key_id: f.str("keyId")?.to_owned(),
+            failures: f.int("failures")?,
+            locked_until: f.optional_int("lockedUntil")?,
+        })
+    }
+
+    /// When the lifted lock would have ended; `None` without a lock.
+    pub fn locked_until(&self) -> Option<SystemTime> {
+        self.locked_until.map(from_micros)
+    }
 }
 
 /// A token as the log records it: what may be shown to any reader of the log.
@@ -316,6 +377,14 @@ pub trait CodeStore {
         request: codes::VerifyRequest,
         limits: &crate::verification::Limits,
     ) -> Result<codes::Verified, StoreError>;
+
+    /// Lifts the lock of `request`'s subject and clears its failures, recorded in the log as
+    /// made by `by`; the event written, `None` when there was nothing to lift.
+    fn unlock_subject(
+        &self,
+        request: codes::UnlockRequest,
+        by: &Author,
+    ) -> Result<Option<Event>, StoreError>;
 
     /// Deletes codes that expired before `expired_before`, and subjects with nothing left
     /// to keep at `now` (microseconds since the Unix epoch both).

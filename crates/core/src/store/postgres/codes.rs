@@ -5,21 +5,16 @@
 //! statement after the lock reads the latest rows). PostgreSQL itself flushes the commits of
 //! concurrent transactions together.
 
-use deadpool_postgres::Transaction;
-
 use super::*;
 use crate::store::codes::{
-    self, CodeCounts, CodeRow, CodesTx, IssueRequest, Issued, Purged, SubjectRow, Verified,
-    VerifyRequest,
+    self, CodeCounts, CodeRow, CodesTx, IssueRequest, Issued, Purged, SubjectRow, UnlockRequest,
+    Verified, VerifyRequest,
 };
 use crate::store::{CodeStore, hex};
 use crate::verification::{Limits, SubjectMac};
 use secretgen_engine::generator_type::GeneratorType;
 
-/// The codes flow's steps in one transaction.
-struct PgCodes<'a, 'c>(&'a Transaction<'c>);
-
-impl PgCodes<'_, '_> {
+impl PgTx<'_, '_> {
     async fn execute(
         &self,
         statement: &str,
@@ -30,7 +25,8 @@ impl PgCodes<'_, '_> {
     }
 }
 
-impl CodesTx for PgCodes<'_, '_> {
+/// The codes flow's steps in a write transaction ([`PgTx`], the same as the other flows').
+impl CodesTx for PgTx<'_, '_> {
     async fn subject(
         &mut self,
         instance: &InstanceId,
@@ -186,7 +182,7 @@ impl CodeStore for PostgresStore {
         self.write("cannot write", move |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(sql)?;
-            let issued = codes::issue(&mut PgCodes(&tx), &request, &limits).await?;
+            let issued = codes::issue(&mut PgTx(&tx), &request, &limits).await?;
             tx.commit().await.map_err(sql)?;
             Ok(issued)
         })
@@ -197,10 +193,20 @@ impl CodeStore for PostgresStore {
         self.write("cannot write", move |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(sql)?;
-            let verified = codes::verify(&mut PgCodes(&tx), &request, &limits).await?;
+            let verified = codes::verify(&mut PgTx(&tx), &request, &limits).await?;
             tx.commit().await.map_err(sql)?;
             Ok(verified)
         })
+    }
+
+    fn unlock_subject(
+        &self,
+        request: UnlockRequest,
+        by: &Author,
+    ) -> Result<Option<Event>, StoreError> {
+        Ok(self
+            .transaction("cannot write", Write::Unlock(request, by.clone()))?
+            .pop())
     }
 
     fn purge_codes(&self, now: i64, expired_before: i64) -> Result<Purged, StoreError> {

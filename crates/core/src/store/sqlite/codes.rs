@@ -15,8 +15,8 @@ use rusqlite::OptionalExtension;
 
 use super::*;
 use crate::store::codes::{
-    self, CodeCounts, CodeRow, CodesTx, IssueRequest, Issued, Purged, SubjectRow, Verified,
-    VerifyRequest,
+    self, CodeCounts, CodeRow, CodesTx, IssueRequest, Issued, Purged, SubjectRow, UnlockRequest,
+    Verified, VerifyRequest,
 };
 use crate::store::flow::ready;
 use crate::verification::{Limits, SubjectMac};
@@ -41,19 +41,13 @@ pub(super) enum CodeAnswer {
 /// A queued operation and where its answer goes.
 pub(super) type Queued = (CodeOp, mpsc::SyncSender<Result<CodeAnswer, StoreError>>);
 
-/// The codes flow's steps on a connection inside a write transaction.
-struct SqliteCodes<'a> {
-    conn: &'a Connection,
-    path: &'a Path,
-}
-
-impl SqliteCodes<'_> {
+impl SqliteTx<'_> {
     fn error(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |e| sql_error(self.path, "cannot write", e)
     }
 
     fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
-        self.conn
+        self.tx
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.execute(params))
             .map(drop)
@@ -61,7 +55,8 @@ impl SqliteCodes<'_> {
     }
 }
 
-impl CodesTx for SqliteCodes<'_> {
+/// The codes flow's steps in a write transaction ([`SqliteTx`], the same as the other flows').
+impl CodesTx for SqliteTx<'_> {
     async fn subject(
         &mut self,
         instance: &InstanceId,
@@ -69,7 +64,7 @@ impl CodesTx for SqliteCodes<'_> {
         mac: &str,
     ) -> Result<Option<SubjectRow>, StoreError> {
         let found = self
-            .conn
+            .tx
             .prepare_cached(
                 "SELECT id, failures, locked_until, issued, keep_until FROM verify_subjects \
                  WHERE instance_id = ?1 AND generator_type = ?2 AND subject_mac = ?3",
@@ -153,7 +148,7 @@ impl CodesTx for SqliteCodes<'_> {
     }
 
     async fn codes(&mut self, subject_id: &str) -> Result<Vec<CodeRow>, StoreError> {
-        self.conn
+        self.tx
             .prepare_cached(
                 "SELECT id, key_id, mac, created_at, expires_at, attempts FROM verify_codes \
                  WHERE subject_id = ?1 ORDER BY created_at, id",
@@ -248,8 +243,8 @@ impl SqliteStore {
                 .map_err(write_error)?;
             for (op, _) in &group {
                 let savepoint = tx.savepoint().map_err(write_error)?;
-                let mut steps = SqliteCodes {
-                    conn: &savepoint,
+                let mut steps = SqliteTx {
+                    tx: &savepoint,
                     path,
                 };
                 let answer = match op {
@@ -352,6 +347,15 @@ impl crate::store::CodeStore for SqliteStore {
             CodeAnswer::Verified(verified) => Ok(verified),
             CodeAnswer::Issued(_) => unreachable!("a verification is answered as one"),
         }
+    }
+
+    fn unlock_subject(
+        &self,
+        request: UnlockRequest,
+        by: &Author,
+    ) -> Result<Option<Event>, StoreError> {
+        self.require_mode(&[Mode::Writer], "unlock a subject")?;
+        Ok(self.transaction(&Write::Unlock(request, by.clone()))?.pop())
     }
 
     fn purge_codes(&self, now: i64, expired_before: i64) -> Result<Purged, StoreError> {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rusqlite::{ErrorCode, OptionalExtension, Transaction};
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 use super::{SELECT_TOKENS, sql_error, token_row};
 use crate::store::flow::{Changed, Tx};
@@ -12,9 +12,9 @@ use crate::store::{StoreError, StoreErrorKind, StoredEvent, TokenRecord, corrupt
 use secretgen_engine::generator_type::GeneratorType;
 use secretgen_engine::registry::InstanceId;
 
-/// A write transaction on the store at `path`.
+/// A write transaction (or a savepoint in one) on the store at `path`.
 pub(super) struct SqliteTx<'a> {
-    pub(super) tx: &'a Transaction<'a>,
+    pub(super) tx: &'a Connection,
     pub(super) path: &'a Path,
 }
 

@@ -1,0 +1,289 @@
+//! The codes flow on both stores (SPEC section 12): each case drives a store's `CodeStore`
+//! directly, with a keyring of its own, as the use cases do.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use secretgen::store::codes::{IssueRequest, Issued, UnlockRequest, VerifyRequest};
+use secretgen::store::{Author, Change, EventType};
+use secretgen::verification::{CodeFor, CodeSubject, Keyring, Limits, TypedCode, VerifyResult};
+use secretgen::{GeneratorType, Store};
+
+use super::claimed;
+
+const T: GeneratorType = GeneratorType::OtpSms;
+const DIGITS: &str = "0123456789";
+const SECOND: i64 = 1_000_000;
+
+/// A clock for the cases: a fixed start, in microseconds.
+const START: i64 = 1_800_000_000 * SECOND;
+
+struct Codes {
+    store: Arc<dyn Store>,
+    keys: Arc<Keyring>,
+    limits: Limits,
+    next: u32,
+}
+
+impl Codes {
+    fn new(store: Arc<dyn Store>, limits: Limits) -> Codes {
+        claimed(&*store);
+        Codes {
+            store,
+            keys: Arc::new(Keyring::generate()),
+            limits,
+            next: 0,
+        }
+    }
+
+    fn instance(&self) -> secretgen::InstanceId {
+        self.store.default_instance().unwrap().unwrap()
+    }
+
+    /// Issues `code` to `subject` at `now`, expiring 300 s later.
+    fn issue(&mut self, subject: &str, code: &str, now: i64) -> Issued {
+        self.next += 1;
+        let id = format!("vc_{:04}", self.next);
+        let instance = self.instance();
+        let subject = CodeSubject::new(subject).unwrap();
+        let what = CodeFor {
+            instance: &instance,
+            generator_type: T,
+            subject: &subject,
+            id: &id,
+        };
+        let (key_id, mac) = self.keys.sign_code(&what, code);
+        let subjects = self.keys.subject_macs(&instance, T, &subject);
+        let request = IssueRequest::new(
+            instance.clone(),
+            T,
+            subjects,
+            id,
+            key_id.as_str(),
+            &mac,
+            now,
+            now + 300 * SECOND,
+        );
+        self.store.issue_code(request, &self.limits).unwrap()
+    }
+
+    fn verify(&self, subject: &str, typed: &str, now: i64) -> (VerifyResult, u32) {
+        let request = VerifyRequest::new(
+            self.instance(),
+            T,
+            CodeSubject::new(subject).unwrap(),
+            TypedCode::new(typed, DIGITS).unwrap(),
+            Arc::clone(&self.keys),
+            now,
+        );
+        let verified = self.store.verify_code(request, &self.limits).unwrap();
+        (verified.result, verified.attempts_left)
+    }
+}
+
+fn free_issues() -> Limits {
+    Limits {
+        resend_after: Duration::ZERO,
+        issues_per_window: 1000,
+        ..Limits::default()
+    }
+}
+
+pub fn a_code_is_approved_once(store: Arc<dyn Store>) {
+    let mut c = Codes::new(store, free_issues());
+    assert_eq!(
+        c.issue("alice", "123456", START),
+        Issued::Stored { attempts_left: 5 }
+    );
+    assert_eq!(
+        c.verify("bob", "123456", START),
+        (VerifyResult::NotFound, 0)
+    );
+    assert_eq!(
+        c.verify("alice", "654321", START),
+        (VerifyResult::Rejected, 4)
+    );
+    assert_eq!(
+        c.verify("alice", "123456", START),
+        (VerifyResult::Approved, 0)
+    );
+    assert_eq!(
+        c.verify("alice", "123456", START),
+        (VerifyResult::NotFound, 0)
+    );
+    assert_eq!(c.store.code_counts().unwrap().codes, 0);
+    // Expired: said so until it is purged.
+    c.issue("alice", "111111", START);
+    let late = START + 301 * SECOND;
+    assert_eq!(
+        c.verify("alice", "111111", late),
+        (VerifyResult::Expired, 0)
+    );
+}
+
+pub fn failures_count_across_codes_and_lock(store: Arc<dyn Store>) {
+    let mut c = Codes::new(
+        store,
+        Limits {
+            max_attempts: 3,
+            lock_after: 7,
+            ..free_issues()
+        },
+    );
+    c.issue("eve", "000001", START);
+    assert_eq!(c.verify("eve", "9", START), (VerifyResult::Rejected, 2));
+    assert_eq!(c.verify("eve", "9", START), (VerifyResult::Rejected, 1));
+    assert_eq!(c.verify("eve", "9", START), (VerifyResult::Rejected, 0));
+    // Dead after its attempts, even for the right code.
+    assert_eq!(
+        c.verify("eve", "000001", START),
+        (VerifyResult::NotFound, 0)
+    );
+    // A new code does not reset the subject's failures.
+    assert_eq!(
+        c.issue("eve", "000002", START),
+        Issued::Stored { attempts_left: 3 }
+    );
+    c.verify("eve", "9", START);
+    c.verify("eve", "9", START);
+    assert_eq!(c.verify("eve", "9", START), (VerifyResult::Rejected, 0));
+    assert_eq!(
+        c.issue("eve", "000003", START),
+        Issued::Stored { attempts_left: 1 }
+    );
+    assert_eq!(c.verify("eve", "9", START), (VerifyResult::Locked, 0));
+    assert_eq!(c.verify("eve", "000003", START), (VerifyResult::Locked, 0));
+    let lock_end = START + 86_400 * SECOND;
+    assert_eq!(
+        c.issue("eve", "000004", START),
+        Issued::Locked { until: lock_end }
+    );
+    // The lock ends by itself, and with it the failures that made it.
+    let after = lock_end + SECOND;
+    assert_eq!(
+        c.issue("eve", "000005", after),
+        Issued::Stored { attempts_left: 3 }
+    );
+    assert_eq!(c.verify("eve", "9", after), (VerifyResult::Rejected, 2));
+}
+
+pub fn a_fourth_code_retires_the_oldest_and_issues_are_limited(store: Arc<dyn Store>) {
+    let mut c = Codes::new(store, Limits::default());
+    c.issue("fay", "000001", START);
+    assert_eq!(
+        c.issue("fay", "000002", START + 10 * SECOND),
+        Issued::TooSoon {
+            retry_after: 20 * SECOND
+        }
+    );
+    let mut at = START;
+    for code in ["000002", "000003", "000004"] {
+        at += 30 * SECOND;
+        assert!(matches!(c.issue("fay", code, at), Issued::Stored { .. }));
+    }
+    // Five within ten minutes: the sixth waits for the first to leave the window.
+    assert_eq!(
+        c.issue("fay", "000005", at + 30 * SECOND),
+        Issued::Stored { attempts_left: 5 }
+    );
+    assert_eq!(
+        c.issue("fay", "000006", at + 60 * SECOND),
+        Issued::TooSoon {
+            retry_after: START + 600 * SECOND - (at + 60 * SECOND)
+        }
+    );
+    let now = at + 60 * SECOND;
+    // Three pending: 1 and 2 were retired.
+    assert_eq!(c.verify("fay", "000001", now).0, VerifyResult::Rejected);
+    assert_eq!(c.verify("fay", "000002", now).0, VerifyResult::Rejected);
+    assert_eq!(c.verify("fay", "000003", now).0, VerifyResult::Approved);
+}
+
+pub fn an_unlock_is_an_event_of_the_log(store: Arc<dyn Store>) {
+    let mut c = Codes::new(
+        Arc::clone(&store),
+        Limits {
+            lock_after: 2,
+            ..free_issues()
+        },
+    );
+    let unlock = |c: &Codes| {
+        let subject = CodeSubject::new("gus").unwrap();
+        let request = UnlockRequest::new(c.instance(), T, &subject, &c.keys, START);
+        c.store
+            .unlock_subject(request, &Author::named("ops"))
+            .unwrap()
+    };
+    assert_eq!(unlock(&c), None);
+    c.issue("gus", "000001", START);
+    c.verify("gus", "1", START);
+    assert_eq!(c.verify("gus", "1", START), (VerifyResult::Locked, 0));
+    let event = unlock(&c).expect("an unlock event");
+    assert_eq!(event.event_type, EventType::SubjectUnlocked);
+    let Change::Unlock(facts) = &event.change else {
+        panic!("{event:?}")
+    };
+    assert_eq!(facts.failures, 2);
+    assert_eq!(facts.generator_type, T);
+    assert_eq!(facts.locked_until, Some(START + 86_400 * SECOND));
+    // The log's chain holds it, after the instance's other events.
+    let log = store.events(&c.instance()).unwrap();
+    assert_eq!(log.last().unwrap(), &event);
+    assert_eq!(unlock(&c), None, "nothing left to lift");
+    assert!(matches!(
+        c.issue("gus", "000002", START),
+        Issued::Stored { .. }
+    ));
+    assert_eq!(c.verify("gus", "000002", START).0, VerifyResult::Approved);
+}
+
+pub fn the_purge_keeps_what_is_pending(store: Arc<dyn Store>) {
+    let mut c = Codes::new(store, free_issues());
+    c.issue("hal", "000001", START);
+    c.issue("ida", "000002", START + 400 * SECOND);
+    c.verify("joe", "1", START); // no subject: nothing stored
+    let counts = c.store.code_counts().unwrap();
+    assert_eq!((counts.codes, counts.subjects), (2, 2));
+    // Hal's code expired 100 s before the cut: purged; Ida's is pending.
+    let now = START + 1000 * SECOND;
+    let purged = c.store.purge_codes(now, START + 400 * SECOND).unwrap();
+    assert_eq!(purged.codes, 1);
+    // Hal's subject has no failures, no code and no recent issue: purged too.
+    assert_eq!(purged.subjects, 1);
+    let counts = c.store.code_counts().unwrap();
+    assert_eq!((counts.codes, counts.subjects), (1, 1));
+    assert_eq!(
+        c.verify("ida", "000002", START + 401 * SECOND).0,
+        VerifyResult::Approved
+    );
+}
+
+pub fn concurrent_verifications_approve_once(store: Arc<dyn Store>) {
+    let mut c = Codes::new(store, free_issues());
+    for round in 0..30 {
+        let subject = format!("race{round}");
+        c.issue(&subject, "424242", START);
+        let c = Arc::new(Codes {
+            store: Arc::clone(&c.store),
+            keys: Arc::clone(&c.keys),
+            limits: c.limits,
+            next: 0,
+        });
+        let barrier = Arc::new(Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, barrier, subject) = (Arc::clone(&c), Arc::clone(&barrier), subject.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    c.verify(&subject, "424242", START).0
+                })
+            })
+            .collect();
+        let results: Vec<VerifyResult> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let approved = results
+            .iter()
+            .filter(|r| **r == VerifyResult::Approved)
+            .count();
+        assert_eq!(approved, 1, "{results:?}");
+    }
+}
