@@ -121,8 +121,8 @@ impl CodeStore for Gated {
     fn purge_codes(&self, now: i64, expired_before: i64) -> Result<Purged, StoreError> {
         self.inner.purge_codes(now, expired_before)
     }
-    fn code_counts(&self) -> Result<CodeCounts, StoreError> {
-        self.inner.code_counts()
+    fn code_counts(&self, now: i64) -> Result<CodeCounts, StoreError> {
+        self.inner.code_counts(now)
     }
 }
 

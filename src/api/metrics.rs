@@ -37,6 +37,8 @@ pub enum Route {
     Verify,
     /// `POST /admin/v1/verifications/_unlock`.
     Unlock,
+    /// `GET /admin/v1/verifications/stats`.
+    CodeStats,
     /// `/healthz`.
     Healthz,
     /// `/readyz`.
@@ -65,13 +67,14 @@ pub enum Route {
 
 impl Route {
     /// Every value, in label-table order.
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 19] = [
         Route::Search,
         Route::Generator,
         Route::Generate,
         Route::Issue,
         Route::Verify,
         Route::Unlock,
+        Route::CodeStats,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -95,6 +98,7 @@ impl Route {
             Route::Issue => "/v1/codes/{generatorType}/_issue",
             Route::Verify => "/v1/codes/{generatorType}/_verify",
             Route::Unlock => "/admin/v1/verifications/_unlock",
+            Route::CodeStats => "/admin/v1/verifications/stats",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",

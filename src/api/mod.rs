@@ -152,6 +152,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
     )
     .service(
+        resource(Route::CodeStats)
+            .route(web::get().to(code_stats))
+            .route(web::head().to(code_stats))
+            .default_service(web::to(|r: HttpRequest| not_allowed(r, "GET, HEAD"))),
+    )
+    .service(
         resource(Route::Healthz)
             .route(web::get().to(healthz))
             .route(web::head().to(healthz))
@@ -464,6 +470,16 @@ async fn unlock(
         &unlocked,
         service.instance_id(),
     )))
+}
+
+async fn code_stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let service = &state.service;
+    let grant = service.admit::<ReadGenerators>(bearer(&req)?).await?;
+    let stats = service.code_stats(&grant).await?;
+    Ok(json_response(&wire::code_stats(&stats)))
 }
 
 async fn create_token(

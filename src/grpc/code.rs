@@ -2,6 +2,8 @@
 //! `GenerateStream` sends up to [`MAX_STREAM_COUNT`] codes in chunks made only as the client
 //! takes them (HTTP/2 flow control holds the stream back, and the next chunk is made when the
 //! last one has gone), so a slow reader costs the server a chunk or two, not the stream.
+//! `Issue` and `Verify` are `_issue` and `_verify` (SPEC section 12), with the same fields,
+//! permissions and results.
 //!
 //! [`MAX_STREAM_COUNT`]: secretgen_core::service::MAX_STREAM_COUNT
 
@@ -15,10 +17,13 @@ use super::admin::timestamp;
 use super::metrics::{GrpcMethod, GrpcMetrics};
 use super::proto::secretgen::v1::code_service_server::CodeService;
 use super::proto::secretgen::v1::{
-    Code, CodeChunk, GenerateRequest, GenerateResponse, GenerateStreamRequest,
+    Code, CodeChunk, GenerateRequest, GenerateResponse, GenerateStreamRequest, IssueRequest,
+    IssueResponse, VerifyRequest, VerifyResponse, VerifyResult as WireResult,
 };
 use super::{admit, generator_type, observe, status};
-use secretgen_core::service::{Codes, GenerateCodes, Service};
+use secretgen_core::service::{
+    Codes, GenerateCodes, IssueCodes, IssuedCode, Service, Verification, VerifyCodes,
+};
 
 /// The CodeService over the use cases.
 #[derive(Debug, Clone)]
@@ -42,6 +47,34 @@ fn chunk(codes: Codes) -> CodeChunk {
         length: codes.length as u32,
         expires_at: codes.expires_at.map(timestamp),
         codes: codes.into_bytes(),
+    }
+}
+
+/// The protobuf value of a verification's result, by the name the core gives it (the core
+/// is imported here only through its use cases; the test below checks that every result has
+/// its value).
+fn wire_result(verification: &Verification) -> WireResult {
+    WireResult::from_str_name(verification.result.name()).unwrap_or(WireResult::Unspecified)
+}
+
+/// The answer to an `Issue`. The code is copied into a plain `String`, as `Generate`'s codes
+/// are: prost's messages hold no zeroing type, so this copy, and the buffer tonic encodes the
+/// message into, are freed without being zeroed (the `IssuedCode`'s own is zeroed on drop).
+fn issued(issued: &IssuedCode) -> IssueResponse {
+    IssueResponse {
+        id: issued.id.clone(),
+        code: issued.code.expose().to_owned(),
+        expires_at: Some(timestamp(issued.expires_at)),
+        sequence: issued.sequence,
+        attempts_left: issued.attempts_left,
+    }
+}
+
+/// The answer to a `Verify`.
+fn verified(verification: Verification) -> VerifyResponse {
+    VerifyResponse {
+        result: wire_result(&verification) as i32,
+        attempts_left: verification.attempts_left,
     }
 }
 
@@ -98,5 +131,63 @@ impl CodeService for CodeServer {
             Ok(Response::new(Box::pin(chunks) as ChunkStream))
         })
         .await
+    }
+
+    async fn issue(
+        &self,
+        request: Request<IssueRequest>,
+    ) -> Result<Response<IssueResponse>, Status> {
+        let service = &self.service;
+        observe(&self.metrics, GrpcMethod::Issue, &request, async {
+            let grant = admit::<IssueCodes, _>(service, &request).await?;
+            let r = request.get_ref();
+            let t = generator_type(r.generator_type).map_err(status::status)?;
+            let code = service
+                .issue(&grant, t, &r.subject)
+                .await
+                .map_err(status::status)?;
+            Ok(Response::new(issued(&code)))
+        })
+        .await
+    }
+
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let service = &self.service;
+        observe(&self.metrics, GrpcMethod::Verify, &request, async {
+            let grant = admit::<VerifyCodes, _>(service, &request).await?;
+            let r = request.get_ref();
+            let t = generator_type(r.generator_type).map_err(status::status)?;
+            // The typed code arrives in the `String` tonic decoded it into, freed unzeroed
+            // with the request; the core's copy of it (`TypedCode`) is zeroed.
+            let verification = service
+                .verify(&grant, t, &r.subject, &r.code)
+                .await
+                .map_err(status::status)?;
+            Ok(Response::new(verified(verification)))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secretgen_core::verification::VerifyResult;
+
+    /// Every result of the core has its protobuf value, numbered in the order of
+    /// `VerifyResult::ALL` (1 to 5).
+    #[test]
+    fn each_result_has_its_protobuf_name_and_number() {
+        for (i, result) in VerifyResult::ALL.into_iter().enumerate() {
+            let wire = wire_result(&Verification {
+                result,
+                attempts_left: 0,
+            });
+            assert_eq!(wire as usize, i + 1, "{result}");
+            assert_eq!(wire.as_str_name(), result.name());
+        }
     }
 }

@@ -23,16 +23,22 @@ pub enum GrpcMethod {
     Generate,
     /// `secretgen.v1.CodeService/GenerateStream`.
     GenerateStream,
+    /// `secretgen.v1.CodeService/Issue`.
+    Issue,
+    /// `secretgen.v1.CodeService/Verify`.
+    Verify,
 }
 
 impl GrpcMethod {
     /// Every value, in label-table order.
-    pub const ALL: [GrpcMethod; 5] = [
+    pub const ALL: [GrpcMethod; 7] = [
         GrpcMethod::ListSecretGenerators,
         GrpcMethod::GetSecretGenerator,
         GrpcMethod::UpdateSecretGenerator,
         GrpcMethod::Generate,
         GrpcMethod::GenerateStream,
+        GrpcMethod::Issue,
+        GrpcMethod::Verify,
     ];
 
     /// The method's full name, as in its path: `/package.Service/Method`.
@@ -47,6 +53,8 @@ impl GrpcMethod {
             }
             GrpcMethod::Generate => "/secretgen.v1.CodeService/Generate",
             GrpcMethod::GenerateStream => "/secretgen.v1.CodeService/GenerateStream",
+            GrpcMethod::Issue => "/secretgen.v1.CodeService/Issue",
+            GrpcMethod::Verify => "/secretgen.v1.CodeService/Verify",
         }
     }
 }

@@ -356,6 +356,20 @@ mod tests {
                 &["generatorType"],
             ),
             ("secretgen.v1", "GenerateResponse", "GenerateResponse", &[]),
+            (
+                "secretgen.v1",
+                "IssueRequest",
+                "IssueRequest",
+                &["generatorType"],
+            ),
+            ("secretgen.v1", "IssueResponse", "IssueResponse", &[]),
+            (
+                "secretgen.v1",
+                "VerifyRequest",
+                "VerifyRequest",
+                &["generatorType"],
+            ),
+            ("secretgen.v1", "VerifyResponse", "VerifyResponse", &[]),
         ];
         for (package, message, schema, in_path) in pairs {
             let descriptor = files

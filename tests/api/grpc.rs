@@ -22,10 +22,10 @@ use tonic_types::StatusExt;
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_configured, spawn_app_process};
 
-const OTP_SMS: i32 = SecretGeneratorType::OtpSms as i32;
+pub(crate) const OTP_SMS: i32 = SecretGeneratorType::OtpSms as i32;
 
 /// `message` with `authorization: Bearer token`.
-fn authed<T>(message: T, token: &str) -> Request<T> {
+pub(crate) fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
@@ -46,12 +46,12 @@ async fn admin(app: &TestApp) -> AdminServiceClient<Channel> {
     AdminServiceClient::new(channel(app).await)
 }
 
-async fn codes(app: &TestApp) -> CodeServiceClient<Channel> {
+pub(crate) async fn codes(app: &TestApp) -> CodeServiceClient<Channel> {
     CodeServiceClient::new(channel(app).await)
 }
 
 /// The fields of a status's `google.rpc.BadRequest`, in order.
-fn violated_fields(status: &Status) -> Vec<String> {
+pub(crate) fn violated_fields(status: &Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let details = status.get_error_details();
     let bad = details.bad_request().expect("a BadRequest detail");

@@ -11,6 +11,7 @@ mod console;
 mod errors;
 mod generators;
 mod grpc;
+mod grpc_codes;
 mod helpers;
 mod lifecycle;
 mod limits;

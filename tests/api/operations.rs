@@ -193,11 +193,15 @@ fn the_openapi_description_is_served_and_names_every_route() {
             "/admin/v1/tokens",
             "/admin/v1/tokens/_search",
             "/admin/v1/tokens/{id}",
+            "/admin/v1/verifications/_unlock",
+            "/admin/v1/verifications/stats",
             "/healthz",
             "/metrics",
             "/openapi.json",
             "/readyz",
             "/v1/codes/{generatorType}/_generate",
+            "/v1/codes/{generatorType}/_issue",
+            "/v1/codes/{generatorType}/_verify",
         ]
     );
     // Every documented operation exists: none answers 404 or 405.

@@ -633,3 +633,56 @@ fn an_admin_lifts_a_lock_and_the_audit_log_records_it_without_the_subject() {
         events.body
     );
 }
+
+#[test]
+fn the_stats_count_the_last_hour_the_locks_and_the_chance_of_a_guess() {
+    let app = app_with(Limits {
+        lock_after: 2,
+        ..unlimited_issues()
+    });
+    let code = code_of(&app.issue("OTP_SMS", &app.token, "sam"));
+    app.verify("OTP_SMS", &app.token, "sam", &code);
+    app.verify("OTP_SMS", &app.token, "sam", &code);
+    let code = code_of(&app.issue("OTP_SMS", &app.token, "tess"));
+    app.verify("OTP_SMS", &app.token, "tess", &other_than(&code));
+    app.verify("OTP_SMS", &app.token, "tess", &other_than(&code));
+    let stats = app.request(
+        "GET",
+        "/admin/v1/verifications/stats",
+        Some(&app.token),
+        None,
+    );
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    assert_eq!(stats.body["limits"]["lockAfter"], 2);
+    assert_eq!(stats.body["limits"]["lockFor"], "86400s");
+    let types = stats.body["result"].as_array().unwrap();
+    assert_eq!(types.len(), 8);
+    let sms = types
+        .iter()
+        .find(|t| t["generatorType"] == "SECRET_GENERATOR_TYPE_OTP_SMS")
+        .unwrap();
+    assert_eq!(sms["issued"], "2");
+    assert_eq!(
+        sms["verified"],
+        json!({"approved": "1", "rejected": "1", "expired": "0", "locked": "1", "notFound": "1"})
+    );
+    assert_eq!(sms["lockedSubjects"], "1");
+    // Eight digits, two guesses before the lock: 2 in 10^8.
+    let chance = sms["guessChance"].as_f64().unwrap();
+    assert!((chance - 2e-8).abs() < 1e-15, "{chance}");
+    let email = types
+        .iter()
+        .find(|t| t["generatorType"] == "SECRET_GENERATOR_TYPE_OTP_EMAIL")
+        .unwrap();
+    assert_eq!(email["issued"], "0");
+    assert_eq!(email["lockedSubjects"], "0");
+
+    let issuer = app.create_token("issuer", "codes.issue");
+    let refused = app.request("GET", "/admin/v1/verifications/stats", Some(&issuer), None);
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        app.request("GET", "/admin/v1/verifications/stats", None, None)
+            .status,
+        401
+    );
+}

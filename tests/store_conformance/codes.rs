@@ -111,7 +111,7 @@ pub fn a_code_is_approved_once(store: Arc<dyn Store>) {
         c.verify("alice", "123456", START),
         (VerifyResult::NotFound, 0)
     );
-    assert_eq!(c.store.code_counts().unwrap().codes, 0);
+    assert_eq!(c.store.code_counts(START).unwrap().codes, 0);
     // Expired: said so until it is purged.
     c.issue("alice", "111111", START);
     let late = START + 301 * SECOND;
@@ -242,7 +242,7 @@ pub fn the_purge_keeps_what_is_pending(store: Arc<dyn Store>) {
     c.issue("hal", "000001", START);
     c.issue("ida", "000002", START + 400 * SECOND);
     c.verify("joe", "1", START); // no subject: nothing stored
-    let counts = c.store.code_counts().unwrap();
+    let counts = c.store.code_counts(START).unwrap();
     assert_eq!((counts.codes, counts.subjects), (2, 2));
     // Hal's code expired 100 s before the cut: purged; Ida's is pending.
     let now = START + 1000 * SECOND;
@@ -250,7 +250,7 @@ pub fn the_purge_keeps_what_is_pending(store: Arc<dyn Store>) {
     assert_eq!(purged.codes, 1);
     // Hal's subject has no failures, no code and no recent issue: purged too.
     assert_eq!(purged.subjects, 1);
-    let counts = c.store.code_counts().unwrap();
+    let counts = c.store.code_counts(START).unwrap();
     assert_eq!((counts.codes, counts.subjects), (1, 1));
     assert_eq!(
         c.verify("ida", "000002", START + 401 * SECOND).0,

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{Details, field, generator_type, timestamp};
 use crate::api::error::{ApiError, Violation};
-use secretgen_core::service::{IssuedCode, Unlocked, Verification};
+use secretgen_core::service::{CodeStats, IssuedCode, Unlocked, Verification};
 use secretgen_core::verification::CodeSubject;
 use secretgen_engine::generator_type::GeneratorType;
 use secretgen_engine::registry::{InstanceId, Version};
@@ -133,4 +133,50 @@ pub fn unlocked(unlocked: &Unlocked, instance: &InstanceId) -> Value {
             serde_json::to_value(Details::of(version, instance)).expect("details serialize");
     }
     answer
+}
+
+/// The `GET /admin/v1/verifications/stats` answer: the limits, and per type the last hour's
+/// counts on this server, the deployment's locked subjects, the entropy and the chance of a
+/// guess within the limits. Counts are int64 strings, as protobuf's JSON writes them.
+pub fn code_stats(stats: &CodeStats) -> Value {
+    use secretgen_core::verification::VerifyResult;
+    let limits = &stats.limits;
+    let types: Vec<Value> = stats
+        .types
+        .iter()
+        .map(|t| {
+            let mut verified = Map::new();
+            for result in VerifyResult::ALL {
+                let name = match result {
+                    VerifyResult::Approved => "approved",
+                    VerifyResult::Rejected => "rejected",
+                    VerifyResult::Expired => "expired",
+                    VerifyResult::Locked => "locked",
+                    VerifyResult::NotFound => "notFound",
+                };
+                verified.insert(name.to_owned(), t.hour.verified(result).to_string().into());
+            }
+            serde_json::json!({
+                "generatorType": t.generator_type.full_name(),
+                "issued": t.hour.issued.to_string(),
+                "verified": verified,
+                "lockedSubjects": t.locked_subjects.to_string(),
+                "entropyBits": secretgen_engine::config::floor_hundredths(t.entropy_bits),
+                "guessChance": t.guess_chance,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "window": "3600s",
+        "limits": {
+            "maxAttempts": limits.max_attempts,
+            "lockAfter": limits.lock_after,
+            "lockFor": secretgen_core::protojson::duration_text(limits.lock_for),
+            "pending": limits.pending,
+            "resendAfter": secretgen_core::protojson::duration_text(limits.resend_after),
+            "issuesPerWindow": limits.issues_per_window,
+            "window": secretgen_core::protojson::duration_text(limits.window),
+        },
+        "result": types,
+    })
 }

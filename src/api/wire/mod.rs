@@ -14,7 +14,9 @@ use secretgen_engine::generator_type::{GeneratorType, ParseGeneratorTypeError};
 use secretgen_engine::registry::{InstanceId, Version};
 
 pub use crate::protojson::timestamp;
-pub use codes::{issue_request, issued, unlock_request, unlocked, verified, verify_request};
+pub use codes::{
+    code_stats, issue_request, issued, unlock_request, unlocked, verified, verify_request,
+};
 pub use events::{EventPageBody, event_query};
 pub use tokens::{created_token, new_token, token_page, token_query};
 

@@ -14,6 +14,7 @@
 //! it reads the request, so that a caller without the right gets 401 or 403 whatever else is
 //! wrong with its request, and learns nothing about the input's rules.
 
+pub mod activity;
 pub mod audit;
 mod background;
 mod codes;
@@ -40,7 +41,8 @@ pub use token_admin::{
 };
 pub use tokens::{Principal, Tokens};
 pub use verify::{
-    CodeSettings, IssueCodes, IssuedCode, UnlockSubjects, Unlocked, Verification, VerifyCodes,
+    CodeSettings, CodeStats, IssueCodes, IssuedCode, TypeStats, UnlockSubjects, Unlocked,
+    Verification, VerifyCodes,
 };
 
 use crate::control::ControlPlane;
@@ -192,6 +194,8 @@ pub struct Service {
     background: background::Background,
     /// The keys and limits of issued codes; `None`: no code is issued.
     codes: Option<CodeSettings>,
+    /// What this server issued and verified in the last hour.
+    activity: activity::Activity,
 }
 
 impl Service {
@@ -215,6 +219,7 @@ impl Service {
                 crate::store::unavailable(format!("cannot start the log's reader threads: {e}"))
             })?,
             codes: None,
+            activity: activity::Activity::default(),
         })
     }
 

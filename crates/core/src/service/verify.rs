@@ -7,11 +7,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Error, Grant, Operation, Service, Subject, Violation};
+use super::activity::HourCounts;
+use super::{Error, Grant, Operation, ReadGenerators, Service, Subject, Violation};
 use crate::store::codes::{IssueRequest, Issued, UnlockRequest, VerifyRequest};
 use crate::store::{from_micros, hex, to_micros, truncate_to_micros};
 use crate::token::Permission;
-use crate::verification::{CodeFor, CodeSubject, Keyring, Limits, TypedCode, VerifyResult};
+use crate::verification::{
+    CodeFor, CodeSubject, Keyring, Limits, TypedCode, VerifyResult, guess_chance,
+};
 use secretgen_engine::generator::Code;
 use secretgen_engine::generator_type::GeneratorType;
 
@@ -182,6 +185,7 @@ impl Service {
         match issued {
             Issued::Stored { attempts_left } => {
                 self.metrics.code_issued(generator_type);
+                self.activity.issued(generator_type, now);
                 Ok(IssuedCode {
                     id,
                     code,
@@ -250,6 +254,8 @@ impl Service {
             })?;
         self.metrics
             .code_verified(generator_type, verified.result, verified.locked);
+        self.activity
+            .verified(generator_type, verified.result, SystemTime::now());
         if verified.locked {
             tracing::warn!(generator_type = %generator_type, "subject locked after too many failed verifications");
         }
@@ -318,6 +324,73 @@ impl Service {
             failures: u64::try_from(facts.failures).unwrap_or(0),
             was_locked: facts.locked_until.is_some(),
             event: Some((event.sequence, event.created_at)),
+        })
+    }
+}
+
+/// What issued codes did lately, per type, and what an attacker could achieve.
+#[derive(Clone, Debug)]
+pub struct CodeStats {
+    /// The limits in force.
+    pub limits: Limits,
+    /// Every type, in type order.
+    pub types: Vec<TypeStats>,
+}
+
+/// One type's figures.
+#[derive(Clone, Debug)]
+pub struct TypeStats {
+    /// The type.
+    pub generator_type: GeneratorType,
+    /// What this server issued and verified in the last hour.
+    pub hour: HourCounts,
+    /// Subjects locked now (the whole deployment's, from the store).
+    pub locked_subjects: u64,
+    /// The entropy of one code of the live configuration, in bits.
+    pub entropy_bits: f64,
+    /// The chance of guessing a pending code within the failures a lock allows: that many
+    /// guesses over the number of codes the configuration can make.
+    pub guess_chance: f64,
+}
+
+impl Service {
+    /// What issued codes did in the last hour on this server, the locked subjects of the
+    /// deployment, and the chance of a guess within the limits, per type.
+    pub async fn code_stats(&self, _: &Grant<ReadGenerators>) -> Result<CodeStats, Error> {
+        let settings = self.code_settings()?;
+        let store = Arc::clone(self.control.store());
+        let now = SystemTime::now();
+        let counts = tokio::task::spawn_blocking(move || store.code_counts(to_micros(now)))
+            .await
+            .map_err(|_| Error::Internal("the count was interrupted"))?
+            .map_err(|e| {
+                Error::store(
+                    e,
+                    "the store cannot count the locks",
+                    "the store is damaged",
+                )
+            })?;
+        let types = GeneratorType::ALL
+            .into_iter()
+            .map(|t| {
+                let config = self.control.get(t);
+                let entropy_bits = config.config().entropy_bits();
+                TypeStats {
+                    generator_type: t,
+                    hour: self.activity.hour(t, now),
+                    locked_subjects: counts
+                        .locked
+                        .iter()
+                        .find(|(locked, _)| *locked == t)
+                        .map_or(0, |(_, n)| *n),
+                    entropy_bits,
+                    guess_chance: guess_chance(entropy_bits, settings.limits.lock_after),
+                }
+            })
+            .collect();
+        Ok(CodeStats {
+            limits: settings.limits,
+            types,
         })
     }
 }

@@ -218,12 +218,33 @@ pub struct Purged {
 }
 
 /// What the store holds of issued codes, for `secretgen check`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CodeCounts {
     /// Codes stored (pending, or expired and not purged yet).
     pub codes: u64,
     /// Subjects stored.
     pub subjects: u64,
+    /// Subjects locked, by type (those with none left out).
+    pub locked: Vec<(GeneratorType, u64)>,
+}
+
+/// The SQL of the locked subjects per type at a time (its one parameter), both stores'.
+pub(crate) const LOCKED_BY_TYPE: &str = "SELECT generator_type, COUNT(*) FROM verify_subjects \
+     WHERE locked_until > $1 GROUP BY generator_type ORDER BY generator_type";
+
+/// Locked counts read by [`LOCKED_BY_TYPE`], by type; `bad` words a row whose type is not one.
+pub(crate) fn locked_by_type(
+    rows: Vec<(String, i64)>,
+    bad: impl Fn(String) -> StoreError,
+) -> Result<Vec<(GeneratorType, u64)>, StoreError> {
+    rows.into_iter()
+        .map(|(t, n)| {
+            let t: GeneratorType = t
+                .parse()
+                .map_err(|e| bad(format!("a subject has a bad generator type: {e}")))?;
+            Ok((t, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect()
 }
 
 /// One write transaction's steps on the codes' tables.

@@ -390,8 +390,9 @@ pub trait CodeStore {
     /// to keep at `now` (microseconds since the Unix epoch both).
     fn purge_codes(&self, now: i64, expired_before: i64) -> Result<codes::Purged, StoreError>;
 
-    /// How many codes and subjects are stored.
-    fn code_counts(&self) -> Result<codes::CodeCounts, StoreError>;
+    /// How many codes and subjects are stored, and how many subjects of each type are
+    /// locked at `now` (microseconds since the Unix epoch).
+    fn code_counts(&self, now: i64) -> Result<codes::CodeCounts, StoreError>;
 }
 
 /// The event log of each instance: configuration changes and token events, each chained to

@@ -175,12 +175,12 @@ impl fmt::Display for VerifyResult {
     }
 }
 
-/// The chance that an attacker guesses a code of `alphabet_len` characters to the power of
-/// `length` within `guesses` tries (at most the failures before a lock): `guesses / N`,
-/// capped at 1.
-pub fn guess_chance(alphabet_len: usize, length: usize, guesses: u32) -> f64 {
-    let log2_codes = length as f64 * (alphabet_len as f64).log2();
-    (f64::from(guesses).log2() - log2_codes).exp2().min(1.0)
+/// The chance that an attacker guesses a pending code within `guesses` tries (at most the
+/// failures a lock allows), for codes of `entropy_bits`: `guesses` over the number of codes
+/// the configuration makes (the alphabet's size to the power of the length, or fewer with
+/// `requireEachClass`), capped at 1.
+pub fn guess_chance(entropy_bits: f64, guesses: u32) -> f64 {
+    (f64::from(guesses).log2() - entropy_bits).exp2().min(1.0)
 }
 
 #[cfg(test)]
@@ -228,8 +228,9 @@ mod tests {
 
     #[test]
     fn the_chance_of_a_guess_is_the_guesses_over_the_codes() {
-        assert!((guess_chance(10, 6, 100) - 1e-4).abs() < 1e-12);
-        assert_eq!(guess_chance(10, 1, 100), 1.0);
-        assert!(guess_chance(62, 1024, 100) >= 0.0);
+        let six_digits = 6.0 * 10f64.log2();
+        assert!((guess_chance(six_digits, 100) - 1e-4).abs() < 1e-12);
+        assert_eq!(guess_chance(10f64.log2(), 100), 1.0);
+        assert!(guess_chance(6000.0, 100) >= 0.0);
     }
 }

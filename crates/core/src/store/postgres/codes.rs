@@ -243,8 +243,8 @@ impl CodeStore for PostgresStore {
         }
     }
 
-    fn code_counts(&self) -> Result<CodeCounts, StoreError> {
-        self.run("cannot read", |pool| async move {
+    fn code_counts(&self, now: i64) -> Result<CodeCounts, StoreError> {
+        let (codes, subjects, rows) = self.run("cannot read", move |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             let row = client
                 .query_one(
@@ -254,10 +254,23 @@ impl CodeStore for PostgresStore {
                 )
                 .await
                 .map_err(sql)?;
-            Ok(CodeCounts {
-                codes: row.get::<_, i64>(0) as u64,
-                subjects: row.get::<_, i64>(1) as u64,
-            })
+            let locked = client
+                .query(codes::LOCKED_BY_TYPE, &[&now])
+                .await
+                .map_err(sql)?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>();
+            Ok((
+                row.get::<_, i64>(0) as u64,
+                row.get::<_, i64>(1) as u64,
+                locked,
+            ))
+        })?;
+        Ok(CodeCounts {
+            codes,
+            subjects,
+            locked: codes::locked_by_type(rows, self.corrupt())?,
         })
     }
 }

@@ -315,9 +315,10 @@ impl SqliteStore {
         }
     }
 
-    /// How many codes and subjects are stored.
-    pub(super) fn count_codes(&self) -> Result<CodeCounts, StoreError> {
+    /// How many codes and subjects are stored, and the locked subjects by type at `now`.
+    pub(super) fn count_codes(&self, now: i64) -> Result<CodeCounts, StoreError> {
         let inner = self.inner();
+        let read_error = |e| sql_error(&self.path, "cannot read", e);
         let count = |table: &str| {
             inner
                 .conn
@@ -325,11 +326,20 @@ impl SqliteStore {
                     row.get::<_, i64>(0)
                 })
                 .map(|n| n as u64)
-                .map_err(|e| sql_error(&self.path, "cannot read", e))
+                .map_err(read_error)
         };
+        let rows = inner
+            .conn
+            .prepare_cached(codes::LOCKED_BY_TYPE)
+            .and_then(|mut stmt| {
+                stmt.query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<(String, i64)>, _>>()
+            })
+            .map_err(read_error)?;
         Ok(CodeCounts {
             codes: count("verify_codes")?,
             subjects: count("verify_subjects")?,
+            locked: codes::locked_by_type(rows, |why| corrupt(&self.path, &why))?,
         })
     }
 }
@@ -362,7 +372,7 @@ impl crate::store::CodeStore for SqliteStore {
         self.purge(now, expired_before)
     }
 
-    fn code_counts(&self) -> Result<CodeCounts, StoreError> {
-        self.count_codes()
+    fn code_counts(&self, now: i64) -> Result<CodeCounts, StoreError> {
+        self.count_codes(now)
     }
 }
