@@ -2,6 +2,13 @@
 // JSON API as any other client with the token the admin pastes. The page's CSP forbids inline
 // script and style, so everything visual is done by toggling classes and the `hidden` attribute,
 // and all text goes in through textContent (never innerHTML: names come from users).
+// common.js holds the API client and the helpers; verify.js the verification panel.
+
+import {
+  $, ApiError, api, button, cell, classesOf, describeError, formatEntropy, handleUnauthorized,
+  session, setMessage, shortType, timeElement, yesNo,
+} from './common.js';
+import { loadStats, resetVerification, showEditorGuessChance, unlockEventChanges } from './verify.js';
 
 const TOKEN_KEY = 'secretgen.console.token';
 const PREVIEW_DELAY_MS = 250;
@@ -34,117 +41,13 @@ const ERROR_INPUTS = {
   ...Object.fromEntries(CLASS_FIELDS.map((f) => [f, [`f-${f}`]])),
 };
 
-const $ = (id) => document.getElementById(id);
-
 const state = {
-  token: null,
   generators: [],
   selected: null, // generator type being edited
   previewTimer: 0,
   previewSeq: 0, // answers to older previews are ignored
   revokeId: null,
 };
-
-// ---------------------------------------------------------------------------------------------
-// API
-
-class ApiError extends Error {
-  constructor(status, body) {
-    super(body?.message || `HTTP ${status}`);
-    this.status = status;
-    this.code = body?.code;
-    // google.rpc.BadRequest field violations, flattened.
-    this.violations = (body?.details ?? [])
-      .flatMap((d) => d?.fieldViolations ?? []);
-  }
-}
-
-async function api(method, path, body, token = state.token) {
-  const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const response = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    cache: 'no-store',
-  });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // Not JSON (should not happen): the status alone tells the story.
-  }
-  if (!response.ok) throw new ApiError(response.status, data);
-  return data;
-}
-
-/** Words for an error from an action that needs a permission. */
-function describeError(error, permission) {
-  if (!(error instanceof ApiError)) return `Could not reach the server (${error.message}).`;
-  if (error.status === 403) return `This token may not do that (needs ${permission}).`;
-  return `The server refused: ${error.message}`;
-}
-
-/** A 401 in the middle of a session means the token was revoked or expired. */
-function handleUnauthorized(error) {
-  if (error instanceof ApiError && error.status === 401) {
-    signOut('The token is no longer accepted. Sign in again.');
-    return true;
-  }
-  return false;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small formatting helpers
-
-const shortType = (type) => type.replace(/^SECRET_GENERATOR_TYPE_/, '');
-
-function formatDate(text) {
-  if (!text) return '–';
-  const date = new Date(text);
-  return Number.isNaN(date.getTime()) ? text : date.toLocaleString();
-}
-
-function timeElement(text) {
-  const time = document.createElement('time');
-  if (text) time.dateTime = text;
-  time.textContent = formatDate(text);
-  return time;
-}
-
-function classesOf(config) {
-  const names = [];
-  if (config.includeLowerLetters) names.push('a–z');
-  if (config.includeUpperLetters) names.push('A–Z');
-  if (config.includeDigits) names.push('0–9');
-  if (config.includeSymbols) names.push('symbols');
-  return names.join(' ') || 'none';
-}
-
-const yesNo = (value) => (value ? 'yes' : 'no');
-const formatEntropy = (bits) => (typeof bits === 'number' ? bits.toFixed(2) : '–');
-
-function cell(text, column) {
-  const td = document.createElement('td');
-  if (column) td.dataset.col = column;
-  if (text instanceof Node) td.append(text);
-  else td.textContent = String(text);
-  return td;
-}
-
-function button(text, className, onClick) {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = text;
-  if (className) b.className = className;
-  b.addEventListener('click', onClick);
-  return b;
-}
-
-function setMessage(id, text) {
-  const el = $(id);
-  el.textContent = text ?? '';
-}
 
 // ---------------------------------------------------------------------------------------------
 // Sign in / out
@@ -158,17 +61,17 @@ function showSignedIn(signedIn) {
 async function signIn(token) {
   // The generators search needs iam.read: it proves the token and fills the table at once.
   const answer = await api('POST', '/admin/v1/secretgenerators/_search', {}, token);
-  state.token = token;
+  session.token = token;
   sessionStorage.setItem(TOKEN_KEY, token);
   showSignedIn(true);
   setMessage('app-error', '');
   renderGenerators(answer.result ?? []);
-  await loadTokens();
+  await Promise.all([loadTokens(), loadStats()]);
 }
 
 function signOut(reason) {
   sessionStorage.clear();
-  state.token = null;
+  session.token = null;
   state.generators = [];
   state.selected = null;
   state.previewSeq += 1;
@@ -180,6 +83,7 @@ function signOut(reason) {
   $('editor').hidden = true;
   $('history').hidden = true;
   hideNewToken();
+  resetVerification();
   $('token-form').reset();
   $('signin-form').reset();
   showSignedIn(false);
@@ -222,6 +126,7 @@ $('signin-form').addEventListener('submit', async (event) => {
 });
 
 $('signout-button').addEventListener('click', () => signOut());
+session.onUnauthorized = () => signOut('The token is no longer accepted. Sign in again.');
 
 // ---------------------------------------------------------------------------------------------
 // Generators table
@@ -314,6 +219,8 @@ function showPreview(answer) {
   $('entropy').textContent = typeof answer.entropyBits === 'number'
     ? `${answer.entropyBits.toFixed(2)} bits`
     : '–';
+  // Beside it, the chance of guessing such a code within the lock's failures.
+  showEditorGuessChance(answer.entropyBits);
   const samples = (answer.samples ?? []).map((code) => {
     const li = document.createElement('li');
     li.dataset.testid = 'sample';
@@ -413,7 +320,8 @@ $('edit-form').addEventListener('submit', async (event) => {
     const answer = await api('PUT', `/admin/v1/secretgenerators/${type}`, config);
     showViolations([]);
     setMessage('save-status', `Saved: sequence ${answer.details?.sequence ?? '?'}`);
-    await Promise.all([loadGenerators(), loadHistory(type)]);
+    // The verification panel's entropy and guess chance follow the new configuration.
+    await Promise.all([loadGenerators(), loadHistory(type), loadStats()]);
     runPreview();
   } catch (error) {
     if (handleUnauthorized(error)) return;
@@ -440,21 +348,16 @@ function formatValue(field, value) {
   return String(value);
 }
 
-function historyEntry(event) {
-  const li = document.createElement('li');
-  li.dataset.testid = 'history-entry';
-  li.dataset.sequence = event.sequence;
+/** What an event did, in words: generator events are about the type the history is of. */
+function eventKind(type) {
+  if (type === 'instance.verification.unlocked') return 'lifted a lock';
+  if (type?.endsWith('.added')) return 'created it';
+  return 'changed it';
+}
 
-  const head = document.createElement('p');
-  head.className = 'history-head';
-  const who = document.createElement('strong');
-  who.textContent = event.creator || 'unknown';
-  const kind = event.eventType?.endsWith('.added') ? 'created it' : 'changed it';
-  head.append(who, ` ${kind} · `, timeElement(event.creationDate), ` · sequence ${event.sequence}`);
-  li.append(head);
-
-  const changes = document.createElement('ul');
-  changes.className = 'changes';
+/** The fields a configuration event set (all of them) or changed (the others are left out). */
+function configChanges(event) {
+  const items = [];
   const config = event.config ?? {};
   for (const field of CONFIG_FIELDS) {
     const before = event.previous?.[field];
@@ -469,8 +372,29 @@ function historyEntry(event) {
     item.append(event.previous
       ? `${formatValue(field, before)} → ${formatValue(field, after)}`
       : formatValue(field, after));
-    changes.append(item);
+    items.push(item);
   }
+  return items;
+}
+
+function historyEntry(event) {
+  const li = document.createElement('li');
+  li.dataset.testid = 'history-entry';
+  li.dataset.sequence = event.sequence;
+  if (event.eventType) li.dataset.eventType = event.eventType;
+
+  const head = document.createElement('p');
+  head.className = 'history-head';
+  const who = document.createElement('strong');
+  who.textContent = event.creator || 'unknown';
+  head.append(who, ` ${eventKind(event.eventType)} · `, timeElement(event.creationDate),
+    ` · sequence ${event.sequence}`);
+  li.append(head);
+
+  const changes = document.createElement('ul');
+  changes.className = 'changes';
+  // An unlock carries no configuration: it says whose failures it cleared (a keyed hash).
+  changes.append(...(event.unlock ? unlockEventChanges(event.unlock) : configChanges(event)));
   if (!changes.children.length) {
     const item = document.createElement('li');
     item.textContent = 'no field changed';
@@ -541,7 +465,8 @@ function hideNewToken() {
 
 const TOKEN_FIELD_ERRORS = { name: 't-name-error', permissions: 't-permissions-error', expiry: 't-expiry-error' };
 const TOKEN_FIELD_INPUTS = { name: ['t-name'], expiry: ['t-expiry'],
-  permissions: ['t-perm-iam-read', 't-perm-iam-write', 't-perm-codes-generate'] };
+  permissions: ['t-perm-iam-read', 't-perm-iam-write', 't-perm-codes-generate',
+    't-perm-codes-issue', 't-perm-codes-verify'] };
 
 function showTokenViolations(violations) {
   const messages = { name: [], permissions: [], expiry: [] };

@@ -14,8 +14,9 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// The console's files: name, content type, content.
-const FILES: [(&str, &str, &str); 3] = [
+/// The console's files: name, content type, content. The page loads `app.js`, which
+/// imports the other modules by relative URL.
+const FILES: [(&str, &str, &str); 5] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -25,6 +26,16 @@ const FILES: [(&str, &str, &str); 3] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../console/app.js"),
+    ),
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/common.js"),
+    ),
+    (
+        "verify.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/verify.js"),
     ),
     (
         "style.css",
@@ -63,7 +74,7 @@ pub async fn index() -> HttpResponse {
     file("index.html").unwrap_or_else(|| HttpResponse::InternalServerError().finish())
 }
 
-/// `GET /console/{file}`: its script and style sheet; 404 for anything else.
+/// `GET /console/{file}`: its scripts and style sheet; 404 for anything else.
 pub async fn asset(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     file(&name).ok_or_else(|| ApiError::not_found(req.path()))
 }

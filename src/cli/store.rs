@@ -122,6 +122,16 @@ fn describe_store(store: &dyn Store) -> Result<Vec<String>, CliError> {
         ));
     }
     lines.push(format!("tokens: {}", store.token_count()?));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let codes = store.code_counts(now)?;
+    lines.push(format!(
+        "issued codes: {} stored for {} subjects, {} subjects locked (keyed hashes only)",
+        codes.codes,
+        codes.subjects,
+        codes.locked.iter().map(|(_, n)| n).sum::<u64>()
+    ));
     Ok(lines)
 }
 

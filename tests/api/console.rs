@@ -26,6 +26,16 @@ fn the_console_is_served_from_the_binary_with_a_strict_policy() {
             "console/app.js",
         ),
         (
+            "/console/common.js",
+            "text/javascript; charset=utf-8",
+            "console/common.js",
+        ),
+        (
+            "/console/verify.js",
+            "text/javascript; charset=utf-8",
+            "console/verify.js",
+        ),
+        (
             "/console/style.css",
             "text/css; charset=utf-8",
             "console/style.css",

@@ -549,6 +549,14 @@ fn the_embedded_store_makes_a_private_key_file_once_and_stores_no_code_or_subjec
     // The key is in its own file only.
     let line = text.lines().next().unwrap();
     assert!(!holds(line.split(':').nth(1).unwrap().as_bytes()));
+    // `secretgen check` counts them, beside the server.
+    let out = app.command(&["check"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("issued codes: 2000 stored for 2000 subjects, 0 subjects locked"),
+        "{report}"
+    );
 }
 
 #[test]
