@@ -3,39 +3,80 @@
 //!
 //! ```text
 //! verify_load pairs TOKEN SECONDS CONNECTIONS BASE [BASE ...]
-//!     CONNECTIONS clients (threads with a keep-alive connection each, spread over the BASE
-//!     URLs), each issuing an OTP_SMS code for a subject of its own and verifying it, for
-//!     SECONDS: prints "pairs_per_second pair_p50_ms pair_p99_ms failures".
+//!     CONNECTIONS keep-alive connections (spread over the BASE URLs), each issuing an OTP_SMS
+//!     code for a subject of its own and verifying it on the next BASE, for SECONDS: prints
+//!     "pairs PAIRS_PER_SECOND P50_MS P99_MS FAILURES" (latency of a whole pair).
 //! verify_load generate TOKEN SECONDS CONNECTIONS BASE
-//!     CONNECTIONS clients calling _generate count=1: prints "calls_per_second p50_ms p99_ms".
+//!     CONNECTIONS connections calling _generate count=1: "generate CALLS_PER_SECOND P50 P99 FAILURES".
 //! verify_load both TOKEN SECONDS CONNECTIONS BASE
-//!     both at once, CONNECTIONS clients each: prints the two lines above.
+//!     both at once, CONNECTIONS connections each: the two lines.
 //! ```
+//! The client is one thread of async tasks speaking plain HTTP/1.1 (as wrk does), so that on a
+//! two-core machine it leaves the server as much as it can.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One keep-alive connection to `host:port`.
+struct Conn {
+    stream: TcpStream,
+    host: String,
+    buf: Vec<u8>,
 }
 
-fn post(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> (u16, String) {
-    let mut response = agent
-        .post(url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .send(body)
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
+impl Conn {
+    async fn open(base: &str) -> Conn {
+        let host = base
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let stream = TcpStream::connect(&host).await.expect("the server accepts");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream,
+            host,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// POSTs `body` to `path`; the status and the body of the answer.
+    async fn post(&mut self, path: &str, token: &str, body: &str) -> (u16, String) {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        self.stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("a write");
+        self.buf.clear();
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().expect("a length"));
+                if self.buf.len() >= end + 4 + length {
+                    let status = head[9..12].parse().expect("a status");
+                    let body = String::from_utf8_lossy(&self.buf[end + 4..end + 4 + length]);
+                    return (status, body.into_owned());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.expect("a read");
+            assert!(n > 0, "the server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The value of `"code":"…"` in an issue's answer.
@@ -54,76 +95,80 @@ fn percentiles(mut latencies: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
-/// Runs `work` on `clients` threads until `stop`; each returns its latencies and failures.
-fn run(
-    clients: usize,
-    stop: &Arc<AtomicBool>,
-    work: impl Fn(usize, &ureq::Agent) -> bool + Send + Sync + 'static,
-) -> std::thread::JoinHandle<(usize, Vec<f64>, usize)> {
-    let work = Arc::new(work);
-    let stop = Arc::clone(stop);
-    std::thread::spawn(move || {
-        let threads: Vec<_> = (0..clients)
-            .map(|c| {
-                let (work, stop) = (Arc::clone(&work), Arc::clone(&stop));
-                std::thread::spawn(move || {
-                    let agent = agent();
-                    let (mut latencies, mut failures) = (Vec::new(), 0);
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        if work(c, &agent) {
-                            latencies.push(t.elapsed().as_secs_f64() * 1e3);
-                        } else {
-                            failures += 1;
-                        }
-                    }
-                    (latencies, failures)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        let mut failures = 0;
-        for t in threads {
-            let (l, f) = t.join().expect("a client");
-            all.extend(l);
-            failures += f;
-        }
-        (all.len(), all, failures)
-    })
-}
-
-fn pairs(token: String, bases: Vec<String>) -> impl Fn(usize, &ureq::Agent) -> bool {
-    let counter = std::sync::atomic::AtomicU64::new(0);
-    move |client, agent| {
-        let n = counter.fetch_add(1, Ordering::Relaxed);
-        let base = &bases[client % bases.len()];
-        let subject = format!("user{client}-{n}@example.com");
-        let (status, answer) = post(
-            agent,
-            &format!("{base}/v1/codes/OTP_SMS/_issue"),
-            &token,
-            &format!(r#"{{"subject":"{subject}"}}"#),
-        );
+/// One connection's loop of pairs until `deadline`: its latencies and failures.
+async fn pairs(
+    client: usize,
+    token: String,
+    bases: Vec<String>,
+    deadline: Instant,
+) -> (Vec<f64>, usize) {
+    let mut issuer = Conn::open(&bases[client % bases.len()]).await;
+    // Verified on the next replica: any replica serves any code.
+    let mut verifier = Conn::open(&bases[(client + 1) % bases.len()]).await;
+    let run = std::process::id();
+    let (mut latencies, mut failures) = (Vec::new(), 0);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let subject = format!("user{run}x{client}x{n}@example.com");
+        let t = Instant::now();
+        let (status, answer) = issuer
+            .post(
+                "/v1/codes/OTP_SMS/_issue",
+                &token,
+                &format!(r#"{{"subject":"{subject}"}}"#),
+            )
+            .await;
         if status != 200 {
-            return false;
+            failures += 1;
+            continue;
         }
-        // Verified on the next replica: any replica serves any code.
-        let base = &bases[(client + 1) % bases.len()];
-        let (status, answer) = post(
-            agent,
-            &format!("{base}/v1/codes/OTP_SMS/_verify"),
-            &token,
-            &format!(r#"{{"subject":"{subject}","code":"{}"}}"#, code_of(&answer)),
-        );
-        status == 200 && answer.contains("VERIFY_RESULT_APPROVED")
+        let body = format!(r#"{{"subject":"{subject}","code":"{}"}}"#, code_of(&answer));
+        let (status, answer) = verifier
+            .post("/v1/codes/OTP_SMS/_verify", &token, &body)
+            .await;
+        if status == 200 && answer.contains("VERIFY_RESULT_APPROVED") {
+            latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        } else {
+            failures += 1;
+        }
     }
+    (latencies, failures)
 }
 
-fn generate(token: String, base: String) -> impl Fn(usize, &ureq::Agent) -> bool {
-    move |_, agent| {
-        let url = format!("{base}/v1/codes/OTP_SMS/_generate");
-        post(agent, &url, &token, "{}").0 == 200
+/// One connection's loop of `_generate` calls until `deadline`.
+async fn generate(token: String, base: String, deadline: Instant) -> (Vec<f64>, usize) {
+    let mut conn = Conn::open(&base).await;
+    let (mut latencies, mut failures) = (Vec::new(), 0);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        if conn
+            .post("/v1/codes/OTP_SMS/_generate", &token, "{}")
+            .await
+            .0
+            == 200
+        {
+            latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        } else {
+            failures += 1;
+        }
     }
+    (latencies, failures)
+}
+
+async fn report(name: &str, tasks: Vec<tokio::task::JoinHandle<(Vec<f64>, usize)>>, seconds: f64) {
+    let (mut all, mut failures) = (Vec::new(), 0);
+    for task in tasks {
+        let (latencies, failed) = task.await.expect("a client");
+        all.extend(latencies);
+        failures += failed;
+    }
+    let n = all.len();
+    let (p50, p99) = percentiles(all);
+    println!(
+        "{name} {:.0} {p50:.2} {p99:.2} {failures}",
+        n as f64 / seconds
+    );
 }
 
 fn main() {
@@ -134,32 +179,36 @@ fn main() {
     };
     let seconds: f64 = seconds.parse().expect("seconds");
     let connections: usize = connections.parse().expect("connections");
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut runs = Vec::new();
-    if mode == "pairs" || mode == "both" {
-        runs.push((
-            "pairs",
-            run(connections, &stop, pairs(token.clone(), bases.to_vec())),
-        ));
-    }
-    if mode == "generate" || mode == "both" {
-        runs.push((
-            "generate",
-            run(
-                connections,
-                &stop,
-                generate(token.clone(), bases[0].clone()),
-            ),
-        ));
-    }
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
-    for (name, run) in runs {
-        let (n, latencies, failures) = run.join().expect("the run");
-        let (p50, p99) = percentiles(latencies);
-        println!(
-            "{name} {:.0} {p50:.2} {p99:.2} {failures}",
-            n as f64 / seconds
-        );
-    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut pair_tasks = Vec::new();
+        let mut generate_tasks = Vec::new();
+        for c in 0..connections {
+            if mode == "pairs" || mode == "both" {
+                pair_tasks.push(tokio::spawn(pairs(
+                    c,
+                    token.clone(),
+                    bases.to_vec(),
+                    deadline,
+                )));
+            }
+            if mode == "generate" || mode == "both" {
+                generate_tasks.push(tokio::spawn(generate(
+                    token.clone(),
+                    bases[0].clone(),
+                    deadline,
+                )));
+            }
+        }
+        if !pair_tasks.is_empty() {
+            report("pairs", pair_tasks, seconds).await;
+        }
+        if !generate_tasks.is_empty() {
+            report("generate", generate_tasks, seconds).await;
+        }
+    });
 }

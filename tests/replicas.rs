@@ -744,3 +744,255 @@ fn readyz_says_the_store_is_down_while_writes_fail_behind_a_held_lock() {
         "{logs}"
     );
 }
+
+// Issued codes on replicas (SPEC section 12): single use across replicas, the key file every
+// replica must be given, and a database that holds neither a code nor a subject in clear.
+
+impl Replica {
+    /// `POST /v1/codes/{t}/_issue` for `subject`: the answer's body, which must be a 200.
+    fn issue(&self, t: &str, subject: &str) -> Value {
+        let (status, body) = self.call(
+            "POST",
+            &format!("/v1/codes/{t}/_issue"),
+            Some(&serde_json::json!({ "subject": subject }).to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// `POST /v1/codes/{t}/_verify` of `code` for `subject`: the result, which must be a 200.
+    fn verify(&self, t: &str, subject: &str, code: &str) -> String {
+        let (status, body) = self.call(
+            "POST",
+            &format!("/v1/codes/{t}/_verify"),
+            Some(&serde_json::json!({ "subject": subject, "code": code }).to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["result"].as_str().unwrap().to_owned()
+    }
+}
+
+#[test]
+fn among_64_concurrent_verifications_on_three_replicas_exactly_one_is_approved() {
+    let Some((_db, replicas)) = replicas("single_use_on_replicas", 3) else {
+        return;
+    };
+    // A code issued on one replica verifies on another.
+    let code = replicas[0].issue("OTP_SMS", "moved-on")["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        replicas[2].verify("OTP_SMS", "moved-on", &code),
+        "VERIFY_RESULT_APPROVED"
+    );
+    assert_eq!(
+        replicas[1].verify("OTP_SMS", "moved-on", &code),
+        "VERIFY_RESULT_NOT_FOUND"
+    );
+
+    for round in 0..5 {
+        let subject = format!("race-{round}");
+        let code = replicas[round % 3].issue("OTP_SMS", &subject)["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let barrier = std::sync::Barrier::new(64);
+        let results: Vec<String> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..64)
+                .map(|i| {
+                    let (replica, barrier) = (&replicas[i % 3], &barrier);
+                    let (subject, code) = (&subject, &code);
+                    s.spawn(move || {
+                        barrier.wait();
+                        replica.verify("OTP_SMS", subject, code)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let approved = results
+            .iter()
+            .filter(|r| *r == "VERIFY_RESULT_APPROVED")
+            .count();
+        assert_eq!(approved, 1, "round {round}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|r| r == "VERIFY_RESULT_APPROVED" || r == "VERIFY_RESULT_NOT_FOUND"),
+            "round {round}: {results:?}"
+        );
+    }
+}
+
+/// The tables of the database's own schemas.
+fn tables(db: &TestDatabase) -> Vec<String> {
+    db.client()
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn a_replica_without_a_key_file_refuses_to_start_and_writes_nothing() {
+    let Some(db) = TestDatabase::create("replica_without_key_file") else {
+        return;
+    };
+    assert_eq!(tables(&db), Vec::<String>::new());
+    let flag = secretgen([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        "off",
+        "--database-url",
+        db.url(),
+    ]);
+    let mut variable = secretgen(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "off"]);
+    variable.env("SECRETGEN_DATABASE_URL", db.url());
+    for (how, mut command) in [
+        ("--database-url", flag),
+        ("SECRETGEN_DATABASE_URL", variable),
+    ] {
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let exited = within(Duration::from_secs(30), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if exited.is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            exited.is_some(),
+            "{how}: the replica started without a key file"
+        );
+        let reason = common::cli::refusal(&out);
+        assert!(reason.contains("--verify-key-file"), "{how}: {reason}");
+        assert_eq!(
+            tables(&db),
+            Vec::<String>::new(),
+            "{how}: the refused replica wrote to the database"
+        );
+    }
+    // With the key file, the same database is made a store.
+    let replica = Replica::start(db.url());
+    assert!(tables(&db).contains(&"public.verify_codes".to_owned()));
+    drop(replica);
+}
+
+#[test]
+fn a_dump_of_the_database_holds_no_subject_and_no_code_in_clear() {
+    let Some((db, replicas)) = replicas("dump_holds_nothing_in_clear", 3) else {
+        return;
+    };
+    // Codes of 12 letters of both cases: none can be hex, digits or a word by chance.
+    let (status, body) = replicas[0].call(
+        "PUT",
+        "/admin/v1/secretgenerators/PASSWORDLESS_INIT_CODE",
+        Some(
+            r#"{"length": 12, "expiry": "3600s", "includeLowerLetters": true,
+                "includeUpperLetters": true}"#,
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    let sequence = sequence(&body["details"]);
+    for r in &replicas {
+        within(Duration::from_secs(5), || {
+            super_sequence(
+                &r.call(
+                    "GET",
+                    "/admin/v1/secretgenerators/PASSWORDLESS_INIT_CODE",
+                    None,
+                )
+                .1["secretGenerator"],
+            ) == sequence
+        })
+        .expect("every replica serves the letters-only configuration");
+    }
+    const CODES: usize = 10_000;
+    const THREADS: usize = 12;
+    // (subject, code, id) of every issue.
+    let issued: Vec<(String, String, String)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let replica = &replicas[t % 3];
+                s.spawn(move || {
+                    (t..CODES)
+                        .step_by(THREADS)
+                        .map(|n| {
+                            let subject = format!("user{n}@example.com");
+                            let body = replica.issue("PASSWORDLESS_INIT_CODE", &subject);
+                            let code = body["code"].as_str().unwrap().to_owned();
+                            let id = body["id"].as_str().unwrap().to_owned();
+                            (subject, code, id)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert_eq!(issued.len(), CODES);
+    assert!(
+        issued
+            .iter()
+            .all(|(_, code, _)| code.len() == 12 && code.bytes().all(|b| b.is_ascii_alphabetic())),
+        "codes of 12 letters"
+    );
+
+    let out = run(std::process::Command::new("pg_dump")
+        .args(["--no-owner", "--dbname"])
+        .arg(db.url()));
+    let dump = stdout(&out);
+    // The scan reads the codes' rows: the table, and each code's id (not a secret).
+    assert!(
+        dump.contains("verify_codes"),
+        "the dump has no verify_codes"
+    );
+    let words: std::collections::HashSet<&str> = dump
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let missing = issued
+        .iter()
+        .filter(|(_, _, id)| !words.contains(id.as_str()));
+    assert_eq!(missing.count(), 0, "the dump lacks codes' rows");
+    // Every subject ends in `@example.com`: no subject, nor any part of its domain, is there.
+    assert!(!dump.contains("example.com"), "a subject is in the dump");
+    assert!(
+        !issued
+            .iter()
+            .any(|(subject, _, _)| words.contains(subject.as_str())),
+        "a subject is in the dump"
+    );
+    // A code of letters in clear would lie within a run of letters: every 12 letters of
+    // every run.
+    let mut windows = std::collections::HashSet::new();
+    for run in dump.split(|c: char| !c.is_ascii_alphabetic()) {
+        for start in 0..run.len().saturating_sub(11) {
+            windows.insert(&run[start..start + 12]);
+        }
+    }
+    let found: Vec<&str> = issued
+        .iter()
+        .map(|(_, code, _)| code.as_str())
+        .filter(|code| windows.contains(code))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "{} codes are in the dump in clear",
+        found.len()
+    );
+}

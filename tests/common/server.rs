@@ -301,7 +301,11 @@ pub fn key_file_for(url: &str) -> std::path::PathBuf {
             "t1:{}\n",
             base64::engine::general_purpose::STANDARD.encode(digest)
         );
-        let scratch = path.with_extension(format!("{}.tmp", std::process::id()));
+        // A scratch file of this call's own: replicas started together from several
+        // threads of one test write it at the same time.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
         std::fs::write(&scratch, text).unwrap();
         std::fs::rename(&scratch, &path).unwrap();
     }

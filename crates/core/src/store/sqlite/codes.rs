@@ -55,6 +55,15 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Clears the leader's flag when dropped.
+struct StepDown<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StepDown<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// The codes flow's steps in a write transaction ([`SqliteTx`], the same as the other flows').
 impl CodesTx for SqliteTx<'_> {
     async fn subject(
@@ -206,22 +215,33 @@ impl CodesTx for SqliteTx<'_> {
 
 impl SqliteStore {
     /// Runs `op` in the next group commit, and answers once that is durable.
+    ///
+    /// A caller queues its operation; the first to find no leader becomes it and commits
+    /// groups (whatever is queued, each time) until the queue is empty; the others wait for
+    /// their answer alone, without taking turns at the writer's lock. A leader that steps
+    /// down looks at the queue once more, so an operation queued as it stepped down is never
+    /// left without one.
     pub(super) fn code_op(&self, op: CodeOp) -> Result<CodeAnswer, StoreError> {
         self.require_mode(&[Mode::Writer], "issue or verify codes")?;
         let (send, answer) = mpsc::sync_channel(1);
-        self.code_queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((op, send));
-        // Whoever holds the writer's connection takes the queue with it: once we hold it,
-        // either our operation was answered (by a group that took it) or it is still queued.
-        let mut inner = self.inner();
-        if let Ok(done) = answer.try_recv() {
-            return done;
+        self.queue().push((op, send));
+        while !self.code_leader.swap(true, Ordering::SeqCst) {
+            {
+                // Steps down however the groups end (a panic included).
+                let _leading = StepDown(&self.code_leader);
+                let mut inner = self.inner();
+                loop {
+                    let group = std::mem::take(&mut *self.queue());
+                    if group.is_empty() {
+                        break;
+                    }
+                    self.commit_group(&mut inner, group);
+                }
+            }
+            if self.queue().is_empty() {
+                break;
+            }
         }
-        let group = std::mem::take(&mut *self.code_queue.lock().unwrap_or_else(|e| e.into_inner()));
-        self.commit_group(&mut inner, group);
-        drop(inner);
         answer.recv().unwrap_or_else(|_| {
             Err(StoreError::new(
                 StoreErrorKind::Unavailable,
@@ -230,13 +250,18 @@ impl SqliteStore {
         })
     }
 
+    fn queue(&self) -> MutexGuard<'_, Vec<Queued>> {
+        self.code_queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Runs `group` in one transaction, each operation in a savepoint of its own, commits it
-    /// through [`SqliteStore::write_locked`] and answers every operation: with its own
+    /// through [`SqliteStore::write_locked_in_wal`] (durable in the synced WAL; no checkpoint
+    /// each time) and answers every operation: with its own
     /// answer when the group is durable, with the failure otherwise.
     fn commit_group(&self, inner: &mut MutexGuard<'_, Inner>, group: Vec<Queued>) {
         let path = self.path.as_path();
         let mut answers = Vec::with_capacity(group.len());
-        let committed = self.write_locked(inner, |conn| {
+        let committed = self.write_locked_in_wal(inner, |conn| {
             let write_error = |e| sql_error(path, "cannot write", e);
             let mut tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -221,13 +221,29 @@ impl Lifecycle for SqliteStore {
                     conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
                         .ok()
                 };
+                // What followers act on is in the log: every token change writes its event.
+                // Commits that leave the log as it was (issued codes, by the thousand a
+                // second) are not worth a re-read of the tokens and the log.
+                // The last row's rowid: rows are only ever appended, and reading it is one
+                // step down the table's b-tree whatever the log's length.
+                let log = |conn: &Connection| {
+                    conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |row| {
+                        row.get::<_, i64>(0)
+                    })
+                    .ok()
+                };
                 let mut last = version(&conn);
+                let mut last_log = log(&conn);
                 while watching.load(Ordering::Acquire) {
                     std::thread::sleep(WATCH_INTERVAL);
                     let now = version(&conn);
                     if now != last {
                         last = now;
-                        watcher(Notice::Everything { reconnected: false });
+                        let now_log = log(&conn);
+                        if now_log != last_log || now_log.is_none() {
+                            last_log = now_log;
+                            watcher(Notice::Everything { reconnected: false });
+                        }
                     }
                 }
             });
