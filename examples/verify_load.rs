@@ -11,6 +11,8 @@
 //! verify_load both TOKEN SECONDS CONNECTIONS BASE
 //!     both at once, CONNECTIONS connections each: the two lines.
 //! ```
+//! With `PAIRS_PER_SECOND=N` in the environment, the pairs are paced to N a second in all
+//! (a steady load rather than the most the server takes).
 //! The client is one thread of async tasks speaking plain HTTP/1.1 (as wrk does), so that on a
 //! two-core machine it leaves the server as much as it can.
 
@@ -98,6 +100,7 @@ fn percentiles(mut latencies: Vec<f64>) -> (f64, f64) {
 /// One connection's loop of pairs until `deadline`: its latencies and failures.
 async fn pairs(
     client: usize,
+    connections: usize,
     token: String,
     bases: Vec<String>,
     deadline: Instant,
@@ -107,8 +110,18 @@ async fn pairs(
     let mut verifier = Conn::open(&bases[(client + 1) % bases.len()]).await;
     let run = std::process::id();
     let (mut latencies, mut failures) = (Vec::new(), 0);
+    // Paced: this connection's share of PAIRS_PER_SECOND, on a schedule of its own.
+    let interval = std::env::var("PAIRS_PER_SECOND")
+        .ok()
+        .and_then(|r| r.parse::<f64>().ok())
+        .map(|rate| Duration::from_secs_f64(connections as f64 / rate));
+    let mut next = Instant::now();
     let mut n = 0u64;
     while Instant::now() < deadline {
+        if let Some(interval) = interval {
+            next += interval;
+            tokio::time::sleep_until(next.into()).await;
+        }
         n += 1;
         let subject = format!("user{run}x{client}x{n}@example.com");
         let t = Instant::now();
@@ -191,6 +204,7 @@ fn main() {
             if mode == "pairs" || mode == "both" {
                 pair_tasks.push(tokio::spawn(pairs(
                     c,
+                    connections,
                     token.clone(),
                     bases.to_vec(),
                     deadline,

@@ -15,13 +15,25 @@ use crate::verification::{Limits, SubjectMac};
 use secretgen_engine::generator_type::GeneratorType;
 
 impl PgTx<'_, '_> {
+    /// Runs `statement`, prepared once per connection (a statement given as text is parsed
+    /// and planned in a round trip of its own each time).
     async fn execute(
         &self,
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<(), StoreError> {
-        self.0.execute(statement, params).await.map_err(sql)?;
+        let statement = self.0.prepare_cached(statement).await.map_err(sql)?;
+        self.0.execute(&statement, params).await.map_err(sql)?;
         Ok(())
+    }
+
+    async fn rows(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let statement = self.0.prepare_cached(statement).await.map_err(sql)?;
+        self.0.query(&statement, params).await.map_err(sql)
     }
 }
 
@@ -34,15 +46,14 @@ impl CodesTx for PgTx<'_, '_> {
         mac: &str,
     ) -> Result<Option<SubjectRow>, StoreError> {
         let Some(row) = self
-            .0
-            .query_opt(
+            .rows(
                 "SELECT id, failures, locked_until, issued, keep_until FROM verify_subjects \
                  WHERE instance_id = $1 AND generator_type = $2 AND subject_mac = $3 \
                  FOR UPDATE",
                 &[&instance.as_str(), &generator_type.full_name(), &mac],
             )
-            .await
-            .map_err(sql)?
+            .await?
+            .pop()
         else {
             return Ok(None);
         };
@@ -114,14 +125,12 @@ impl CodesTx for PgTx<'_, '_> {
 
     async fn codes(&mut self, subject_id: &str) -> Result<Vec<CodeRow>, StoreError> {
         Ok(self
-            .0
-            .query(
+            .rows(
                 "SELECT id, key_id, mac, created_at, expires_at, attempts FROM verify_codes \
                  WHERE subject_id = $1 ORDER BY created_at, id",
                 &[&subject_id],
             )
-            .await
-            .map_err(sql)?
+            .await?
             .iter()
             .map(|row| CodeRow {
                 id: row.get(0),
