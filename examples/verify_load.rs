@@ -12,7 +12,8 @@
 //!     both at once, CONNECTIONS connections each: the two lines.
 //! ```
 //! With `PAIRS_PER_SECOND=N` in the environment, the pairs are paced to N a second in all
-//! (a steady load rather than the most the server takes).
+//! (a steady load rather than the most the server takes). With `ISSUE_ONLY=1`, `pairs` only
+//! issues (to fill the store with codes that expire, for the purge).
 //! The client is one thread of async tasks speaking plain HTTP/1.1 (as wrk does), so that on a
 //! two-core machine it leaves the server as much as it can.
 
@@ -115,6 +116,7 @@ async fn pairs(
         .ok()
         .and_then(|r| r.parse::<f64>().ok())
         .map(|rate| Duration::from_secs_f64(connections as f64 / rate));
+    let issue_only = std::env::var("ISSUE_ONLY").is_ok_and(|v| v == "1");
     let mut next = Instant::now();
     let mut n = 0u64;
     while Instant::now() < deadline {
@@ -134,6 +136,10 @@ async fn pairs(
             .await;
         if status != 200 {
             failures += 1;
+            continue;
+        }
+        if issue_only {
+            latencies.push(t.elapsed().as_secs_f64() * 1e3);
             continue;
         }
         let body = format!(r#"{{"subject":"{subject}","code":"{}"}}"#, code_of(&answer));
