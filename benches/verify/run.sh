@@ -30,12 +30,19 @@ LOAD=./target/release/examples/verify_load
 TOKEN="sg_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 43)"
 TMP="$(mktemp -d)"
 chmod 700 "$TMP"
-PIDS=()
 DB=""
+# The servers' pids, one a line: serve runs in a command substitution (a subshell), so they
+# are kept in a file rather than a variable.
+PIDS="$TMP/pids"
 cleanup() {
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    local pid
+    for pid in $(cat "$PIDS" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+    # And whatever else this run started (the token is this run's own).
+    pkill -f -- "--bootstrap-token $TOKEN" 2>/dev/null || true
+    for pid in $(cat "$PIDS" 2>/dev/null); do
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    done
     if [ -n "$DB" ]; then
         psql "$BASE_URL" -XAtqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null || true
     fi
@@ -48,7 +55,7 @@ serve() {
     local out="$TMP/serve.$RANDOM"
     "$BIN" serve --listen 127.0.0.1:0 --grpc-listen off --bootstrap-token "$TOKEN" \
         --verify-resend-after 0 --verify-issues-per-window 1000 "$@" >"$out" 2>"$out.err" &
-    PIDS+=($!)
+    echo "$!" >>"$PIDS"
     for _ in $(seq 200); do
         if grep -q '^listening on http://' "$out"; then
             sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$out" | head -1
