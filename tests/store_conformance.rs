@@ -72,6 +72,8 @@ conformance!(
     an_unlock_is_an_event_of_the_log,
     the_purge_keeps_what_is_pending,
     concurrent_verifications_approve_once,
+    concurrent_failures_are_each_counted,
+    concurrent_issues_to_a_new_subject_make_one,
 );
 
 use codes::*;

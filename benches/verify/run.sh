@@ -16,6 +16,7 @@
 #    postgres://root@127.0.0.1:5432/postgres, dropped at the end), the pairs spread over the
 #    three (each pair verified on another replica than the one that issued it). Goal >= 2,000
 #    pairs a second.
+# ONLY=postgres runs part 3 alone; SECRETGEN_BENCH_DATABASE_URL=off leaves it out.
 # Also prints this disk's fdatasync time (median of 200), which bounds a store's commits.
 # The clients run on the same machine: on 2 cores they take CPU from the servers.
 set -euo pipefail
@@ -99,6 +100,7 @@ print(f"fdatasync on this disk: median {times[100] * 1e3:.3f} ms, p99 {times[198
 EOF
 
 echo "medians of $ROUNDS runs of ${SECONDS_PER_RUN}s, $CONNECTIONS clients"
+if [ "${ONLY:-}" != postgres ]; then
 SQLITE="$(serve --data-dir "$TMP/data")"
 read -r PAIRS P50 P99 FAILED <<<"$(measure pairs pairs "$SQLITE")"
 printf 'embedded store: %s issue+verify pairs/s, pair p50 %s ms, p99 %s ms, %s failed (goal >= 5000, p99 <= 20 ms)\n' \
@@ -111,6 +113,7 @@ awk -v a="$ALONE" -v b="$BESIDE" -v p="$PACED" -v s="$STEADY" 'BEGIN {
     printf "_generate count=1: %d calls/s alone; beside as many pairs as the server takes %d (%.2f);\n", a, b, b / a
     printf "  beside a steady %d pairs/s %d (%.2f; goal >= 0.90)\n", s, p, p / a
 }'
+fi
 
 if [ "$BASE_URL" = "off" ]; then
     exit 0

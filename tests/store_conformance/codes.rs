@@ -258,32 +258,124 @@ pub fn the_purge_keeps_what_is_pending(store: Arc<dyn Store>) {
     );
 }
 
+/// Runs `each` on `n` threads at once (as near as a barrier makes it); their answers.
+fn race<T: Send + 'static>(
+    c: &Codes,
+    n: usize,
+    each: impl Fn(&Codes, usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let c = Arc::new(Codes {
+        store: Arc::clone(&c.store),
+        keys: Arc::clone(&c.keys),
+        limits: c.limits,
+        next: 0,
+    });
+    let each = Arc::new(each);
+    let barrier = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let (c, barrier, each) = (Arc::clone(&c), Arc::clone(&barrier), Arc::clone(&each));
+            std::thread::spawn(move || {
+                barrier.wait();
+                each(&c, i)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 pub fn concurrent_verifications_approve_once(store: Arc<dyn Store>) {
     let mut c = Codes::new(store, free_issues());
     for round in 0..30 {
         let subject = format!("race{round}");
         c.issue(&subject, "424242", START);
-        let c = Arc::new(Codes {
-            store: Arc::clone(&c.store),
-            keys: Arc::clone(&c.keys),
-            limits: c.limits,
-            next: 0,
-        });
-        let barrier = Arc::new(Barrier::new(16));
-        let threads: Vec<_> = (0..16)
-            .map(|_| {
-                let (c, barrier, subject) = (Arc::clone(&c), Arc::clone(&barrier), subject.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    c.verify(&subject, "424242", START).0
-                })
-            })
-            .collect();
-        let results: Vec<VerifyResult> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let results = race(&c, 16, move |c, _| c.verify(&subject, "424242", START).0);
         let approved = results
             .iter()
             .filter(|r| **r == VerifyResult::Approved)
             .count();
         assert_eq!(approved, 1, "{results:?}");
     }
+}
+
+/// Concurrent wrong guesses are each counted: none is lost to another's write.
+pub fn concurrent_failures_are_each_counted(store: Arc<dyn Store>) {
+    let mut c = Codes::new(
+        store,
+        Limits {
+            max_attempts: 100,
+            lock_after: 12,
+            ..free_issues()
+        },
+    );
+    for round in 0..5 {
+        let subject = format!("guess{round}");
+        c.issue(&subject, "424242", START);
+        let guessed = subject.clone();
+        let results = race(&c, 12, move |c, i| {
+            c.verify(&guessed, &format!("{:06}", 100 + i), START).0
+        });
+        let locks = results
+            .iter()
+            .filter(|r| **r == VerifyResult::Locked)
+            .count();
+        assert_eq!(locks, 1, "the 12th failure locks, once: {results:?}");
+        assert_eq!(
+            c.verify(&subject, "424242", START).0,
+            VerifyResult::Locked,
+            "12 failures lock the subject"
+        );
+    }
+}
+
+/// Concurrent issues to a subject not stored yet make one subject, with its newest codes,
+/// and each is counted.
+pub fn concurrent_issues_to_a_new_subject_make_one(store: Arc<dyn Store>) {
+    let mut c = Codes::new(
+        store,
+        Limits {
+            issues_per_window: 16,
+            ..free_issues()
+        },
+    );
+    let before = c.store.code_counts(START).unwrap();
+    let instance = c.instance();
+    let results = race(&c, 16, move |c, i| {
+        let id = format!("vc_new{i:02}");
+        let subject = CodeSubject::new("newcomer").unwrap();
+        let what = CodeFor {
+            instance: &instance,
+            generator_type: T,
+            subject: &subject,
+            id: &id,
+        };
+        let (key_id, mac) = c.keys.sign_code(&what, "777777");
+        let subjects = c.keys.subject_macs(&instance, T, &subject);
+        let request = IssueRequest::new(
+            instance.clone(),
+            T,
+            subjects,
+            id,
+            key_id.as_str(),
+            &mac,
+            START,
+            START + 300 * SECOND,
+        );
+        c.store.issue_code(request, &c.limits).unwrap()
+    });
+    assert!(
+        results.iter().all(|r| matches!(r, Issued::Stored { .. })),
+        "{results:?}"
+    );
+    let after = c.store.code_counts(START).unwrap();
+    assert_eq!(after.subjects - before.subjects, 1);
+    assert_eq!(after.codes - before.codes, u64::from(c.limits.pending));
+    assert!(
+        matches!(c.issue("newcomer", "777777", START), Issued::TooSoon { .. }),
+        "the 16 issues were each counted in the window"
+    );
+    assert_eq!(
+        c.verify("newcomer", "777777", START).0,
+        VerifyResult::Approved
+    );
 }

@@ -2,14 +2,14 @@
 //! databases: issuing a code for a subject, verifying a typed code, lifting a lock and
 //! purging what is no longer needed.
 //!
-//! A store implements [`CodesTx`] with its own SQL and runs each operation in one write
-//! transaction, whose effect is committed before the caller is answered. What makes an
-//! operation atomic is the subject's row: [`CodesTx::subject`] locks it for the rest of the
-//! transaction (PostgreSQL: `FOR UPDATE`; SQLite: the transaction is the file's one writer),
-//! so that every issue and verification of one subject and type, on any replica, runs after
-//! the one before it has committed. Among any number of concurrent verifications of a
-//! correct code, the first to take the lock consumes every pending code, and the others find
-//! nothing pending.
+//! A store implements [`CodesTx`] with its own SQL: an operation reads its subject
+//! ([`CodesTx::find`]), decides (a pure function of what it read), and writes everything it
+//! decided at once ([`CodesTx::write`]), committed before the caller is answered. What makes
+//! an operation atomic is the write's condition: it is made only if the subject is as the
+//! operation read it (PostgreSQL: the row's `xmin`; SQLite: the transaction is the file's one
+//! writer), and otherwise the operation reads again ([`settle`]). Among any number of
+//! concurrent verifications of a correct code, on any replica, the first write consumes every
+//! pending code; the others read again and find nothing pending.
 //!
 //! The rows hold no code and no subject in clear: a code's keyed hash under a key named by
 //! its id, and the subject's keyed hash ([`crate::verification::Keyring`]; the key never
@@ -37,6 +37,9 @@ pub(crate) struct SubjectRow {
     pub(crate) issued: Vec<i64>,
     /// After when the row may be purged if it has no failures (microseconds).
     pub(crate) keep_until: i64,
+    /// The version read, which a write requires unchanged (PostgreSQL: the row's `xmin`;
+    /// SQLite: 0, unused).
+    pub(crate) version: i64,
 }
 
 impl SubjectRow {
@@ -247,65 +250,106 @@ pub(crate) fn locked_by_type(
         .collect()
 }
 
-/// One write transaction's steps on the codes' tables.
-pub(crate) trait CodesTx {
-    /// The row of the subject whose keyed hash under key `key_id` is `mac` (hex), locked
-    /// until the transaction ends.
-    async fn subject(
-        &mut self,
-        instance: &InstanceId,
-        generator_type: GeneratorType,
-        mac: &str,
-    ) -> Result<Option<SubjectRow>, StoreError>;
-
-    /// Inserts a subject's row unless one with its keyed hash is there.
-    async fn insert_subject(
-        &mut self,
-        instance: &InstanceId,
-        generator_type: GeneratorType,
-        subject: &SubjectMac,
-        row: &SubjectRow,
-    ) -> Result<(), StoreError>;
-
-    /// Files the subject `id` under the keyed hash `subject` (a newer key's).
-    async fn rekey_subject(&mut self, id: &str, subject: &SubjectMac) -> Result<(), StoreError>;
-
-    /// Writes a subject's failures, lock, issues and keep time.
-    async fn update_subject(&mut self, row: &SubjectRow) -> Result<(), StoreError>;
-
-    /// The codes of the subject `subject_id`, oldest first.
-    async fn codes(&mut self, subject_id: &str) -> Result<Vec<CodeRow>, StoreError>;
-
-    /// Inserts a code of the subject `subject_id`.
-    async fn insert_code(&mut self, subject_id: &str, code: &CodeRow) -> Result<(), StoreError>;
-
-    /// Sets the attempts of code `id`.
-    async fn set_attempts(&mut self, id: &str, attempts: i64) -> Result<(), StoreError>;
-
-    /// Deletes code `id`.
-    async fn delete_code(&mut self, id: &str) -> Result<(), StoreError>;
-
-    /// Deletes every code of the subject `subject_id`.
-    async fn delete_codes(&mut self, subject_id: &str) -> Result<(), StoreError>;
+/// A subject as read, with its codes: one consistent view of both.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    /// Which of the request's keyed hashes it is filed under (0: the signing key's).
+    pub(crate) key: usize,
+    /// Its row.
+    pub(crate) row: SubjectRow,
+    /// Its codes, oldest first.
+    pub(crate) codes: Vec<CodeRow>,
 }
 
-/// The subject's row, found under any of its keyed hashes (the signing key's first) and
-/// locked.
-async fn find_subject(
+/// What one operation changes of one subject, written in one step ([`CodesTx::write`]).
+#[derive(Clone, Debug)]
+pub(crate) struct SubjectWrite {
+    /// The subject's row as it is to be (its `version` the one read).
+    pub(crate) row: SubjectRow,
+    /// The keyed hash it is filed under from now on.
+    pub(crate) filed: SubjectMac,
+    /// Whether the row is new (inserted, unless another operation inserted it first).
+    pub(crate) new: bool,
+    /// Every code of the subject deleted.
+    pub(crate) clear: bool,
+    /// Codes deleted.
+    pub(crate) delete: Vec<String>,
+    /// Codes checked and found wrong once more (their attempts counted up by one).
+    pub(crate) failed: Vec<String>,
+    /// A code inserted.
+    pub(crate) insert: Option<CodeRow>,
+}
+
+impl SubjectWrite {
+    fn new(row: SubjectRow, filed: &SubjectMac) -> SubjectWrite {
+        SubjectWrite {
+            row,
+            filed: filed.clone(),
+            new: false,
+            clear: false,
+            delete: Vec::new(),
+            failed: Vec::new(),
+            insert: None,
+        }
+    }
+}
+
+/// The codes' tables as an operation sees them: a read and a write, each one step (one
+/// statement on PostgreSQL, where each is a transaction of its own unless a caller's
+/// transaction holds them).
+///
+/// What makes an operation atomic is the write's condition: it changes the subject only if
+/// the subject is as it was read (PostgreSQL: the row's version, `xmin`; SQLite: the
+/// transaction is the file's one writer, so nothing changes between the two), and then
+/// every change of the operation is made at once. An operation whose write finds the
+/// subject changed reads it again and decides again ([`settle`]).
+pub(crate) trait CodesTx {
+    /// The subject filed under any of `subjects` (the signing key's first), with its codes.
+    async fn find(
+        &mut self,
+        instance: &InstanceId,
+        generator_type: GeneratorType,
+        subjects: &[SubjectMac],
+    ) -> Result<Option<Found>, StoreError>;
+
+    /// Makes `write`'s changes, all or none: none, and `false`, when the subject is no
+    /// longer as it was read (or, a new one, when another was filed under its keyed hash
+    /// first).
+    async fn write(
+        &mut self,
+        instance: &InstanceId,
+        generator_type: GeneratorType,
+        write: &SubjectWrite,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The most times an operation reads its subject again after a concurrent change. Every
+/// lost race is another operation's win, so it is reached only by a subject under a flood of
+/// concurrent operations; the operation then fails as unavailable, having changed nothing.
+const TRIES: usize = 1_000;
+
+/// Runs one operation: reads the subject, lets `decide` answer and say what to write, and
+/// writes it, again from the read while the subject changed in between.
+async fn settle<T>(
     tx: &mut impl CodesTx,
     instance: &InstanceId,
     generator_type: GeneratorType,
     subjects: &[SubjectMac],
-) -> Result<Option<(usize, SubjectRow)>, StoreError> {
-    for (n, subject) in subjects.iter().enumerate() {
-        if let Some(row) = tx
-            .subject(instance, generator_type, &hex(&subject.mac))
-            .await?
-        {
-            return Ok(Some((n, row)));
+    mut decide: impl FnMut(Option<Found>) -> (T, Option<SubjectWrite>),
+) -> Result<T, StoreError> {
+    for _ in 0..TRIES {
+        let found = tx.find(instance, generator_type, subjects).await?;
+        let (answer, write) = decide(found);
+        match write {
+            None => return Ok(answer),
+            Some(write) if tx.write(instance, generator_type, &write).await? => return Ok(answer),
+            Some(_) => {}
         }
     }
-    Ok(None)
+    Err(StoreError::new(
+        StoreErrorKind::Unavailable,
+        format!("the subject changed under each of {TRIES} tries"),
+    ))
 }
 
 /// `subject` at `now`: a lock that has ended is gone, and so are the failures that made it.
@@ -334,16 +378,28 @@ pub(crate) async fn issue(
     request: &IssueRequest,
     limits: &Limits,
 ) -> Result<Issued, StoreError> {
-    let (instance, generator_type, now) = (&request.instance, request.generator_type, request.now);
+    settle(
+        tx,
+        &request.instance,
+        request.generator_type,
+        &request.subjects,
+        |found| decide_issue(found, request, limits),
+    )
+    .await
+}
+
+/// What an issue answers and writes, given the subject as found.
+fn decide_issue(
+    found: Option<Found>,
+    request: &IssueRequest,
+    limits: &Limits,
+) -> (Issued, Option<SubjectWrite>) {
+    let now = request.now;
+    // Filed under the signing key from now on (a subject found under an older key too), so
+    // that its failures outlive the old key.
     let signing = &request.subjects[0];
-    let subject = match find_subject(tx, instance, generator_type, &request.subjects).await? {
-        Some((0, row)) => row,
-        Some((_, row)) => {
-            // Found under an older key: filed under the signing key from now on, so that its
-            // failures outlive the old key.
-            tx.rekey_subject(&row.id, signing).await?;
-            row
-        }
+    let (subject, codes, new) = match found {
+        Some(found) => (at(found.row, now), found.codes, false),
         None => {
             let row = SubjectRow {
                 id: new_subject_id(),
@@ -351,64 +407,61 @@ pub(crate) async fn issue(
                 locked_until: 0,
                 issued: Vec::new(),
                 keep_until: now,
+                version: 0,
             };
-            tx.insert_subject(instance, generator_type, signing, &row)
-                .await?;
-            // Another transaction may have inserted it first: read whichever is stored.
-            let (_, row) = find_subject(tx, instance, generator_type, &request.subjects[..1])
-                .await?
-                .ok_or_else(|| {
-                    StoreError::new(StoreErrorKind::Unavailable, "a new subject was not stored")
-                })?;
-            row
+            (row, Vec::new(), true)
         }
     };
-    let mut subject = at(subject, now);
     if subject.locked_until > now {
-        return Ok(Issued::Locked {
-            until: subject.locked_until,
-        });
+        return (
+            Issued::Locked {
+                until: subject.locked_until,
+            },
+            None,
+        );
     }
+    let mut subject = subject;
     let window = micros(limits.window);
     subject.issued.retain(|&at| at > now.saturating_sub(window));
     if let Some(&last) = subject.issued.last() {
         let next = last.saturating_add(micros(limits.resend_after));
         if next > now {
-            return Ok(Issued::TooSoon {
-                retry_after: next - now,
-            });
+            return (
+                Issued::TooSoon {
+                    retry_after: next - now,
+                },
+                None,
+            );
         }
     }
     let per_window = limits.issues_per_window as usize;
     if subject.issued.len() >= per_window {
         let oldest = subject.issued[subject.issued.len() - per_window];
-        return Ok(Issued::TooSoon {
-            retry_after: (oldest.saturating_add(window) - now).max(1),
-        });
+        return (
+            Issued::TooSoon {
+                retry_after: (oldest.saturating_add(window) - now).max(1),
+            },
+            None,
+        );
     }
-    let mut kept = Vec::new();
-    for code in tx.codes(&subject.id).await? {
-        if live(&code, now, limits) {
-            kept.push(code);
-        } else {
-            tx.delete_code(&code.id).await?;
-        }
-    }
+    let (mut kept, dead): (Vec<CodeRow>, Vec<CodeRow>) =
+        codes.into_iter().partition(|code| live(code, now, limits));
+    let mut delete: Vec<String> = dead.into_iter().map(|code| code.id).collect();
     let pending = limits.pending as usize;
     while kept.len() >= pending {
-        let oldest = kept.remove(0);
-        tx.delete_code(&oldest.id).await?;
+        delete.push(kept.remove(0).id);
     }
-    tx.insert_code(&subject.id, &request.code).await?;
     subject.issued.push(now);
     subject.keep_until = subject
         .keep_until
         .max(now.saturating_add(window))
         .max(request.code.expires_at.saturating_add(window));
-    tx.update_subject(&subject).await?;
-    Ok(Issued::Stored {
-        attempts_left: limits.attempts_left(u32::try_from(subject.failures).unwrap_or(u32::MAX)),
-    })
+    let attempts_left = limits.attempts_left(u32::try_from(subject.failures).unwrap_or(u32::MAX));
+    let mut write = SubjectWrite::new(subject, signing);
+    write.new = new;
+    write.delete = delete;
+    write.insert = Some(request.code.clone());
+    (Issued::Stored { attempts_left }, Some(write))
 }
 
 /// Checks `request`'s typed code against every live code of its subject, in constant time
@@ -421,77 +474,89 @@ pub(crate) async fn verify(
     request: &VerifyRequest,
     limits: &Limits,
 ) -> Result<Verified, StoreError> {
+    settle(
+        tx,
+        &request.instance,
+        request.generator_type,
+        &request.subjects,
+        |found| decide_verify(found, request, limits),
+    )
+    .await
+}
+
+/// What a verification answers and writes, given the subject as found.
+fn decide_verify(
+    found: Option<Found>,
+    request: &VerifyRequest,
+    limits: &Limits,
+) -> (Verified, Option<SubjectWrite>) {
     let nothing = |result| Verified {
         result,
         attempts_left: 0,
         locked: false,
     };
     let now = request.now;
-    let Some((_, subject)) = find_subject(
-        tx,
-        &request.instance,
-        request.generator_type,
-        &request.subjects,
-    )
-    .await?
-    else {
-        return Ok(nothing(VerifyResult::NotFound));
+    let Some(found) = found else {
+        return (nothing(VerifyResult::NotFound), None);
     };
-    let mut subject = at(subject, now);
+    let filed = &request.subjects[found.key];
+    let mut subject = at(found.row, now);
     if subject.locked_until > now {
-        return Ok(nothing(VerifyResult::Locked));
+        return (nothing(VerifyResult::Locked), None);
     }
-    let codes = tx.codes(&subject.id).await?;
+    let codes = found.codes;
     let live: Vec<&CodeRow> = codes.iter().filter(|c| live(c, now, limits)).collect();
     if live.is_empty() {
         let expired = codes
             .iter()
             .any(|c| c.expires_at <= now && c.attempts < i64::from(limits.max_attempts));
-        return Ok(nothing(if expired {
+        let result = if expired {
             VerifyResult::Expired
         } else {
             VerifyResult::NotFound
-        }));
+        };
+        return (nothing(result), None);
     }
     let mut approved = false;
     for code in &live {
         approved |= request.matches(code);
     }
     if approved {
-        tx.delete_codes(&subject.id).await?;
         subject.failures = 0;
-        tx.update_subject(&subject).await?;
-        return Ok(nothing(VerifyResult::Approved));
+        let mut write = SubjectWrite::new(subject, filed);
+        write.clear = true;
+        return (nothing(VerifyResult::Approved), Some(write));
     }
     subject.failures += 1;
     if subject.failures >= i64::from(limits.lock_after) {
         subject.locked_until = now.saturating_add(micros(limits.lock_for));
         subject.keep_until = subject.keep_until.max(subject.locked_until);
-        tx.delete_codes(&subject.id).await?;
-        tx.update_subject(&subject).await?;
-        return Ok(Verified {
+        let mut write = SubjectWrite::new(subject, filed);
+        write.clear = true;
+        let locked = Verified {
             locked: true,
             ..nothing(VerifyResult::Locked)
-        });
+        };
+        return (locked, Some(write));
     }
+    let before_lock = i64::from(limits.lock_after) - subject.failures;
+    let mut write = SubjectWrite::new(subject, filed);
     let mut most_left = 0;
     for code in live {
-        let attempts = code.attempts + 1;
-        let left = i64::from(limits.max_attempts) - attempts;
+        let left = i64::from(limits.max_attempts) - (code.attempts + 1);
         if left <= 0 {
-            tx.delete_code(&code.id).await?;
+            write.delete.push(code.id.clone());
         } else {
-            tx.set_attempts(&code.id, attempts).await?;
+            write.failed.push(code.id.clone());
             most_left = most_left.max(left);
         }
     }
-    tx.update_subject(&subject).await?;
-    let before_lock = i64::from(limits.lock_after) - subject.failures;
-    Ok(Verified {
+    let rejected = Verified {
         result: VerifyResult::Rejected,
         attempts_left: u32::try_from(most_left.min(before_lock)).unwrap_or(0),
         locked: false,
-    })
+    };
+    (rejected, Some(write))
 }
 
 /// A subject to unlock: its keyed hash under every key, the signing key's first.
@@ -534,31 +599,34 @@ pub(crate) async fn unlock(
     tx: &mut impl CodesTx,
     request: &UnlockRequest,
 ) -> Result<Option<UnlockFacts>, StoreError> {
-    let Some((n, mut subject)) = find_subject(
+    settle(
         tx,
         &request.instance,
         request.generator_type,
         &request.subjects,
+        |found| {
+            let Some(found) = found else {
+                return (None, None);
+            };
+            let mut subject = found.row;
+            let locked = subject.locked_until > request.now;
+            if subject.failures == 0 && !locked {
+                return (None, None);
+            }
+            let filed = &request.subjects[found.key];
+            let facts = UnlockFacts {
+                generator_type: request.generator_type,
+                subject_hash: hex(&filed.mac),
+                key_id: filed.key_id.as_str().to_owned(),
+                failures: subject.failures,
+                locked_until: locked.then_some(subject.locked_until),
+            };
+            subject.failures = 0;
+            subject.locked_until = 0;
+            (Some(facts), Some(SubjectWrite::new(subject, filed)))
+        },
     )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let locked = subject.locked_until > request.now;
-    if subject.failures == 0 && !locked {
-        return Ok(None);
-    }
-    let facts = UnlockFacts {
-        generator_type: request.generator_type,
-        subject_hash: hex(&request.subjects[n].mac),
-        key_id: request.subjects[n].key_id.as_str().to_owned(),
-        failures: subject.failures,
-        locked_until: locked.then_some(subject.locked_until),
-    };
-    subject.failures = 0;
-    subject.locked_until = 0;
-    tx.update_subject(&subject).await?;
-    Ok(Some(facts))
+    .await
 }
 
 /// A new subject row's id: 16 random bytes in hex.
@@ -580,6 +648,7 @@ mod tests {
             locked_until: 0,
             issued: vec![1, 20, 300],
             keep_until: 0,
+            version: 0,
         };
         assert_eq!(row.issued_text(), "1,20,300");
         assert_eq!(SubjectRow::parse_issued("1,20,300"), Some(vec![1, 20, 300]));

@@ -2,10 +2,10 @@
 //! and the group commit that makes them fast.
 //!
 //! Every issue and verification must be durable before it is answered, and a commit here
-//! costs a synced WAL write and a checkpoint. So operations are committed in groups: a
+//! costs a synced WAL write. So operations are committed in groups: a
 //! caller queues its operation, then waits for the writer's connection; whoever takes it
 //! first runs every queued operation in one transaction (each in a savepoint of its own, so
-//! that one operation's failure undoes only its own steps), commits, checkpoints, and answers
+//! that one operation's failure undoes only its own steps), commits, and answers
 //! them all. The writer is the file's one writer, so the operations of a group run one after
 //! the other, each seeing the ones before it: as atomic as if each had its own transaction.
 
@@ -15,8 +15,8 @@ use rusqlite::OptionalExtension;
 
 use super::*;
 use crate::store::codes::{
-    self, CodeCounts, CodeRow, CodesTx, IssueRequest, Issued, Purged, SubjectRow, UnlockRequest,
-    Verified, VerifyRequest,
+    self, CodeCounts, CodeRow, CodesTx, Found, IssueRequest, Issued, Purged, SubjectRow,
+    SubjectWrite, UnlockRequest, Verified, VerifyRequest,
 };
 use crate::store::flow::ready;
 use crate::verification::{Limits, SubjectMac};
@@ -46,11 +46,11 @@ impl SqliteTx<'_> {
         |e| sql_error(self.path, "cannot write", e)
     }
 
-    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
+    /// Runs `sql`; the rows it changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
         self.tx
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.execute(params))
-            .map(drop)
             .map_err(self.error())
     }
 }
@@ -65,9 +65,101 @@ impl Drop for StepDown<'_> {
 }
 
 /// The codes flow's steps in a write transaction ([`SqliteTx`], the same as the other flows').
+/// The transaction is the file's one writer: nothing changes between a read and a write.
 impl CodesTx for SqliteTx<'_> {
-    async fn subject(
+    async fn find(
         &mut self,
+        instance: &InstanceId,
+        generator_type: GeneratorType,
+        subjects: &[SubjectMac],
+    ) -> Result<Option<Found>, StoreError> {
+        for (key, subject) in subjects.iter().enumerate() {
+            if let Some(row) = self.subject(instance, generator_type, &hex(&subject.mac))? {
+                let codes = self.codes(&row.id)?;
+                return Ok(Some(Found { key, row, codes }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn write(
+        &mut self,
+        instance: &InstanceId,
+        generator_type: GeneratorType,
+        write: &SubjectWrite,
+    ) -> Result<bool, StoreError> {
+        let row = &write.row;
+        let (mac, key_id) = (hex(&write.filed.mac), write.filed.key_id.as_str());
+        let written = if write.new {
+            self.execute(
+                "INSERT INTO verify_subjects (id, instance_id, generator_type, subject_mac, \
+                 key_id, failures, locked_until, issued, keep_until) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                rusqlite::params![
+                    row.id,
+                    instance.as_str(),
+                    generator_type.full_name(),
+                    mac,
+                    key_id,
+                    row.failures,
+                    row.locked_until,
+                    row.issued_text(),
+                    row.keep_until,
+                ],
+            )?
+        } else {
+            self.execute(
+                "UPDATE verify_subjects SET subject_mac = ?1, key_id = ?2, failures = ?3, \
+                 locked_until = ?4, issued = ?5, keep_until = ?6 WHERE id = ?7",
+                rusqlite::params![
+                    mac,
+                    key_id,
+                    row.failures,
+                    row.locked_until,
+                    row.issued_text(),
+                    row.keep_until,
+                    row.id
+                ],
+            )?
+        };
+        if written == 0 {
+            return Ok(false);
+        }
+        if write.clear {
+            self.execute("DELETE FROM verify_codes WHERE subject_id = ?1", [&row.id])?;
+        }
+        for id in &write.delete {
+            self.execute("DELETE FROM verify_codes WHERE id = ?1", [id])?;
+        }
+        for id in &write.failed {
+            self.execute(
+                "UPDATE verify_codes SET attempts = attempts + 1 WHERE id = ?1",
+                [id],
+            )?;
+        }
+        if let Some(code) = &write.insert {
+            self.execute(
+                "INSERT INTO verify_codes (id, subject_id, key_id, mac, created_at, expires_at, \
+                 attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                rusqlite::params![
+                    code.id,
+                    row.id,
+                    code.key_id,
+                    code.mac,
+                    code.created_at,
+                    code.expires_at,
+                    code.attempts
+                ],
+            )?;
+        }
+        Ok(true)
+    }
+}
+
+impl SqliteTx<'_> {
+    /// The row of the subject whose keyed hash is `mac` (hex).
+    fn subject(
+        &self,
         instance: &InstanceId,
         generator_type: GeneratorType,
         mac: &str,
@@ -105,58 +197,14 @@ impl CodesTx for SqliteTx<'_> {
                     locked_until,
                     issued,
                     keep_until,
+                    version: 0,
                 })
             })
             .transpose()
     }
 
-    async fn insert_subject(
-        &mut self,
-        instance: &InstanceId,
-        generator_type: GeneratorType,
-        subject: &SubjectMac,
-        row: &SubjectRow,
-    ) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO verify_subjects (id, instance_id, generator_type, subject_mac, key_id, \
-             failures, locked_until, issued, keep_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (instance_id, generator_type, subject_mac) DO NOTHING",
-            rusqlite::params![
-                row.id,
-                instance.as_str(),
-                generator_type.full_name(),
-                hex(&subject.mac),
-                subject.key_id.as_str(),
-                row.failures,
-                row.locked_until,
-                row.issued_text(),
-                row.keep_until,
-            ],
-        )
-    }
-
-    async fn rekey_subject(&mut self, id: &str, subject: &SubjectMac) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE verify_subjects SET subject_mac = ?1, key_id = ?2 WHERE id = ?3",
-            rusqlite::params![hex(&subject.mac), subject.key_id.as_str(), id],
-        )
-    }
-
-    async fn update_subject(&mut self, row: &SubjectRow) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE verify_subjects SET failures = ?1, locked_until = ?2, issued = ?3, \
-             keep_until = ?4 WHERE id = ?5",
-            rusqlite::params![
-                row.failures,
-                row.locked_until,
-                row.issued_text(),
-                row.keep_until,
-                row.id
-            ],
-        )
-    }
-
-    async fn codes(&mut self, subject_id: &str) -> Result<Vec<CodeRow>, StoreError> {
+    /// The codes of the subject `subject_id`, oldest first.
+    fn codes(&self, subject_id: &str) -> Result<Vec<CodeRow>, StoreError> {
         self.tx
             .prepare_cached(
                 "SELECT id, key_id, mac, created_at, expires_at, attempts FROM verify_codes \
@@ -176,40 +224,6 @@ impl CodesTx for SqliteTx<'_> {
                 .collect()
             })
             .map_err(self.error())
-    }
-
-    async fn insert_code(&mut self, subject_id: &str, code: &CodeRow) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO verify_codes (id, subject_id, key_id, mac, created_at, expires_at, \
-             attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![
-                code.id,
-                subject_id,
-                code.key_id,
-                code.mac,
-                code.created_at,
-                code.expires_at,
-                code.attempts
-            ],
-        )
-    }
-
-    async fn set_attempts(&mut self, id: &str, attempts: i64) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE verify_codes SET attempts = ?1 WHERE id = ?2",
-            rusqlite::params![attempts, id],
-        )
-    }
-
-    async fn delete_code(&mut self, id: &str) -> Result<(), StoreError> {
-        self.execute("DELETE FROM verify_codes WHERE id = ?1", [id])
-    }
-
-    async fn delete_codes(&mut self, subject_id: &str) -> Result<(), StoreError> {
-        self.execute(
-            "DELETE FROM verify_codes WHERE subject_id = ?1",
-            [subject_id],
-        )
     }
 }
 
