@@ -16,20 +16,30 @@
 //!   alphabets only: it has no other).
 //! - `nanoid`: `nanoid!(len, &alphabet)`, nanoid's default (it keys a new `StdRng` per call).
 //! - `passwords`: `PasswordGenerator::generate_one` with the matching classes.
+//!
+//! And `keystream`: the ciphers alone, each filling the random bytes 1000 alnum8 codes of the
+//! byte-wise sampler draw (8 × 256/248 ≈ 8.26 bytes a code, measured on the reference sampler
+//! at start), timed per code like
+//! `alnum8/secretgen/fill_codes`, so the two groups compare line by line:
+//! - `chacha20/ChaCha12Rng`: chacha20 0.10's ChaCha12 (runtime-detected AVX2 on x86-64).
+//! - `rand_chacha/ChaCha12Rng`: rand_chacha 0.10's (ppv-lite86, runtime-detected AVX2).
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
 use secretgen::{
     CharClass, ConfigDraft, Generator, GeneratorConfig, GeneratorType, Instance, InstanceId,
     Snapshot, Version,
 };
+use secretgen_oracle::adapter;
+use secretgen_oracle::reference::Reference;
 
 /// Codes per call of the bulk path.
 const BULK: usize = 1000;
@@ -40,6 +50,8 @@ fn contenders(c: &mut Criterion, name: &str, config: &GeneratorConfig) {
     let alphabet_chars: Vec<char> = alphabet.iter().map(|&b| char::from(b)).collect();
     let len = config.length().get();
     let mut group = c.benchmark_group(name);
+    // Every time is per code: codes per second beside it, as in `keystream`.
+    group.throughput(Throughput::Elements(1));
 
     group.bench_function("secretgen/owned", |b| {
         b.iter(|| black_box(generator.generate().unwrap()))
@@ -113,8 +125,9 @@ fn by_type(c: &mut Criterion) {
     }
 }
 
-fn alnum8(c: &mut Criterion) {
-    let config = GeneratorConfig::new(&ConfigDraft {
+/// 8 characters of `A-Za-z0-9`, 300 s expiry.
+fn alnum8_config() -> GeneratorConfig {
+    GeneratorConfig::new(&ConfigDraft {
         length: secretgen::CodeLength::new(8),
         expiry: secretgen::Expiry::from_secs(300),
         include_lower_letters: true,
@@ -122,8 +135,53 @@ fn alnum8(c: &mut Criterion) {
         include_digits: true,
         ..ConfigDraft::new(GeneratorType::OtpSms)
     })
-    .unwrap();
-    contenders(c, "alnum8", &config);
+    .unwrap()
+}
+
+fn alnum8(c: &mut Criterion) {
+    contenders(c, "alnum8", &alnum8_config());
+}
+
+/// The random bytes [`BULK`] codes of `config` draw: measured over a million codes of the
+/// reference sampler (the law the engine is tested against), from a fixed seed.
+fn bytes_per_bulk(config: &GeneratorConfig) -> usize {
+    const SAMPLE: u64 = 1_000_000;
+    let mut reference = Reference::new(&adapter::shape(config), [1; 32]);
+    for _ in 0..SAMPLE {
+        black_box(reference.code());
+    }
+    (reference.bytes_drawn() * BULK as u64).div_ceil(SAMPLE) as usize
+}
+
+/// The keystreams alone: each fills the bytes [`BULK`] alnum8 codes draw, timed per code.
+fn keystream(c: &mut Criterion) {
+    let bytes = bytes_per_bulk(&alnum8_config());
+    eprintln!(
+        "keystream: {bytes} bytes per {BULK} alnum8 codes ({:.3} a code, measured)",
+        bytes as f64 / BULK as f64
+    );
+    let mut group = c.benchmark_group("keystream");
+    group.throughput(Throughput::Elements(1));
+    let mut buf = vec![0u8; bytes];
+    fn per_code<R: Rng>(rng: &mut R, buf: &mut [u8]) -> impl FnMut(u64) -> Duration {
+        move |iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                rng.fill_bytes(buf);
+                black_box(&*buf);
+            }
+            start.elapsed() / BULK as u32
+        }
+    }
+    let mut chacha20 = chacha20::ChaCha12Rng::from_seed(rand::random());
+    group.bench_function("chacha20/ChaCha12Rng", |b| {
+        b.iter_custom(per_code(&mut chacha20, &mut buf))
+    });
+    let mut rand_chacha = rand_chacha::ChaCha12Rng::from_seed(rand::random());
+    group.bench_function("rand_chacha/ChaCha12Rng", |b| {
+        b.iter_custom(per_code(&mut rand_chacha, &mut buf))
+    });
+    group.finish();
 }
 
 /// Generation through the registry, alone and while another thread swaps the configuration
@@ -201,6 +259,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = alnum8, swap, by_type
+    targets = alnum8, keystream, swap, by_type
 }
 criterion_main!(benches);

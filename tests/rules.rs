@@ -376,4 +376,9 @@ fn the_reference_sampler_draws_every_character_equally_often() {
         .map(|b| counts[usize::from(b)])
         .sum();
     assert_eq!(outside, 0);
+    // A byte is kept with probability 248/256: 256,000 bytes for 248,000 characters on
+    // average, sd 91 (each character's extra bytes are geometric, variance 8/248 / (248/256)
+    // = 0.0333); 6 sd either side. The benchmarks size their keystreams with this count.
+    let drawn = reference.bytes_drawn();
+    assert!((255_454..=256_546).contains(&drawn), "{drawn} bytes drawn");
 }

@@ -21,6 +21,8 @@ struct SeededBytes {
     cipher: Cipher,
     block: [u8; 64],
     used: usize,
+    /// Bytes handed out so far.
+    drawn: u64,
 }
 
 impl SeededBytes {
@@ -29,6 +31,7 @@ impl SeededBytes {
             cipher: Cipher::from_seed(seed),
             block: [0; 64],
             used: 64,
+            drawn: 0,
         }
     }
 
@@ -38,6 +41,7 @@ impl SeededBytes {
             self.used = 0;
         }
         self.used += 1;
+        self.drawn += 1;
         self.block[self.used - 1]
     }
 }
@@ -80,6 +84,12 @@ impl Reference {
                 return self.alphabet[b % n];
             }
         }
+    }
+
+    /// Random bytes read so far: what the codes and characters drawn so far consumed (the
+    /// benchmarks size their keystream buffers with it).
+    pub fn bytes_drawn(&self) -> u64 {
+        self.bytes.drawn
     }
 
     /// The next whole code.
