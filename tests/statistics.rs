@@ -9,6 +9,13 @@
 //! runs. The same checks are run against known-bad samplers (ZITADEL's `b % (N - 1)`, plain
 //! `b % N` modulo bias, "place one of each class and shuffle", a bias inside each class) to
 //! show that they fail: these tests can fail.
+//!
+//! The same checks run on the output of the real `secretgen generate` command with several
+//! threads (`--threads 3`): its workers are keyed from the operating system, so those samples
+//! differ between runs. Their thresholds are the same quantiles: a correct command fails one
+//! of these checks with probability about 1e-6 each (below 1e-4 for the whole suite).
+
+mod common;
 
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -18,6 +25,8 @@ use secretgen_oracle::adapter;
 use secretgen_oracle::fit::assert_fits;
 use secretgen_oracle::rules::Proposal;
 use secretgen_oracle::spec::{CLASSES, Shape};
+
+use common::cli::{output, stdout};
 
 /// Upper tail quantile of chi-square with `df` degrees of freedom at p = 1e-6.
 fn chi_square_limit(df: usize) -> f64 {
@@ -453,4 +462,105 @@ fn the_pattern_check_catches_place_one_of_each_and_shuffle() {
         stat > limit,
         "shortcut not detected: {stat:.1} < {limit:.1}"
     );
+}
+
+/// The codes of `secretgen generate ARGS --threads 3 --count COUNT`, in the order printed.
+/// Every line must fit `config`, which the arguments give.
+fn command_codes(config: &GeneratorConfig, args: &[&str], count: usize) -> Vec<Vec<u8>> {
+    let count_arg = count.to_string();
+    let mut all = vec!["generate"];
+    all.extend_from_slice(args);
+    all.extend(["--threads", "3", "--count", &count_arg]);
+    let text = stdout(&output(all));
+    let shape = adapter::shape(config);
+    let codes: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
+    assert_eq!(codes.len(), count);
+    for code in &codes {
+        assert_fits(&shape, code);
+    }
+    codes
+}
+
+/// The arguments that give `config` to the command (a PASSWORDLESS_INIT_CODE configuration of
+/// [`config`]'s kind).
+fn command_args(config: &GeneratorConfig) -> Vec<String> {
+    let mut args = vec![
+        "PASSWORDLESS_INIT_CODE".to_owned(),
+        "--length".to_owned(),
+        config.length().get().to_string(),
+    ];
+    for (class, flag) in [
+        (secretgen::CharClass::Lower, "--lower"),
+        (secretgen::CharClass::Upper, "--upper"),
+        (secretgen::CharClass::Digits, "--digits"),
+        (secretgen::CharClass::Symbols, "--symbols"),
+    ] {
+        if config.includes(class) {
+            args.push(flag.to_owned());
+        }
+    }
+    if config.exclude_ambiguous() {
+        args.push("--exclude-ambiguous".to_owned());
+    }
+    if config.require_each_class() {
+        args.push("--require-each-class".to_owned());
+    }
+    args
+}
+
+/// [`command_codes`] for `config`.
+fn threaded_codes(config: &GeneratorConfig, count: usize) -> Vec<Vec<u8>> {
+    let args = command_args(config);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command_codes(config, &args, count)
+}
+
+/// A draw for [`examine`] and its kin that hands out `codes` in turn.
+fn replay(codes: &[Vec<u8>]) -> impl FnMut(&mut [u8]) + '_ {
+    let mut next = codes.iter();
+    move |out| out.copy_from_slice(next.next().expect("enough codes"))
+}
+
+#[test]
+fn threaded_command_output_is_uniform() {
+    // 200,000 codes: 28 chunks of 7,281 lines (alnum8), shared among three workers.
+    for (classes, exclude_ambiguous) in [
+        ([false, false, true, false], false),
+        ([true, true, true, false], false),
+        ([true, true, true, true], true),
+    ] {
+        let c = config(classes, 8, exclude_ambiguous);
+        let n = 200_000;
+        let codes = threaded_codes(&c, n);
+        let alphabet = c.alphabet().as_bytes();
+        examine(alphabet, 8, n, replay(&codes)).assert_uniform(c.alphabet().as_str());
+        // Consecutive codes are independent, across chunks and workers too: the first
+        // characters of two lines in turn, as a code of two.
+        let firsts: Vec<Vec<u8>> = codes
+            .chunks_exact(2)
+            .map(|p| vec![p[0][0], p[1][0]])
+            .collect();
+        examine(alphabet, 2, n / 2, replay(&firsts))
+            .assert_uniform(&format!("{}: consecutive codes", c.alphabet().as_str()));
+    }
+}
+
+#[test]
+fn threaded_command_requires_each_class_exactly() {
+    let config = require_each_class_config();
+    let shape = adapter::shape(&config);
+    let codes = threaded_codes(&config, 300_000);
+    let mut patterns = replay(&codes);
+    let (stat, limit) = examine_patterns(codes.len(), |out| patterns(out));
+    assert!(stat < limit, "patterns: chi-square {stat:.1} >= {limit:.1}");
+    for t in examine_within_classes(&shape, 120_000, replay(&codes)) {
+        assert!(
+            t.stat < t.limit,
+            "position {}, {}: chi-square {:.1} >= {:.1}",
+            t.position,
+            t.class,
+            t.stat,
+            t.limit
+        );
+    }
 }

@@ -4,18 +4,15 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use secretgen::store::{PostgresOptions, PostgresStore};
+use secretgen::store::PostgresOptions;
 use secretgen::token::{self, Token};
-use secretgen::{
-    CodeLength, CodeRng, ConfigDraft, Generator, GeneratorConfig, GeneratorType, InstanceId,
-    SqliteStore, Store, control, server,
-};
+use secretgen::{InstanceId, server};
 use secretgen_core::verification::Limits;
 use zeroize::Zeroize;
 
+mod generate;
 mod store;
 mod tokens;
 
@@ -32,7 +29,7 @@ enum Command {
     /// Run the HTTP server: ZITADEL's secret-generator admin API and the code endpoint.
     Serve(Box<ServeArgs>),
     /// Print codes of one generator type, one per line.
-    Generate(GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Manage access tokens.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
@@ -265,42 +262,6 @@ impl StoreArgs {
     }
 }
 
-/// `secretgen generate <TYPE>`: the stored configuration of the type when the data directory
-/// holds a store, ZITADEL's default otherwise, changed for this run by the flags. Giving any
-/// class flag replaces the type's classes with those given.
-#[derive(Debug, Args)]
-struct GenerateArgs {
-    /// Generator type: full name, short name (any case) or number, e.g. OTP_SMS or 7.
-    #[arg(value_name = "TYPE")]
-    generator_type: String,
-    /// How many codes to print.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    count: u64,
-    /// Characters per code (1 to 1024).
-    #[arg(long)]
-    length: Option<i64>,
-    /// Include lower-case letters.
-    #[arg(long)]
-    lower: bool,
-    /// Include upper-case letters.
-    #[arg(long)]
-    upper: bool,
-    /// Include digits.
-    #[arg(long)]
-    digits: bool,
-    /// Include ZITADEL's 27 symbols.
-    #[arg(long)]
-    symbols: bool,
-    /// Leave out 0 O o 1 l I |.
-    #[arg(long)]
-    exclude_ambiguous: bool,
-    /// Every included class appears at least once in every code.
-    #[arg(long)]
-    require_each_class: bool,
-    #[command(flatten)]
-    store: StoreArgs,
-}
-
 /// Parses the command line and runs it; every failure is one line on standard error.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -314,7 +275,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Generate(args) => generate(&args),
+        Command::Generate(args) => generate::generate(&args),
         Command::Token(command) => tokens::run(command),
         Command::Backup(args) => store::backup(&args),
         Command::Check(args) => store::check(&args),
@@ -483,90 +444,5 @@ fn init_logging(format: &str) {
         builder.json().init();
     } else {
         builder.with_ansi(false).init();
-    }
-}
-
-/// The configuration for this run: the stored one or the default of the type, with the
-/// flags applied.
-fn configuration(args: &GenerateArgs) -> Result<GeneratorConfig, CliError> {
-    let generator_type: GeneratorType = args.generator_type.parse()?;
-    let base = stored_configuration(&args.store, generator_type)?
-        .unwrap_or_else(|| GeneratorConfig::default_for(generator_type));
-    let mut draft: ConfigDraft = base.to_draft();
-    if let Some(length) = args.length {
-        draft.length = CodeLength::new(length);
-    }
-    if args.lower || args.upper || args.digits || args.symbols {
-        draft.include_lower_letters = args.lower;
-        draft.include_upper_letters = args.upper;
-        draft.include_digits = args.digits;
-        draft.include_symbols = args.symbols;
-    }
-    draft.exclude_ambiguous |= args.exclude_ambiguous;
-    draft.require_each_class |= args.require_each_class;
-    Ok(GeneratorConfig::new(&draft)?)
-}
-
-/// The configuration of `generator_type` in the store, if there is one. The store is only
-/// read: a server may be running on it.
-fn stored_configuration(
-    store: &StoreArgs,
-    generator_type: GeneratorType,
-) -> Result<Option<GeneratorConfig>, CliError> {
-    let store: Arc<dyn Store> = match &store.database_url {
-        Some(url) => Arc::new(PostgresStore::connect(url, PostgresOptions::default())?),
-        None if !SqliteStore::exists(&store.data_dir.path) => return Ok(None),
-        None => Arc::new(SqliteStore::open_read_only(&store.data_dir.path)?),
-    };
-    let Some(instance) = store.default_instance()? else {
-        return Ok(None);
-    };
-    let events = store.events(&instance)?;
-    let mut snapshots = control::replay(&events)?;
-    Ok(snapshots
-        .remove(&generator_type)
-        .map(|s| s.config().clone()))
-}
-
-/// Output is written in chunks of about this many bytes.
-const CHUNK_BYTES: usize = 64 * 1024;
-
-fn generate(args: &GenerateArgs) -> Result<(), CliError> {
-    let config = configuration(args)?;
-    let generator = Generator::new(&config);
-    let mut rng = CodeRng::from_os()?;
-    let length = generator.length();
-    let stride = length + 1;
-    let per_chunk = (CHUNK_BYTES / stride).max(1);
-    let mut chunk = vec![0u8; per_chunk * stride];
-    let mut out = io::stdout().lock();
-    let mut left = args.count;
-    let result = loop {
-        if left == 0 {
-            break out.flush();
-        }
-        let n = left.min(per_chunk as u64) as usize;
-        let bytes = &mut chunk[..n * stride];
-        for line in bytes.chunks_exact_mut(stride) {
-            if let Err(e) = generator.fill_with(&mut rng, &mut line[..length]) {
-                chunk.zeroize();
-                return Err(e.into());
-            }
-            line[length] = b'\n';
-        }
-        if let Err(e) = out.write_all(bytes) {
-            break Err(e);
-        }
-        left -= n as u64;
-    };
-    chunk.zeroize();
-    match result {
-        Ok(()) => Ok(()),
-        // The reader has all it wanted (`| head`): not a failure.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(source) => Err(CliError::Output {
-            what: "cannot write codes",
-            source,
-        }),
     }
 }

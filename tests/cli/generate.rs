@@ -101,30 +101,6 @@ fn help_succeeds() {
 }
 
 #[test]
-fn a_reader_that_stops_early_ends_the_run_quietly() {
-    let mut child = secretgen(["generate", "OTP_SMS", "--count", "1000000000000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 9 * 100];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
-    // The pipe is closed here; the writer must notice and stop.
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.stderr.is_empty());
-    assert!(
-        first
-            .chunks(9)
-            .all(|l| l[..8].iter().all(u8::is_ascii_digit) && l[8] == b'\n')
-    );
-}
-
-#[test]
 fn a_bad_body_timeout_is_one_line_and_exit_2() {
     for value in ["0", "3601", "1.5", "ten", "-1", ""] {
         let out = output(["serve", &format!("--body-timeout={value}")]);
@@ -143,5 +119,147 @@ fn a_bad_body_timeout_is_one_line_and_exit_2() {
             "SECRETGEN_BODY_TIMEOUT={value:?}"
         );
         refusal(&out);
+    }
+}
+
+/// `ARGS` with alnum8 codes (8 of the 62 characters `A-Za-z0-9`): 65,536 / 9 = 7,281 lines a
+/// chunk.
+fn alnum8<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "generate", "OTP_SMS", "--length", "8", "--lower", "--upper", "--digits",
+    ];
+    all.extend_from_slice(args);
+    all
+}
+
+/// Lines of a chunk of alnum8 codes.
+const PER_CHUNK: u64 = 65_536 / 9;
+
+#[test]
+fn count_is_exact_with_any_number_of_threads() {
+    let counts = [
+        1,
+        2,
+        1000,
+        PER_CHUNK - 1,
+        PER_CHUNK,
+        PER_CHUNK + 1,
+        3 * PER_CHUNK,
+        5 * PER_CHUNK + 4321,
+    ];
+    for threads in ["1", "2", "3", "8"] {
+        for count in counts {
+            let count_arg = count.to_string();
+            let out = output(alnum8(&["--threads", threads, "--count", &count_arg]));
+            let codes = lines(&out);
+            assert_eq!(codes.len() as u64, count, "--threads {threads}");
+            assert_eq!(out.stdout.len() as u64, 9 * count, "--threads {threads}");
+            assert!(
+                codes
+                    .iter()
+                    .all(|c| c.len() == 8 && c.bytes().all(|b| b.is_ascii_alphanumeric())),
+                "--threads {threads} --count {count}"
+            );
+        }
+    }
+}
+
+#[test]
+fn threads_draw_from_streams_of_their_own() {
+    // 32 alphanumeric characters: 190 bits, so 100,000 codes never repeat unless two workers
+    // (or two chunks) drew the same bytes.
+    let out = output([
+        "generate",
+        "APP_SECRET",
+        "--length",
+        "32",
+        "--threads",
+        "4",
+        "--count",
+        "100000",
+    ]);
+    let codes = lines(&out);
+    assert_eq!(codes.len(), 100_000);
+    let distinct: std::collections::HashSet<_> = codes.iter().collect();
+    assert_eq!(distinct.len(), codes.len(), "a code repeated");
+}
+
+#[test]
+fn require_each_class_holds_with_threads() {
+    let codes = lines(&output([
+        "generate",
+        "INIT_CODE",
+        "--length",
+        "4",
+        "--upper",
+        "--digits",
+        "--symbols",
+        "--require-each-class",
+        "--threads",
+        "3",
+        "--count",
+        "50000",
+    ]));
+    assert_eq!(codes.len(), 50_000);
+    for code in &codes {
+        assert!(code.chars().any(|c| c.is_ascii_uppercase()), "{code}");
+        assert!(code.chars().any(|c| DIGITS.contains(c)), "{code}");
+        assert!(code.chars().any(|c| SYMBOLS.contains(c)), "{code}");
+    }
+}
+
+#[test]
+fn a_bad_thread_count_is_one_line_and_exit_2() {
+    for value in ["0", "-1", "1025", "two", "1.5", ""] {
+        let flag = format!("--threads={value}");
+        let out = output(alnum8(&[&flag]));
+        assert_eq!(out.status.code(), Some(2), "--threads {value:?}");
+        let err = refusal(&out);
+        assert!(err.contains("--threads"), "{value:?}: {err}");
+    }
+}
+
+/// Reads 100 lines of a run of `threads` threads that would never end by itself, closes the
+/// pipe, and expects the run to end within 30 s, with status 0 and nothing on standard error.
+fn stops_quietly_when_the_reader_does(threads: Option<&str>) {
+    let mut args = alnum8(&["--count", "1000000000000"]);
+    if let Some(threads) = threads {
+        args.extend(["--threads", threads]);
+    }
+    let mut child = secretgen(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 9 * 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe is closed here: the writer must notice, and every worker stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("--threads {threads:?}: still running 30 s after its reader left");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "--threads {threads:?}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty(), "--threads {threads:?}");
+    assert!(
+        first
+            .chunks(9)
+            .all(|l| { l[..8].iter().all(u8::is_ascii_alphanumeric) && l[8] == b'\n' })
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_every_thread_quietly() {
+    for threads in [None, Some("1"), Some("2"), Some("4")] {
+        stops_quietly_when_the_reader_does(threads);
     }
 }
