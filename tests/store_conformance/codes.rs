@@ -43,14 +43,18 @@ impl Codes {
     /// Issues `code` to `subject` at `now`, expiring 300 s later.
     fn issue(&mut self, subject: &str, code: &str, now: i64) -> Issued {
         self.next += 1;
-        let id = format!("vc_{:04}", self.next);
+        self.issue_as(&format!("vc_{:04}", self.next), subject, code, now)
+    }
+
+    /// Issues `code` to `subject` at `now` as the code `id`, expiring 300 s later.
+    fn issue_as(&self, id: &str, subject: &str, code: &str, now: i64) -> Issued {
         let instance = self.instance();
         let subject = CodeSubject::new(subject).unwrap();
         let what = CodeFor {
             instance: &instance,
             generator_type: T,
             subject: &subject,
-            id: &id,
+            id,
         };
         let (key_id, mac) = self.keys.sign_code(&what, code);
         let subjects = self.keys.subject_macs(&instance, T, &subject);
@@ -58,7 +62,7 @@ impl Codes {
             instance.clone(),
             T,
             subjects,
-            id,
+            id.to_owned(),
             key_id.as_str(),
             &mac,
             now,
@@ -339,29 +343,8 @@ pub fn concurrent_issues_to_a_new_subject_make_one(store: Arc<dyn Store>) {
         },
     );
     let before = c.store.code_counts(START).unwrap();
-    let instance = c.instance();
-    let results = race(&c, 16, move |c, i| {
-        let id = format!("vc_new{i:02}");
-        let subject = CodeSubject::new("newcomer").unwrap();
-        let what = CodeFor {
-            instance: &instance,
-            generator_type: T,
-            subject: &subject,
-            id: &id,
-        };
-        let (key_id, mac) = c.keys.sign_code(&what, "777777");
-        let subjects = c.keys.subject_macs(&instance, T, &subject);
-        let request = IssueRequest::new(
-            instance.clone(),
-            T,
-            subjects,
-            id,
-            key_id.as_str(),
-            &mac,
-            START,
-            START + 300 * SECOND,
-        );
-        c.store.issue_code(request, &c.limits).unwrap()
+    let results = race(&c, 16, |c, i| {
+        c.issue_as(&format!("vc_new{i:02}"), "newcomer", "777777", START)
     });
     assert!(
         results.iter().all(|r| matches!(r, Issued::Stored { .. })),
