@@ -103,12 +103,9 @@ async fn pairs(
     client: usize,
     connections: usize,
     token: String,
-    bases: Vec<String>,
+    (mut issuer, mut verifier): (Conn, Conn),
     deadline: Instant,
 ) -> (Vec<f64>, usize) {
-    let mut issuer = Conn::open(&bases[client % bases.len()]).await;
-    // Verified on the next replica: any replica serves any code.
-    let mut verifier = Conn::open(&bases[(client + 1) % bases.len()]).await;
     let run = std::process::id();
     let (mut latencies, mut failures) = (Vec::new(), 0);
     // Paced: this connection's share of PAIRS_PER_SECOND, on a schedule of its own.
@@ -156,8 +153,7 @@ async fn pairs(
 }
 
 /// One connection's loop of `_generate` calls until `deadline`.
-async fn generate(token: String, base: String, deadline: Instant) -> (Vec<f64>, usize) {
-    let mut conn = Conn::open(&base).await;
+async fn generate(token: String, mut conn: Conn, deadline: Instant) -> (Vec<f64>, usize) {
     let (mut latencies, mut failures) = (Vec::new(), 0);
     while Instant::now() < deadline {
         let t = Instant::now();
@@ -203,27 +199,36 @@ fn main() {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-        let mut pair_tasks = Vec::new();
-        let mut generate_tasks = Vec::new();
-        for c in 0..connections {
-            if mode == "pairs" || mode == "both" {
-                pair_tasks.push(tokio::spawn(pairs(
-                    c,
-                    connections,
-                    token.clone(),
-                    bases.to_vec(),
-                    deadline,
-                )));
-            }
-            if mode == "generate" || mode == "both" {
-                generate_tasks.push(tokio::spawn(generate(
-                    token.clone(),
-                    bases[0].clone(),
-                    deadline,
-                )));
-            }
+        // Every connection is opened before any load starts, one kind after the other: a
+        // server hands accepted connections to its workers in turn, so connections opened
+        // alternately (a pair's, a generate's, ...) would put each kind on every other
+        // worker, and with two workers all of one kind on one core.
+        let generating = mode == "generate" || mode == "both";
+        let pairing = mode == "pairs" || mode == "both";
+        let mut generate_conns = Vec::new();
+        for _ in 0..if generating { connections } else { 0 } {
+            generate_conns.push(Conn::open(&bases[0]).await);
         }
+        let mut issuers = Vec::new();
+        let mut verifiers = Vec::new();
+        for c in 0..if pairing { connections } else { 0 } {
+            issuers.push(Conn::open(&bases[c % bases.len()]).await);
+        }
+        for c in 0..if pairing { connections } else { 0 } {
+            // Verified on the next replica: any replica serves any code.
+            verifiers.push(Conn::open(&bases[(c + 1) % bases.len()]).await);
+        }
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let generate_tasks: Vec<_> = generate_conns
+            .into_iter()
+            .map(|conn| tokio::spawn(generate(token.clone(), conn, deadline)))
+            .collect();
+        let pair_tasks: Vec<_> = issuers
+            .into_iter()
+            .zip(verifiers)
+            .enumerate()
+            .map(|(c, conns)| tokio::spawn(pairs(c, connections, token.clone(), conns, deadline)))
+            .collect();
         if !pair_tasks.is_empty() {
             report("pairs", pair_tasks, seconds).await;
         }
