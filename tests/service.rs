@@ -14,7 +14,7 @@ use secretgen::service::{
     UpdateGenerator,
 };
 use secretgen::store::codes::{
-    CodeCounts, IssueRequest, Issued, Purged, UnlockRequest, Verified, VerifyRequest,
+    CodeCounts, IssueRequest, Issued, Purged, Reply, UnlockRequest, Verified, VerifyRequest,
 };
 use secretgen::store::{
     CodeStore, Event, EventLog, Lifecycle, NewEvent, StoreError, TokenRecord, TokenStore,
@@ -105,10 +105,10 @@ impl TokenStore for Gated {
 }
 
 impl CodeStore for Gated {
-    fn issue_code(&self, request: IssueRequest, limits: &Limits) -> Result<Issued, StoreError> {
+    fn issue_code(&self, request: IssueRequest, limits: &Limits) -> Reply<Issued> {
         self.inner.issue_code(request, limits)
     }
-    fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Result<Verified, StoreError> {
+    fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Reply<Verified> {
         self.inner.verify_code(request, limits)
     }
     fn unlock_subject(

@@ -78,6 +78,11 @@ conformance!(
 
 use codes::*;
 
+#[test]
+fn queued_issues_are_committed_when_the_embedded_store_is_dropped() {
+    queued_issues_are_committed_when_the_store_is_dropped(common::private_dir().path());
+}
+
 /// The instance every case writes to.
 fn instance() -> InstanceId {
     InstanceId::new("conformance-1").unwrap()

@@ -48,6 +48,12 @@ impl Codes {
 
     /// Issues `code` to `subject` at `now` as the code `id`, expiring 300 s later.
     fn issue_as(&self, id: &str, subject: &str, code: &str, now: i64) -> Issued {
+        let request = self.issue_request(id, subject, code, now);
+        self.store.issue_code(request, &self.limits).wait().unwrap()
+    }
+
+    /// The request that issues `code` to `subject` at `now` as the code `id`.
+    fn issue_request(&self, id: &str, subject: &str, code: &str, now: i64) -> IssueRequest {
         let instance = self.instance();
         let subject = CodeSubject::new(subject).unwrap();
         let what = CodeFor {
@@ -58,7 +64,7 @@ impl Codes {
         };
         let (key_id, mac) = self.keys.sign_code(&what, code);
         let subjects = self.keys.subject_macs(&instance, T, &subject);
-        let request = IssueRequest::new(
+        IssueRequest::new(
             instance.clone(),
             T,
             subjects,
@@ -67,8 +73,7 @@ impl Codes {
             &mac,
             now,
             now + 300 * SECOND,
-        );
-        self.store.issue_code(request, &self.limits).unwrap()
+        )
     }
 
     fn verify(&self, subject: &str, typed: &str, now: i64) -> (VerifyResult, u32) {
@@ -80,7 +85,11 @@ impl Codes {
             Arc::clone(&self.keys),
             now,
         );
-        let verified = self.store.verify_code(request, &self.limits).unwrap();
+        let verified = self
+            .store
+            .verify_code(request, &self.limits)
+            .wait()
+            .unwrap();
         (verified.result, verified.attempts_left)
     }
 }
@@ -361,4 +370,45 @@ pub fn concurrent_issues_to_a_new_subject_make_one(store: Arc<dyn Store>) {
         c.verify("newcomer", "777777", START).0,
         VerifyResult::Approved
     );
+}
+
+/// The embedded store's committer answers what was handed to it before the store was
+/// dropped: 24 issues queued without waiting, the store dropped at once, and every reply says
+/// stored; opened again, the store approves each code.
+pub fn queued_issues_are_committed_when_the_store_is_dropped(dir: &std::path::Path) {
+    let codes = Codes::new(
+        Arc::new(secretgen::SqliteStore::open(dir).unwrap()),
+        free_issues(),
+    );
+    let replies: Vec<_> = (0..24)
+        .map(|i| {
+            let request = codes.issue_request(
+                &format!("vc_q{i:02}"),
+                &format!("queued{i}@example.com"),
+                "123456",
+                START,
+            );
+            codes.store.issue_code(request, &codes.limits)
+        })
+        .collect();
+    let Codes { store, keys, .. } = codes;
+    assert_eq!(Arc::strong_count(&store), 1);
+    drop(store);
+    for reply in replies {
+        assert!(matches!(reply.wait(), Ok(Issued::Stored { .. })));
+    }
+    let reopened = Codes {
+        store: Arc::new(secretgen::SqliteStore::open(dir).unwrap()),
+        keys,
+        limits: free_issues(),
+        next: 0,
+    };
+    for i in 0..24 {
+        let subject = format!("queued{i}@example.com");
+        assert_eq!(
+            reopened.verify(&subject, "123456", START + SECOND).0,
+            VerifyResult::Approved,
+            "{subject}"
+        );
+    }
 }

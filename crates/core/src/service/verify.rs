@@ -172,16 +172,13 @@ impl Service {
         );
         let store = Arc::clone(self.control.store());
         let limits = settings.limits;
-        let issued = tokio::task::spawn_blocking(move || store.issue_code(request, &limits))
-            .await
-            .map_err(|_| Error::Internal("the issue was interrupted"))?
-            .map_err(|e| {
-                Error::store(
-                    e,
-                    "the store cannot record the code",
-                    "the store is damaged",
-                )
-            })?;
+        let issued = store.issue_code(request, &limits).await.map_err(|e| {
+            Error::store(
+                e,
+                "the store cannot record the code",
+                "the store is damaged",
+            )
+        })?;
         match issued {
             Issued::Stored { attempts_left } => {
                 self.metrics.code_issued(generator_type);
@@ -242,16 +239,13 @@ impl Service {
         );
         let store = Arc::clone(self.control.store());
         let limits = settings.limits;
-        let verified = tokio::task::spawn_blocking(move || store.verify_code(request, &limits))
-            .await
-            .map_err(|_| Error::Internal("the verification was interrupted"))?
-            .map_err(|e| {
-                Error::store(
-                    e,
-                    "the store cannot record the verification",
-                    "the store is damaged",
-                )
-            })?;
+        let verified = store.verify_code(request, &limits).await.map_err(|e| {
+            Error::store(
+                e,
+                "the store cannot record the verification",
+                "the store is damaged",
+            )
+        })?;
         self.metrics
             .code_verified(generator_type, verified.result, verified.locked);
         self.activity

@@ -15,7 +15,12 @@
 //! its id, and the subject's keyed hash ([`crate::verification::Keyring`]; the key never
 //! enters the store).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
 
 use super::{StoreError, StoreErrorKind, UnlockFacts, hex};
 use crate::verification::{
@@ -23,6 +28,49 @@ use crate::verification::{
 };
 use secretgen_engine::generator_type::GeneratorType;
 use secretgen_engine::registry::InstanceId;
+
+/// The answer to an issue or a verification ([`super::CodeStore`]), sent once the operation
+/// is durable by whoever ran it (the embedded store's committer, the PostgreSQL store's
+/// runtime). An async caller awaits it, taking no thread while the store works; any other
+/// waits for it ([`Reply::wait`]).
+#[must_use = "the operation's answer, and whether it was stored, come through the reply"]
+#[derive(Debug)]
+pub struct Reply<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+/// Where the store sends a [`Reply`]'s answer.
+pub(crate) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+impl<T> Reply<T> {
+    /// A reply and where its answer goes.
+    pub(crate) fn channel() -> (Answer<T>, Reply<T>) {
+        let (answer, reply) = oneshot::channel();
+        (answer, Reply(reply))
+    }
+
+    /// Blocks this thread until the answer comes. Not from an async task: await the reply.
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.0.blocking_recv().unwrap_or_else(|_| Err(unanswered()))
+    }
+}
+
+impl<T> Future for Reply<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|_| Err(unanswered())))
+    }
+}
+
+/// A reply whose sender went away without an answer (the store stopped, or its worker
+/// panicked): whether the operation was stored is not known.
+fn unanswered() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "the store stopped before it answered",
+    )
+}
 
 /// A subject's row: the state of one subject of one type.
 #[derive(Clone, Debug, PartialEq, Eq)]

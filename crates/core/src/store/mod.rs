@@ -362,21 +362,25 @@ pub trait Store: EventLog + TokenStore + CodeStore + Lifecycle + Send + Sync + f
 impl<T: EventLog + TokenStore + CodeStore + Lifecycle + Send + Sync + fmt::Debug> Store for T {}
 
 /// Issued codes and their subjects (SPEC section 12), through the flows of `codes`: each
-/// call is one transaction (or one of a group committed together), durable when it returns.
+/// call is one transaction (or one of a group committed together), durable when it returns
+/// or, for an issue and a verification, when its [`codes::Reply`] answers.
 pub trait CodeStore {
-    /// Stores `request`'s code for its subject, within `limits`.
+    /// Stores `request`'s code for its subject, within `limits`. Returns at once: the
+    /// operation runs on the store's own thread or runtime, and the reply answers once it
+    /// is durable.
     fn issue_code(
         &self,
         request: codes::IssueRequest,
         limits: &crate::verification::Limits,
-    ) -> Result<codes::Issued, StoreError>;
+    ) -> codes::Reply<codes::Issued>;
 
-    /// Checks `request`'s typed code against its subject's pending codes, within `limits`.
+    /// Checks `request`'s typed code against its subject's pending codes, within `limits`;
+    /// returns at once, like [`CodeStore::issue_code`].
     fn verify_code(
         &self,
         request: codes::VerifyRequest,
         limits: &crate::verification::Limits,
-    ) -> Result<codes::Verified, StoreError>;
+    ) -> codes::Reply<codes::Verified>;
 
     /// Lifts the lock of `request`'s subject and clears its failures, recorded in the log as
     /// made by `by`; the event written, `None` when there was nothing to lift.

@@ -8,7 +8,7 @@
 
 use super::*;
 use crate::store::codes::{
-    self, CodeCounts, CodeRow, CodesTx, Found, IssueRequest, Issued, Purged, SubjectRow,
+    self, CodeCounts, CodeRow, CodesTx, Found, IssueRequest, Issued, Purged, Reply, SubjectRow,
     SubjectWrite, UnlockRequest, Verified, VerifyRequest,
 };
 use crate::store::{CodeStore, hex};
@@ -226,17 +226,17 @@ impl CodesTx for PgTx<'_, '_> {
 const PURGE_CHUNK: i64 = 10_000;
 
 impl CodeStore for PostgresStore {
-    fn issue_code(&self, request: IssueRequest, limits: &Limits) -> Result<Issued, StoreError> {
+    fn issue_code(&self, request: IssueRequest, limits: &Limits) -> Reply<Issued> {
         let limits = *limits;
-        self.write("cannot write", move |pool| async move {
+        self.write_reply("cannot write", move |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             codes::issue(&mut PgCodes(&*client), &request, &limits).await
         })
     }
 
-    fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Result<Verified, StoreError> {
+    fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Reply<Verified> {
         let limits = *limits;
-        self.write("cannot write", move |pool| async move {
+        self.write_reply("cannot write", move |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
             codes::verify(&mut PgCodes(&*client), &request, &limits).await
         })

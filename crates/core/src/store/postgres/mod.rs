@@ -64,6 +64,7 @@ mod store_impl;
 mod tx;
 
 use super::flow::{self, TokenChange, Write, author_of};
+use crate::store::codes::Reply;
 use health::*;
 use pool::*;
 use sql::*;
@@ -172,6 +173,104 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     options: PostgresOptions,
     reachability: Arc<Reachability>,
+}
+
+/// Records what operations' results say about the database ([`Reachability`]), and probes
+/// writes while they fail; what a spawned operation takes along instead of the store.
+struct Prober {
+    runtime: tokio::runtime::Handle,
+    pool: deadpool_postgres::Pool,
+    reachability: Arc<Reachability>,
+    timeout: Duration,
+}
+
+impl Prober {
+    /// `result` of an operation (a write when `write`), after recording it: a success marks
+    /// the database reachable (and writes working), a failure to reach it unreachable (or
+    /// writes failing, and starts the probe); `what` begins the message of a failure.
+    fn record<T>(
+        &self,
+        what: &'static str,
+        write: bool,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => {
+                self.reachability.set(true, None);
+                if write {
+                    self.reachability.set_writes(None);
+                }
+            }
+            Err(e) if e.kind() == StoreErrorKind::Unavailable => {
+                if write {
+                    self.reachability.set_writes(Some(&e.to_string()));
+                    self.probe_writes();
+                } else {
+                    self.reachability.set(false, Some(&e.to_string()));
+                }
+            }
+            Err(_) => {}
+        }
+        result.map_err(|e| e.context(format_args!("{what} {}", self.reachability.name)))
+    }
+
+    /// Starts the probe of writes unless it runs: every [`PROBE_INTERVAL`] while writes
+    /// fail, it takes the default instance's log lock in a transaction of its own (and lets
+    /// it go at once), and says that writes work when it could, so that `/readyz` follows
+    /// the write path without waiting for a client's write.
+    fn probe_writes(&self) {
+        if self.reachability.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = self.pool.clone();
+        let reachability = Arc::clone(&self.reachability);
+        let timeout = self.timeout;
+        self.runtime.spawn(async move {
+            loop {
+                while reachability.writes_failing().is_some() {
+                    tokio::time::sleep(PROBE_INTERVAL).await;
+                    if reachability.writes_failing().is_none() {
+                        break;
+                    }
+                    let probe = within(timeout, &pool, |pool| async move {
+                        let mut client = pool.get().await.map_err(pool_error)?;
+                        let tx = client.transaction().await.map_err(sql)?;
+                        let instance = tx
+                            .query_opt("SELECT value FROM meta WHERE key = 'default_instance'", &[])
+                            .await
+                            .map_err(sql)?;
+                        if let Some(row) = instance {
+                            tx.execute(
+                                "SELECT pg_advisory_xact_lock($1)",
+                                &[&instance_lock(row.get::<_, &str>(0))],
+                            )
+                            .await
+                            .map_err(sql)?;
+                        }
+                        tx.rollback().await.map_err(sql)?;
+                        Ok(())
+                    })
+                    .await;
+                    if probe.is_ok() {
+                        reachability.set(true, None);
+                        reachability.set_writes(None);
+                    }
+                }
+                reachability.probing.store(false, Ordering::Release);
+                // A write that failed just now saw the probe running: go on for it.
+                if reachability.writes_failing().is_none()
+                    || reachability.probing.swap(true, Ordering::AcqRel)
+                {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// The answer of an operation whose task ended without one (the store's runtime stopped).
+fn client_stopped() -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, "the PostgreSQL client stopped")
 }
 
 impl fmt::Debug for PostgresStore {
@@ -403,95 +502,65 @@ impl PostgresStore {
         F: FnOnce(Pool) -> Fut,
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.spawn_operation(what, write, work, move |result| {
+            let _ = tx.send(result);
+        });
+        rx.recv().unwrap_or_else(|_| Err(client_stopped()))
+    }
+
+    /// [`PostgresStore::write`] answered through a [`Reply`]: the caller returns at
+    /// once, and an async one takes no thread while the database works.
+    fn write_reply<T, F, Fut>(&self, what: &'static str, work: F) -> Reply<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (answer, reply) = Reply::channel();
+        self.spawn_operation(what, true, work, move |result| {
+            let _ = answer.send(result);
+        });
+        reply
+    }
+
+    /// Runs `work` on the store's runtime within the deadline, records in [`Reachability`]
+    /// what its result says about the database, and hands the result to `deliver`.
+    fn spawn_operation<T, F, Fut>(
+        &self,
+        what: &'static str,
+        write: bool,
+        work: F,
+        deliver: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
         let runtime = self
             .runtime
             .as_ref()
             .expect("the runtime lives as long as the store");
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let fut = within(self.options.timeout, &self.pool, work);
+        let prober = self.prober();
         runtime.spawn(async move {
-            let _ = tx.send(fut.await);
+            deliver(prober.record(what, write, fut.await));
         });
-        let result = rx.recv().unwrap_or_else(|_| {
-            Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                "the PostgreSQL client stopped",
-            ))
-        });
-        match &result {
-            Ok(_) => {
-                self.reachability.set(true, None);
-                if write {
-                    self.reachability.set_writes(None);
-                }
-            }
-            Err(e) if e.kind() == StoreErrorKind::Unavailable => {
-                if write {
-                    self.reachability.set_writes(Some(&e.to_string()));
-                    self.probe_writes();
-                } else {
-                    self.reachability.set(false, Some(&e.to_string()));
-                }
-            }
-            Err(_) => {}
-        }
-        result.map_err(|e| e.context(format_args!("{what} {}", self.reachability.name)))
     }
 
-    /// Starts the probe of writes unless it runs: every [`PROBE_INTERVAL`] while writes
-    /// fail, it takes the default instance's log lock in a transaction of its own (and lets
-    /// it go at once), and says that writes work when it could, so that `/readyz` follows
-    /// the write path without waiting for a client's write.
-    fn probe_writes(&self) {
-        if self.reachability.probing.swap(true, Ordering::AcqRel) {
-            return;
+    /// What records an operation's result and probes writes while they fail.
+    fn prober(&self) -> Prober {
+        Prober {
+            runtime: self
+                .runtime
+                .as_ref()
+                .expect("the runtime lives as long as the store")
+                .handle()
+                .clone(),
+            pool: self.pool.clone(),
+            reachability: Arc::clone(&self.reachability),
+            timeout: self.options.timeout,
         }
-        let Some(runtime) = self.runtime.as_ref() else {
-            return;
-        };
-        let pool = self.pool.clone();
-        let reachability = Arc::clone(&self.reachability);
-        let timeout = self.options.timeout;
-        runtime.spawn(async move {
-            loop {
-                while reachability.writes_failing().is_some() {
-                    tokio::time::sleep(PROBE_INTERVAL).await;
-                    if reachability.writes_failing().is_none() {
-                        break;
-                    }
-                    let probe = within(timeout, &pool, |pool| async move {
-                        let mut client = pool.get().await.map_err(pool_error)?;
-                        let tx = client.transaction().await.map_err(sql)?;
-                        let instance = tx
-                            .query_opt("SELECT value FROM meta WHERE key = 'default_instance'", &[])
-                            .await
-                            .map_err(sql)?;
-                        if let Some(row) = instance {
-                            tx.execute(
-                                "SELECT pg_advisory_xact_lock($1)",
-                                &[&instance_lock(row.get::<_, &str>(0))],
-                            )
-                            .await
-                            .map_err(sql)?;
-                        }
-                        tx.rollback().await.map_err(sql)?;
-                        Ok(())
-                    })
-                    .await;
-                    if probe.is_ok() {
-                        reachability.set(true, None);
-                        reachability.set_writes(None);
-                    }
-                }
-                reachability.probing.store(false, Ordering::Release);
-                // A write that failed just now saw the probe running: go on for it.
-                if reachability.writes_failing().is_none()
-                    || reachability.probing.swap(true, Ordering::AcqRel)
-                {
-                    break;
-                }
-            }
-        });
     }
 
     /// Runs `write` in one transaction (see [`flow`]): under its instance's advisory lock,

@@ -2,21 +2,23 @@
 //! and the group commit that makes them fast.
 //!
 //! Every issue and verification must be durable before it is answered, and a commit here
-//! costs a synced WAL write. So operations are committed in groups: a
-//! caller queues its operation, then waits for the writer's connection; whoever takes it
-//! first runs every queued operation in one transaction (each in a savepoint of its own, so
-//! that one operation's failure undoes only its own steps), commits, and answers
-//! them all. The writer is the file's one writer, so the operations of a group run one after
-//! the other, each seeing the ones before it: as atomic as if each had its own transaction.
+//! costs a synced WAL write. So operations are committed in groups: a caller queues its
+//! operation and gets a [`Reply`]; the store's committer thread takes everything queued, runs
+//! it in one transaction (each operation in a savepoint of its own, so that one operation's
+//! failure undoes only its own steps), commits, and answers them all. The writer is the
+//! file's one writer, so the operations of a group run one after the other, each seeing the
+//! ones before it: as atomic as if each had its own transaction. No caller's thread waits
+//! for the writer: an async caller awaits its reply, and a request costs no thread handoff
+//! beyond its answer.
 
-use std::sync::mpsc;
+use std::sync::Condvar;
 
 use rusqlite::OptionalExtension;
 
 use super::*;
 use crate::store::codes::{
-    self, CodeCounts, CodeRow, CodesTx, Found, IssueRequest, Issued, Purged, SubjectRow,
-    SubjectWrite, UnlockRequest, Verified, VerifyRequest,
+    self, Answer, CodeCounts, CodeRow, CodesTx, Found, IssueRequest, Issued, Purged, Reply,
+    SubjectRow, SubjectWrite, UnlockRequest, Verified, VerifyRequest,
 };
 use crate::store::flow::ready;
 use crate::verification::{Limits, SubjectMac};
@@ -25,21 +27,79 @@ use secretgen_engine::generator_type::GeneratorType;
 /// The most rows a purge deletes in one transaction, so that it holds the writer briefly.
 const PURGE_CHUNK: i64 = 10_000;
 
-/// An operation on the codes' tables, queued for the next group commit.
+/// An operation on the codes' tables, queued for the next group commit, and where its
+/// answer goes.
 #[derive(Debug)]
 pub(super) enum CodeOp {
-    Issue(IssueRequest, Limits),
-    Verify(VerifyRequest, Limits),
+    Issue(IssueRequest, Limits, Answer<Issued>),
+    Verify(VerifyRequest, Limits, Answer<Verified>),
 }
 
 /// What an operation answered.
-pub(super) enum CodeAnswer {
+enum CodeAnswer {
     Issued(Issued),
     Verified(Verified),
 }
 
-/// A queued operation and where its answer goes.
-pub(super) type Queued = (CodeOp, mpsc::SyncSender<Result<CodeAnswer, StoreError>>);
+impl CodeOp {
+    /// Sends `answer`, the one this operation's own steps gave, to its caller (who may have
+    /// gone away: then no one is told).
+    fn answer(self, answer: Result<CodeAnswer, StoreError>) {
+        match (self, answer) {
+            (CodeOp::Issue(.., to), Ok(CodeAnswer::Issued(issued))) => {
+                let _ = to.send(Ok(issued));
+            }
+            (CodeOp::Verify(.., to), Ok(CodeAnswer::Verified(verified))) => {
+                let _ = to.send(Ok(verified));
+            }
+            (CodeOp::Issue(.., to), Err(e)) => {
+                let _ = to.send(Err(e));
+            }
+            (CodeOp::Verify(.., to), Err(e)) => {
+                let _ = to.send(Err(e));
+            }
+            (CodeOp::Issue(..), Ok(CodeAnswer::Verified(_)))
+            | (CodeOp::Verify(..), Ok(CodeAnswer::Issued(_))) => {
+                unreachable!("an operation is answered by its own kind")
+            }
+        }
+    }
+}
+
+/// The operations waiting for the next group commit, and the committer's signal.
+#[derive(Debug, Default)]
+pub(super) struct CodeQueue {
+    waiting: Mutex<Waiting>,
+    /// Signalled when an operation is queued, and when the store stops.
+    queued: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    ops: Vec<CodeOp>,
+    /// The store is being dropped: the committer commits what is queued and ends.
+    stop: bool,
+}
+
+impl CodeQueue {
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next group: everything queued, once there is anything; `None` once the store
+    /// stops and nothing is left.
+    fn next_group(&self) -> Option<Vec<CodeOp>> {
+        let mut waiting = self.waiting();
+        while waiting.ops.is_empty() && !waiting.stop {
+            waiting = self.queued.wait(waiting).unwrap_or_else(|e| e.into_inner());
+        }
+        if waiting.ops.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut waiting.ops))
+        }
+    }
+}
 
 impl SqliteTx<'_> {
     fn error(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -52,15 +112,6 @@ impl SqliteTx<'_> {
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.execute(params))
             .map_err(self.error())
-    }
-}
-
-/// Clears the leader's flag when dropped.
-struct StepDown<'a>(&'a std::sync::atomic::AtomicBool);
-
-impl Drop for StepDown<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -205,11 +256,9 @@ impl SqliteTx<'_> {
 
     /// The codes of the subject `subject_id`, oldest first.
     fn codes(&self, subject_id: &str) -> Result<Vec<CodeRow>, StoreError> {
-        self.tx
-            .prepare_cached(
-                "SELECT id, key_id, mac, created_at, expires_at, attempts FROM verify_codes \
-                 WHERE subject_id = ?1 ORDER BY created_at, id",
-            )
+        let mut codes = self
+            .tx
+            .prepare_cached(CODES_OF_SUBJECT)
             .and_then(|mut stmt| {
                 stmt.query_map([subject_id], |row| {
                     Ok(CodeRow {
@@ -221,98 +270,81 @@ impl SqliteTx<'_> {
                         attempts: row.get(5)?,
                     })
                 })?
-                .collect()
+                .collect::<Result<Vec<_>, _>>()
             })
-            .map_err(self.error())
+            .map_err(self.error())?;
+        codes.sort_unstable_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(codes)
     }
 }
 
+/// The codes of a subject, in no order: with an `ORDER BY`, SQLite (built with STAT4)
+/// prepared this statement again for each new subject id bound to it, a parse for every
+/// issue and verification; a subject has a few codes, sorted after the read.
+const CODES_OF_SUBJECT: &str = "SELECT id, key_id, mac, created_at, expires_at, attempts \
+                                FROM verify_codes WHERE subject_id = ?1";
+
 impl SqliteStore {
-    /// Runs `op` in the next group commit, and answers once that is durable.
+    /// Queues `op` for the next group commit; its answer comes once that is durable.
     ///
-    /// A caller queues its operation; the first to find no leader becomes it and commits
-    /// groups (whatever is queued, each time) until the queue is empty; the others wait for
-    /// their answer alone, without taking turns at the writer's lock. A leader that steps
-    /// down looks at the queue once more, so an operation queued as it stepped down is never
-    /// left without one.
-    pub(super) fn code_op(&self, op: CodeOp) -> Result<CodeAnswer, StoreError> {
-        self.require_mode(&[Mode::Writer], "issue or verify codes")?;
-        let (send, answer) = mpsc::sync_channel(1);
-        self.queue().push((op, send));
-        while !self.code_leader.swap(true, Ordering::SeqCst) {
-            {
-                // Steps down however the groups end (a panic included).
-                let _leading = StepDown(&self.code_leader);
-                let mut inner = self.inner();
-                loop {
-                    let group = std::mem::take(&mut *self.queue());
-                    if group.is_empty() {
-                        break;
-                    }
-                    self.commit_group(&mut inner, group);
-                }
-            }
-            if self.queue().is_empty() {
-                break;
-            }
+    /// One thread of the store's own, the committer (started by the first operation, ended
+    /// when the store is dropped), takes whatever is queued, runs it in one transaction and
+    /// answers every operation of it, again until the queue is empty, then waits. A caller
+    /// takes no thread while it waits: an async one awaits its [`Reply`], and the committer
+    /// wakes once for each group rather than once for each operation.
+    fn queue_code_op(&self, op: CodeOp) {
+        let started = self
+            .require_mode(&[Mode::Writer], "issue or verify codes")
+            .and_then(|()| self.start_committer());
+        if let Err(e) = started {
+            op.answer(Err(e));
+            return;
         }
-        answer.recv().unwrap_or_else(|_| {
-            Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                "the group commit ended without an answer",
-            ))
-        })
+        self.codes.waiting().ops.push(op);
+        self.codes.queued.notify_one();
     }
 
-    fn queue(&self) -> MutexGuard<'_, Vec<Queued>> {
-        self.code_queue.lock().unwrap_or_else(|e| e.into_inner())
+    /// Starts the committer unless it runs.
+    fn start_committer(&self) -> Result<(), StoreError> {
+        let mut committer = self.committer.lock().unwrap_or_else(|e| e.into_inner());
+        if committer.is_some() {
+            return Ok(());
+        }
+        let (path, inner, queue) = (
+            self.path.clone(),
+            Arc::clone(&self.inner),
+            Arc::clone(&self.codes),
+        );
+        let thread = std::thread::Builder::new()
+            .name("secretgen-codes".into())
+            .spawn(move || {
+                while let Some(group) = queue.next_group() {
+                    // A panic answers the group's callers through their dropped senders
+                    // (the store stopped before it answered) and leaves the connection
+                    // without a transaction (rusqlite rolls an unfinished one back); the
+                    // next group goes on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+                        commit_group(&path, &mut inner, group);
+                    }));
+                }
+            })
+            .map_err(|e| unavailable(format!("cannot start the codes' committer: {e}")))?;
+        *committer = Some(thread);
+        Ok(())
     }
 
-    /// Runs `group` in one transaction, each operation in a savepoint of its own, commits it
-    /// through [`SqliteStore::write_locked_in_wal`] (durable in the synced WAL; no checkpoint
-    /// each time) and answers every operation: with its own
-    /// answer when the group is durable, with the failure otherwise.
-    fn commit_group(&self, inner: &mut MutexGuard<'_, Inner>, group: Vec<Queued>) {
-        let path = self.path.as_path();
-        let mut answers = Vec::with_capacity(group.len());
-        let committed = self.write_locked_in_wal(inner, |conn| {
-            let write_error = |e| sql_error(path, "cannot write", e);
-            let mut tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(write_error)?;
-            for (op, _) in &group {
-                let savepoint = tx.savepoint().map_err(write_error)?;
-                let mut steps = SqliteTx {
-                    tx: &savepoint,
-                    path,
-                };
-                let answer = match op {
-                    CodeOp::Issue(request, limits) => {
-                        ready(codes::issue(&mut steps, request, limits)).map(CodeAnswer::Issued)
-                    }
-                    CodeOp::Verify(request, limits) => {
-                        ready(codes::verify(&mut steps, request, limits)).map(CodeAnswer::Verified)
-                    }
-                };
-                if answer.is_ok() {
-                    savepoint.commit().map_err(write_error)?;
-                }
-                // Dropped without a commit, a savepoint rolls its steps back.
-                answers.push(answer);
-            }
-            tx.commit().map_err(write_error)
-        });
-        match committed {
-            Ok(()) => {
-                for ((_, send), answer) in group.into_iter().zip(answers) {
-                    let _ = send.send(answer);
-                }
-            }
-            Err(e) => {
-                for (_, send) in group {
-                    let _ = send.send(Err(StoreError::new(e.kind(), e.to_string())));
-                }
-            }
+    /// Stops the committer, once it has committed and answered what is queued.
+    pub(super) fn stop_committer(&self) {
+        let thread = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            self.codes.waiting().stop = true;
+            self.codes.queued.notify_one();
+            let _ = thread.join();
         }
     }
 
@@ -383,19 +415,64 @@ impl SqliteStore {
     }
 }
 
-impl crate::store::CodeStore for SqliteStore {
-    fn issue_code(&self, request: IssueRequest, limits: &Limits) -> Result<Issued, StoreError> {
-        match self.code_op(CodeOp::Issue(request, *limits))? {
-            CodeAnswer::Issued(issued) => Ok(issued),
-            CodeAnswer::Verified(_) => unreachable!("an issue is answered as one"),
+/// Runs `group` in one transaction, each operation in a savepoint of its own, commits it
+/// through [`Inner::write_in_wal`] (durable in the synced WAL; no checkpoint each time) and
+/// answers every operation: with its own answer when the group is durable, with the failure
+/// otherwise.
+fn commit_group(path: &Path, inner: &mut Inner, group: Vec<CodeOp>) {
+    let mut answers = Vec::with_capacity(group.len());
+    let committed = inner.write_in_wal(path, |conn| {
+        let write_error = |e| sql_error(path, "cannot write", e);
+        let mut tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(write_error)?;
+        for op in &group {
+            let savepoint = tx.savepoint().map_err(write_error)?;
+            let mut steps = SqliteTx {
+                tx: &savepoint,
+                path,
+            };
+            let answer = match op {
+                CodeOp::Issue(request, limits, _) => {
+                    ready(codes::issue(&mut steps, request, limits)).map(CodeAnswer::Issued)
+                }
+                CodeOp::Verify(request, limits, _) => {
+                    ready(codes::verify(&mut steps, request, limits)).map(CodeAnswer::Verified)
+                }
+            };
+            if answer.is_ok() {
+                savepoint.commit().map_err(write_error)?;
+            }
+            // Dropped without a commit, a savepoint rolls its steps back.
+            answers.push(answer);
+        }
+        tx.commit().map_err(write_error)
+    });
+    match committed {
+        Ok(()) => {
+            for (op, answer) in group.into_iter().zip(answers) {
+                op.answer(answer);
+            }
+        }
+        Err(e) => {
+            for op in group {
+                op.answer(Err(StoreError::new(e.kind(), e.to_string())));
+            }
         }
     }
+}
 
-    fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Result<Verified, StoreError> {
-        match self.code_op(CodeOp::Verify(request, *limits))? {
-            CodeAnswer::Verified(verified) => Ok(verified),
-            CodeAnswer::Issued(_) => unreachable!("a verification is answered as one"),
-        }
+impl crate::store::CodeStore for SqliteStore {
+    fn issue_code(&self, request: IssueRequest, limits: &Limits) -> Reply<Issued> {
+        let (answer, reply) = Reply::channel();
+        self.queue_code_op(CodeOp::Issue(request, *limits, answer));
+        reply
+    }
+
+    fn verify_code(&self, request: VerifyRequest, limits: &Limits) -> Reply<Verified> {
+        let (answer, reply) = Reply::channel();
+        self.queue_code_op(CodeOp::Verify(request, *limits, answer));
+        reply
     }
 
     fn unlock_subject(
@@ -413,5 +490,28 @@ impl crate::store::CodeStore for SqliteStore {
 
     fn code_counts(&self, now: i64) -> Result<CodeCounts, StoreError> {
         self.count_codes(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every issue and verification reads its subject's codes with a new subject id: the
+    /// statement must run as prepared, not be parsed and planned again for each (as SQLite
+    /// does for the `ORDER BY` form, on a table with an index on the subject and time).
+    #[test]
+    fn reading_a_subjects_codes_is_never_prepared_again() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CODES_TABLES).unwrap();
+        for subject in ["vs_a", "vs_b", "vs_c", "vs_d"] {
+            let mut stmt = conn.prepare_cached(CODES_OF_SUBJECT).unwrap();
+            assert_eq!(stmt.query_map([subject], |_| Ok(())).unwrap().count(), 0);
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "prepared again for {subject}"
+            );
+        }
     }
 }

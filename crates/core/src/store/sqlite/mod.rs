@@ -116,6 +116,45 @@ struct Inner {
     pending: bool,
 }
 
+impl Inner {
+    /// Whether the connection's file is still the one it opened (checked around every
+    /// write); `path` names the store in the error.
+    fn verify_file(&self, path: &Path) -> Result<(), StoreError> {
+        let gone = |how: &str| {
+            unavailable(format!(
+                "{} {how} while secretgen had it open: changes would be lost, so none are \
+                 accepted (restore the file, or restart on it)",
+                path.display()
+            ))
+        };
+        match FileId::of(&self.at) {
+            Ok(id) if id == self.file => Ok(()),
+            Ok(_) => Err(gone("was replaced by another file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(gone("was deleted")),
+            Err(e) => Err(unavailable(format!(
+                "cannot read {}: {e}",
+                self.at.display()
+            ))),
+        }
+    }
+
+    /// Runs a write without a checkpoint, checking the file before and after: the commit is
+    /// durable in the synced WAL, and reaches the database file with SQLite's automatic
+    /// checkpoint (every 1,000 pages of WAL) or the next write that checkpoints. For issued
+    /// codes, whose writes come by the thousand a second: a checkpoint costs three more
+    /// syncs each time.
+    fn write_in_wal<T>(
+        &mut self,
+        path: &Path,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.verify_file(path)?;
+        let result = f(&mut self.conn)?;
+        self.verify_file(path)?;
+        Ok(result)
+    }
+}
+
 /// The embedded store: `secretgen.db` in the data directory.
 ///
 /// [`SqliteStore::open`] makes the process the directory's writer: it holds an exclusive
@@ -130,17 +169,18 @@ pub struct SqliteStore {
     data_dir: PathBuf,
     path: PathBuf,
     mode: Mode,
-    inner: Mutex<Inner>,
+    /// The writer's connection (or the only one), shared with the codes' committer.
+    inner: Arc<Mutex<Inner>>,
     /// A read-only connection of its own for reads that must never wait behind a write
     /// (the token table: every request's authentication may need it), opened on first use.
     reader: Mutex<Option<Connection>>,
     /// Read-only connections for pages of the log (the audit search), kept between reads,
     /// so that concurrent searches neither wait behind a write nor share one connection.
     page_readers: Mutex<Vec<Connection>>,
-    /// Operations on issued codes waiting for the next group commit (`codes.rs`).
-    code_queue: Mutex<Vec<codes::Queued>>,
-    /// Whether a caller is committing the queued operations.
-    code_leader: AtomicBool,
+    /// Operations on issued codes waiting for the next group commit, and the thread that
+    /// commits them, started by the first (`codes.rs`).
+    codes: Arc<codes::CodeQueue>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held for the life of a writer; the OS releases the lock when the process dies.
     _lock: Option<File>,
     /// Whether the thread started by [`Lifecycle::watch`] should go on; cleared on drop.
@@ -220,16 +260,16 @@ impl SqliteStore {
             data_dir: data_dir.to_owned(),
             path,
             mode: Mode::Writer,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 conn,
                 at: scratch,
                 file,
                 pending: true,
-            }),
+            })),
             reader: Mutex::new(None),
             page_readers: Mutex::new(Vec::new()),
-            code_queue: Mutex::new(Vec::new()),
-            code_leader: AtomicBool::new(false),
+            codes: Arc::default(),
+            committer: Mutex::new(None),
             watching: Arc::new(AtomicBool::new(false)),
             _lock: Some(lock),
         };
@@ -299,16 +339,16 @@ impl SqliteStore {
             data_dir: data_dir.to_owned(),
             path: path.clone(),
             mode,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 conn,
                 at: path,
                 file,
                 pending: false,
-            }),
+            })),
             reader: Mutex::new(None),
             page_readers: Mutex::new(Vec::new()),
-            code_queue: Mutex::new(Vec::new()),
-            code_leader: AtomicBool::new(false),
+            codes: Arc::default(),
+            committer: Mutex::new(None),
             watching: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
@@ -477,22 +517,7 @@ impl SqliteStore {
 
     /// Refuses to go on when the file the store has open is no longer the store's file.
     fn verify_file(&self, inner: &Inner) -> Result<(), StoreError> {
-        let gone = |how: &str| {
-            unavailable(format!(
-                "{} {how} while secretgen had it open: changes would be lost, so none are \
-                 accepted (restore the file, or restart on it)",
-                self.path.display()
-            ))
-        };
-        match FileId::of(&inner.at) {
-            Ok(id) if id == inner.file => Ok(()),
-            Ok(_) => Err(gone("was replaced by another file")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(gone("was deleted")),
-            Err(e) => Err(unavailable(format!(
-                "cannot read {}: {e}",
-                inner.at.display()
-            ))),
-        }
+        inner.verify_file(&self.path)
     }
 
     /// Runs a write: checks the file before, commits, checkpoints, and checks the file
@@ -514,21 +539,6 @@ impl SqliteStore {
         self.verify_file(inner)?;
         let result = f(&mut inner.conn)?;
         checkpoint(&inner.conn, &self.path);
-        self.verify_file(inner)?;
-        Ok(result)
-    }
-
-    /// [`SqliteStore::write_locked`] without the checkpoint: the commit is durable in the
-    /// synced WAL, and reaches the database file with SQLite's automatic checkpoint (every
-    /// 1,000 pages of WAL) or the next write that checkpoints. For issued codes, whose
-    /// writes come by the thousand a second: a checkpoint costs three more syncs each time.
-    fn write_locked_in_wal<T>(
-        &self,
-        inner: &mut MutexGuard<'_, Inner>,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.verify_file(inner)?;
-        let result = f(&mut inner.conn)?;
         self.verify_file(inner)?;
         Ok(result)
     }
@@ -609,7 +619,9 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.watching.store(false, Ordering::Release);
-        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Operations queued before the drop are committed and answered first.
+        self.stop_committer();
+        let inner = self.inner();
         if inner.pending {
             // Never completed, never acknowledged: nothing of it may look like a store.
             remove_sqlite_files(&inner.at);
