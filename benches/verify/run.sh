@@ -8,9 +8,11 @@
 #    ROUNDS runs of SECONDS: the median pairs a second and the p50/p99 of a pair (issue and
 #    verify, both durable before their answers). Goal on a 2-core machine: >= 5,000 pairs a
 #    second, p99 <= 20 ms.
-# 2. The same server: _generate count=1 alone, then beside the pairs (CONNECTIONS clients
-#    each, as many pairs as the server takes), then beside a steady STEADY_PAIRS pairs a
-#    second (default 500): the ratios of _generate's calls a second to alone (goal >= 0.9).
+# 2. _generate count=1 alone and beside a steady STEADY_PAIRS pairs a second (default 500)
+#    on a new store; then on the server of 1. (its store grown by the pairs before: each
+#    operation touches more pages) alone, beside the pairs (CONNECTIONS clients each, as many
+#    pairs as the server takes) and beside the steady pairs: the ratios of _generate's calls a
+#    second to alone (goal >= 0.9).
 # 3. PostgreSQL (unless SECRETGEN_BENCH_DATABASE_URL is "off"): three release replicas on a
 #    fresh database (created under SECRETGEN_BENCH_DATABASE_URL, default
 #    postgres://root@127.0.0.1:5432/postgres, dropped at the end), the pairs spread over the
@@ -101,16 +103,22 @@ EOF
 
 echo "medians of $ROUNDS runs of ${SECONDS_PER_RUN}s, $CONNECTIONS clients"
 if [ "${ONLY:-}" != postgres ]; then
+STEADY="${STEADY_PAIRS:-500}"
+NEW="$(serve --data-dir "$TMP/new")"
+read -r NEW_ALONE _ <<<"$(measure generate generate "$NEW")"
+read -r NEW_PACED _ <<<"$(PAIRS_PER_SECOND="$STEADY" measure both generate "$NEW")"
+awk -v a="$NEW_ALONE" -v p="$NEW_PACED" -v s="$STEADY" 'BEGIN {
+    printf "new store: _generate count=1: %d calls/s alone; beside a steady %d pairs/s %d (%.2f; goal >= 0.90)\n", a, s, p, p / a
+}'
 SQLITE="$(serve --data-dir "$TMP/data")"
 read -r PAIRS P50 P99 FAILED <<<"$(measure pairs pairs "$SQLITE")"
 printf 'embedded store: %s issue+verify pairs/s, pair p50 %s ms, p99 %s ms, %s failed (goal >= 5000, p99 <= 20 ms)\n' \
     "$PAIRS" "$P50" "$P99" "$FAILED"
 read -r ALONE _ <<<"$(measure generate generate "$SQLITE")"
 read -r BESIDE _ <<<"$(measure both generate "$SQLITE")"
-STEADY="${STEADY_PAIRS:-500}"
 read -r PACED _ <<<"$(PAIRS_PER_SECOND="$STEADY" measure both generate "$SQLITE")"
 awk -v a="$ALONE" -v b="$BESIDE" -v p="$PACED" -v s="$STEADY" 'BEGIN {
-    printf "_generate count=1: %d calls/s alone; beside as many pairs as the server takes %d (%.2f);\n", a, b, b / a
+    printf "grown store: _generate count=1: %d calls/s alone; beside as many pairs as the server takes %d (%.2f);\n", a, b, b / a
     printf "  beside a steady %d pairs/s %d (%.2f; goal >= 0.90)\n", s, p, p / a
 }'
 fi
