@@ -92,6 +92,64 @@ fn resource(
     guarded(web::resource(route.pattern()).app_data(route))
 }
 
+/// The prefix of the code routes, `/v1/codes/{generatorType}/…`: the data plane.
+const CODES: &str = "/v1/codes";
+
+/// The path parameter that names the generator type.
+const GENERATOR_TYPE: &str = "generatorType";
+
+/// [`resource`] for a code route, inside the [`CODES`] scope: registered under what follows
+/// the type segment (`/_generate`), a static pattern, once [`take_type_segment`] has taken the
+/// segment off. The `route` label stays the whole pattern.
+fn code_resource(
+    route: Route,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let action = route
+        .pattern()
+        .strip_prefix(CODES)
+        .and_then(|rest| rest.strip_prefix("/{generatorType}"))
+        .expect("a code route's pattern is /v1/codes/{generatorType}/<action>");
+    guarded(web::resource(action).app_data(route))
+}
+
+/// Routes the type segment of a request under [`CODES`] by hand, as the router would match
+/// `/{generatorType}/…` (a non-empty segment without `/`) but without running a regex and
+/// allocating its captures per request: the segment becomes the `generatorType` path
+/// parameter (read by `web::Path` as before) and is skipped, so that the static patterns of
+/// [`code_resource`] match what follows. A path with no type segment and action after it
+/// is skipped whole: no code route matches it, so it is answered 404 as before.
+fn take_type_segment(req: &mut ServiceRequest) {
+    let path = req.match_info_mut();
+    let tail = path.unprocessed();
+    let segment = tail
+        .strip_prefix('/')
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(segment, _)| segment)
+        .filter(|segment| !segment.is_empty());
+    // actix-router counts a path in u16, as its own matching does (a request head is far
+    // shorter: actix-http refuses one past 32 KiB).
+    let skip = |len: usize| u16::try_from(len).unwrap_or(u16::MAX);
+    match segment {
+        Some(segment) => {
+            let (len, segment) = (segment.len() + 1, segment.to_owned());
+            path.add_static(GENERATOR_TYPE, segment);
+            path.skip(skip(len));
+        }
+        None => {
+            let len = tail.len();
+            path.skip(skip(len));
+        }
+    }
+}
+
 /// `resource` with [`catch_panics`] around its handlers. On the resource, not the app: a
 /// request is routed before it reaches the resource, and routing needs the request as its
 /// only owner, which `catch_panics` is not (it keeps a handle to answer with).
@@ -114,7 +172,32 @@ pub fn guarded(
 /// route answers HEAD too, through the same handler (so with the same authentication,
 /// status and headers); actix-http leaves the body out.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // The data plane first, under a static prefix: matching it costs a string comparison, and
+    // its type segment is routed by hand ([`take_type_segment`]).
     cfg.service(
+        web::scope(CODES)
+            .wrap_fn(|mut req, routes| {
+                use actix_web::dev::Service;
+                take_type_segment(&mut req);
+                routes.call(req)
+            })
+            .service(
+                code_resource(Route::Generate)
+                    .route(web::post().to(generate))
+                    .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+            )
+            .service(
+                code_resource(Route::Issue)
+                    .route(web::post().to(issue))
+                    .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+            )
+            .service(
+                code_resource(Route::Verify)
+                    .route(web::post().to(verify))
+                    .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
+            ),
+    )
+    .service(
         resource(Route::Search)
             .route(web::post().to(search))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
@@ -129,21 +212,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         resource(Route::Preview)
             .route(web::post().to(preview))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
-    )
-    .service(
-        resource(Route::Generate)
-            .route(web::post().to(generate))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
-    )
-    .service(
-        resource(Route::Issue)
-            .route(web::post().to(issue))
-            .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
-    )
-    .service(
-        resource(Route::Verify)
-            .route(web::post().to(verify))
             .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
     )
     .service(
@@ -333,14 +401,45 @@ fn generator_type(raw: &str) -> Result<GeneratorType, ApiError> {
 /// hold a connection and a worker by declaring more than it sends.
 async fn body(payload: web::Payload, state: &AppState) -> Result<web::Bytes, ApiError> {
     let read = payload.to_bytes_limited(BODY_LIMIT);
-    match actix_web::rt::time::timeout(state.body_timeout, read).await {
-        Ok(Ok(Ok(bytes))) => Ok(bytes),
-        Ok(Ok(Err(e))) => Err(ApiError::bad_request(format!(
+    match within(state.body_timeout, read).await {
+        Some(Ok(Ok(bytes))) => Ok(bytes),
+        Some(Ok(Err(e))) => Err(ApiError::bad_request(format!(
             "cannot read the request body: {e}"
         ))),
-        Ok(Err(_limit)) => Err(ApiError::too_large(BODY_LIMIT)),
-        Err(_elapsed) => Err(ApiError::body_timeout(state.body_timeout)),
+        Some(Err(_limit)) => Err(ApiError::too_large(BODY_LIMIT)),
+        None => Err(ApiError::body_timeout(state.body_timeout)),
     }
+}
+
+/// `read`'s output if it is done within `limit` of its first poll, `None` once the limit is
+/// past. A timer costs its registration and removal, so it is set only for a read that is
+/// not done by its second poll: the first poll of a body finds it pending (actix-http calls
+/// the handler before it hands over the bytes that came with the head) and asks for the
+/// second at once; a body that arrived with its head is done then, and needs no timer. A
+/// body that is not has the rest of `limit`, counted from the first poll, as before.
+async fn within<F: std::future::Future>(limit: Duration, read: F) -> Option<F::Output> {
+    use actix_web::rt::time::{Instant, timeout};
+    use std::task::Poll;
+    let mut read = std::pin::pin!(read);
+    let mut first = None;
+    let early = std::future::poll_fn(|cx| match (read.as_mut().poll(cx), first) {
+        (Poll::Ready(output), _) => Poll::Ready(Ok(output)),
+        (Poll::Pending, None) => {
+            first = Some(Instant::now());
+            // Polled again at once, timer or not: the read is never left waiting for a
+            // wake-up that may not come.
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        (Poll::Pending, Some(first)) => Poll::Ready(Err(first)),
+    })
+    .await;
+    let first = match early {
+        Ok(output) => return Some(output),
+        Err(first) => first,
+    };
+    let left = (first + limit).saturating_duration_since(Instant::now());
+    timeout(left, read).await.ok()
 }
 
 fn json_response(value: &impl serde::Serialize) -> HttpResponse {

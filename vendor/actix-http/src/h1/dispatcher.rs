@@ -966,6 +966,8 @@ where
 
                             req.conn_data.clone_from(this.conn_data);
 
+                            // secretgen: whether the request has a body (see below).
+                            let mut has_body = false;
                             match this.codec.message_type() {
                                 // request has no payload
                                 MessageType::None => *this.payload_drainable = false,
@@ -990,11 +992,19 @@ where
                                     *req.payload() = crate::Payload::H1 { payload };
                                     *this.payload = Some(sender);
                                     *this.payload_drainable = req.chunked().unwrap_or(false);
+                                    has_body = true;
                                 }
                             }
 
                             // handle request early when no future in InnerDispatcher state.
-                            if this.state.is_none() {
+                            // secretgen: not a request with a body: queued, it is called and
+                            // polled first by poll_response, which runs after this decoding
+                            // in the same poll, so that the bytes of its body already read are
+                            // handed over before its first poll (the service finds them there,
+                            // instead of waiting for the wake-up that feeding them gives and
+                            // a second poll of the whole dispatcher). Then the requests
+                            // after it queue behind it: early only with an empty queue.
+                            if this.state.is_none() && this.messages.is_empty() && !has_body {
                                 self.as_mut().handle_request(req, cx)?;
                                 this = self.as_mut().project();
                             } else {
