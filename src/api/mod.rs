@@ -75,9 +75,10 @@ impl AppState {
     }
 }
 
-/// A resource for `route`: registered under its pattern, with the route itself as the
-/// resource's data, which the request middleware reads back for the metrics' `route` label,
-/// and a handler's panic answered ([`guarded`]).
+/// A resource for `route`: registered under its pattern (a code route under what follows
+/// its type segment, inside the [`CODES`] scope: see [`take_type_segment`]), with the route
+/// itself as the resource's data, which the request middleware reads back for the metrics'
+/// `route` label (the whole pattern), and a handler's panic answered ([`guarded`]).
 fn resource(
     route: Route,
 ) -> actix_web::Resource<
@@ -89,7 +90,12 @@ fn resource(
         InitError = (),
     >,
 > {
-    guarded(web::resource(route.pattern()).app_data(route))
+    let pattern = route.pattern();
+    let registered = pattern
+        .strip_prefix(CODES)
+        .and_then(|rest| rest.strip_prefix("/{generatorType}"))
+        .unwrap_or(pattern);
+    guarded(web::resource(registered).app_data(route))
 }
 
 /// The prefix of the code routes, `/v1/codes/{generatorType}/…`: the data plane.
@@ -98,33 +104,11 @@ const CODES: &str = "/v1/codes";
 /// The path parameter that names the generator type.
 const GENERATOR_TYPE: &str = "generatorType";
 
-/// [`resource`] for a code route, inside the [`CODES`] scope: registered under what follows
-/// the type segment (`/_generate`), a static pattern, once [`take_type_segment`] has taken the
-/// segment off. The `route` label stays the whole pattern.
-fn code_resource(
-    route: Route,
-) -> actix_web::Resource<
-    impl actix_web::dev::ServiceFactory<
-        ServiceRequest,
-        Config = (),
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    let action = route
-        .pattern()
-        .strip_prefix(CODES)
-        .and_then(|rest| rest.strip_prefix("/{generatorType}"))
-        .expect("a code route's pattern is /v1/codes/{generatorType}/<action>");
-    guarded(web::resource(action).app_data(route))
-}
-
 /// Routes the type segment of a request under [`CODES`] by hand, as the router would match
 /// `/{generatorType}/…` (a non-empty segment without `/`) but without running a regex and
 /// allocating its captures per request: the segment becomes the `generatorType` path
 /// parameter (read by `web::Path` as before) and is skipped, so that the static patterns of
-/// [`code_resource`] match what follows. A path with no type segment and action after it
+/// [`resource`] match what follows. A path with no type segment and action after it
 /// is skipped whole: no code route matches it, so it is answered 404 as before.
 fn take_type_segment(req: &mut ServiceRequest) {
     let path = req.match_info_mut();
@@ -182,17 +166,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 routes.call(req)
             })
             .service(
-                code_resource(Route::Generate)
+                resource(Route::Generate)
                     .route(web::post().to(generate))
                     .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
             )
             .service(
-                code_resource(Route::Issue)
+                resource(Route::Issue)
                     .route(web::post().to(issue))
                     .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
             )
             .service(
-                code_resource(Route::Verify)
+                resource(Route::Verify)
                     .route(web::post().to(verify))
                     .default_service(web::to(|r: HttpRequest| not_allowed(r, "POST"))),
             ),
