@@ -6,7 +6,9 @@
 #   2. its source names a blocking lock (Mutex, RwLock, Condvar, Barrier, Once, OnceLock,
 #      LazyLock, parking_lot);
 #   3. crates/engine/src/rng.rs imports from the rest of the crate (`crate::`, or `super::`
-#      outside its tests).
+#      outside its tests);
+#   4. a file of the workspace other than crates/engine/src/generator/wide.rs (the AVX-512
+#      sampler) allows `unsafe_code`, or a crate other than the engine stops forbidding it.
 # Run from any directory; needs cargo, and the dependencies fetched (it runs after clippy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +16,12 @@ cd "$(dirname "$0")/.."
 # What the engine may use directly: randomness, zeroing, big integers, lock-free snapshots,
 # the coarse clock.
 direct_allowed="arc-swap chacha20 getrandom num-bigint rand_core rustix zeroize"
-# What those need (on Linux; the others are what they need elsewhere).
-needed_allowed="autocfg bitflags cfg-if cpufeatures errno libc linux-raw-sys num-integer
-    num-traits rustversion r-efi wasi wasip2 wit-bindgen windows-link windows-sys
-    windows-targets"
+# What those need (on Linux; the others are what they need elsewhere). block-buffer, cipher,
+# crypto-common, hybrid-array, inout and typenum come with chacha20's "cipher" feature: the
+# core's block-writing interface, which the engine's generator refills from (src/rng.rs).
+needed_allowed="autocfg bitflags block-buffer cfg-if cipher cpufeatures crypto-common errno
+    hybrid-array inout libc linux-raw-sys num-integer num-traits rustversion r-efi typenum
+    wasi wasip2 wit-bindgen windows-link windows-sys windows-targets"
 # Named in the message when one of them comes in.
 forbidden_families="serde, actix, hyper, http, h2, tokio, tower, axum, tonic, prost, rusqlite,
 libsqlite3-sys, sqlx, tracing, log, parking_lot, dashmap"
@@ -87,7 +91,30 @@ if [ -n "$imports" ]; then
     echo "$imports" >&2
 fi
 
+# 4. `unsafe`: the engine denies it (the other crates inherit the workspace's forbid), and
+# only its wide sampler allows it back.
+wide=crates/engine/src/generator/wide.rs
+allows=$(grep -rnE 'allow\((.*[^a-z_])?unsafe_code' --include='*.rs' src crates tests benches \
+    examples fuzz 2>/dev/null | grep -v "^$wide:" || true)
+if [ -n "$allows" ]; then
+    fail "only $wide may allow unsafe_code; found:"
+    echo "$allows" >&2
+fi
+if ! grep -qE '^unsafe_code = "forbid"' Cargo.toml; then
+    fail "the workspace's lints must forbid unsafe_code (Cargo.toml [workspace.lints.rust])."
+fi
+for manifest in Cargo.toml crates/*/Cargo.toml; do
+    [ "$manifest" = crates/engine/Cargo.toml ] && continue
+    if ! awk '/^\[lints\]/ { l = 1; next } /^\[lints.rust\]/ { r = 1; next } /^\[/ { l = r = 0 }
+        (l && /^workspace = true/) || (r && /^unsafe_code = "forbid"/) { ok = 1 }
+        END { exit !ok }' "$manifest"; then
+        fail "$manifest must forbid unsafe_code (take the workspace's lints, or set it in" \
+            "its own [lints.rust])."
+    fi
+done
+
 if [ "$failed" = 1 ]; then
     exit 1
 fi
-echo "engine boundary: ok ($(echo "$all" | wc -w) crates, all allowed; no lock; rng.rs a leaf)"
+echo "engine boundary: ok ($(echo "$all" | wc -w) crates, all allowed; no lock; rng.rs a leaf;" \
+    "unsafe only in $wide)"

@@ -21,14 +21,21 @@
 //! byte-wise sampler draw (8 × 256/248 ≈ 8.26 bytes a code, measured on the reference sampler
 //! at start), timed per code like
 //! `alnum8/secretgen/fill_codes`, so the two groups compare line by line:
-//! - `chacha20/ChaCha12Rng`: chacha20 0.10's ChaCha12 (runtime-detected AVX2 on x86-64).
+//! - `chacha20/ChaCha12Rng`: chacha20 0.10's ChaCha12 RNG (runtime-detected AVX2 on x86-64;
+//!   its RNG interface has no AVX-512 backend).
 //! - `rand_chacha/ChaCha12Rng`: rand_chacha 0.10's (ppv-lite86, runtime-detected AVX2).
+//! - `chacha20/core_blocks`: chacha20 0.10's ChaCha12 core writing the blocks straight into
+//!   the buffer (`write_keystream_blocks`; runtime-detected AVX-512, 16 blocks at a time, with
+//!   the workspace's `--cfg chacha20_avx512`): the fastest keystream here, and what the
+//!   engine's generator refills from (`crates/engine/src/rng.rs`). It writes 1 KiB at a time
+//!   (its full width) and its time is scaled from the whole kibibytes to the byte count.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use chacha20::cipher::{Array, StreamCipherCore};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::rngs::StdRng;
@@ -180,6 +187,28 @@ fn keystream(c: &mut Criterion) {
     let mut rand_chacha = rand_chacha::ChaCha12Rng::from_seed(rand::random());
     group.bench_function("rand_chacha/ChaCha12Rng", |b| {
         b.iter_custom(per_code(&mut rand_chacha, &mut buf))
+    });
+    let mut core = chacha20::ChaChaCore::<chacha20::R12, chacha20::variants::Legacy>::from_seed(
+        rand::random(),
+    );
+    // 16 blocks (1 KiB) at a time, its full width, as the engine writes them; the time of the
+    // whole 1 KiB writes is scaled to the byte count.
+    let mut blocks = [[0u8; 64]; 16];
+    let chunks = bytes / 1024;
+    group.bench_function("chacha20/core_blocks", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                for _ in 0..chunks {
+                    core.write_keystream_blocks(Array::cast_slice_from_core_mut(&mut blocks));
+                    black_box(&blocks);
+                }
+            }
+            start
+                .elapsed()
+                .mul_f64(bytes as f64 / (chunks * 1024) as f64)
+                / BULK as u32
+        })
     });
     group.finish();
 }

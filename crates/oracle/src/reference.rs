@@ -6,19 +6,19 @@
 //! bytes that follow. No block loop, no table, no cache.
 
 use rand_core::{Rng, SeedableRng};
-use secretgen::rng::Cipher;
 
 use crate::spec::Shape;
 
 /// The bytes a `CodeRng::from_seed(seed)` hands out, in order.
 ///
 /// `CodeRng` has no public way to read its bytes (`available`/`consume` are crate-private),
-/// so this reads the stream the way `CodeRng` is defined to: the cipher of
-/// `secretgen::rng::Cipher`, keyed with the seed, in order. A change of cipher is a change of
-/// that alias and reaches this too; a `CodeRng` that handed out its stream differently would
-/// fail every comparison with the reference.
+/// so this reads the stream `CodeRng` is defined to hand out: ChaCha12 keyed with the seed,
+/// 64-bit block counter from 0, stream 0, in order. It reads it through chacha20's
+/// `ChaCha12Rng`, 64 bytes at a time, not the way the engine writes it (the cipher's core, 16
+/// blocks at a time, `secretgen::rng`), so a `CodeRng` that handed out its stream differently
+/// fails every comparison with the reference.
 struct SeededBytes {
-    cipher: Cipher,
+    cipher: chacha20::ChaCha12Rng,
     block: [u8; 64],
     used: usize,
     /// Bytes handed out so far.
@@ -28,7 +28,7 @@ struct SeededBytes {
 impl SeededBytes {
     fn new(seed: [u8; 32]) -> SeededBytes {
         SeededBytes {
-            cipher: Cipher::from_seed(seed),
+            cipher: chacha20::ChaCha12Rng::from_seed(seed),
             block: [0; 64],
             used: 64,
             drawn: 0,
