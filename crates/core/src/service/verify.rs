@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use super::activity::HourCounts;
 use super::{Error, Grant, Operation, ReadGenerators, Service, Subject, Violation};
-use crate::store::codes::{IssueRequest, Issued, UnlockRequest, VerifyRequest};
-use crate::store::{from_micros, hex, to_micros, truncate_to_micros};
+use crate::store::codes::{IssueRequest, Issued, UnlockRequest, VerifyRequest, ordered_id};
+use crate::store::{from_micros, to_micros, truncate_to_micros};
 use crate::token::Permission;
 use crate::verification::{
     CodeFor, CodeSubject, Keyring, Limits, TypedCode, VerifyResult, guess_chance,
@@ -89,13 +89,6 @@ pub struct Verification {
     pub attempts_left: u32,
 }
 
-/// A new code's id: `vc_` and 24 hex digits (96 random bits).
-fn new_code_id() -> String {
-    let mut id = [0u8; 12];
-    getrandom::fill(&mut id).expect("the OS gives random bytes");
-    format!("vc_{}", hex(&id))
-}
-
 /// The subject, or its violation.
 fn subject(text: &str) -> Result<CodeSubject, Violation> {
     CodeSubject::new(text).map_err(|e| Violation {
@@ -149,7 +142,8 @@ impl Service {
         let instance = self.instance_id().clone();
         let now = truncate_to_micros(SystemTime::now());
         let expires_at = now + expiry.duration();
-        let id = new_code_id();
+        // In time order, as the subjects' ids: see `ordered_id`.
+        let id = ordered_id("vc_", to_micros(now));
         let what = CodeFor {
             instance: &instance,
             generator_type,
