@@ -56,7 +56,9 @@ pub(super) fn map(
     #[cfg(target_arch = "x86_64")]
     if available() {
         // SAFETY: the CPU has every feature `x86::map` is compiled for; `available` asked it.
-        unsafe { x86::map(table, bytes, out, read, written) }
+        let (r, w) = unsafe { x86::map(table, &bytes[*read..], &mut out[*written..]) };
+        *read += r;
+        *written += w;
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (table, bytes, out, read, written);
@@ -78,19 +80,13 @@ mod x86 {
         unsafe { _mm512_loadu_si512(block.as_ptr().cast()) }
     }
 
+    /// [`super::map`] from the starts of `bytes` and `out`: returns how many bytes it read and
+    /// characters it wrote.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,popcnt")]
-    pub(super) fn map(
-        table: &[u8; 256],
-        bytes: &[u8],
-        out: &mut [u8],
-        read: &mut usize,
-        written: &mut usize,
-    ) {
+    pub(super) fn map(table: &[u8; 256], bytes: &[u8], out: &mut [u8]) -> (usize, usize) {
         let quarter = |i: usize| load(table[i * WIDTH..][..WIDTH].try_into().expect("64 bytes"));
         let (t0, t1, t2, t3) = (quarter(0), quarter(1), quarter(2), quarter(3));
-        // Counted here, written back once: the compiler cannot keep them in registers through
-        // the caller's references while the stores may alias them.
-        let (mut r, mut w) = (*read, *written);
+        let (mut r, mut w) = (0, 0);
         while out.len() - w >= WIDTH {
             let Some(block) = bytes[r..].first_chunk::<WIDTH>() else {
                 break;
@@ -108,7 +104,7 @@ mod x86 {
             r += WIDTH;
             w += accepted.count_ones() as usize;
         }
-        (*read, *written) = (r, w);
+        (r, w)
     }
 }
 
