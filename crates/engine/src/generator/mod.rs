@@ -291,14 +291,21 @@ impl Generator {
     /// returns how many bytes it read and characters it wrote.
     ///
     /// While at least 64 characters are missing it maps 64 bytes at a time with AVX-512 where
-    /// the CPU has it (`wide.rs`); then, while at least [`WIDE_BLOCK`], then [`BLOCK`],
+    /// the CPU has it, then 32 at a time with AVX2 (`wide.rs`); then, while at least [`WIDE_BLOCK`], then [`BLOCK`],
     /// characters are missing, that many bytes at a time without a branch (see
     /// [`Generator::map_blocks`]); then byte by byte. Every step gives what the byte-by-byte
     /// loop gives.
     #[inline]
     fn map_bytes(&self, bytes: &[u8], out: &mut [u8]) -> (usize, usize) {
         let (mut read, mut written) = (0, 0);
-        wide::map(&self.table, bytes, out, &mut read, &mut written);
+        wide::map(
+            &self.table,
+            self.alphabet_len,
+            bytes,
+            out,
+            &mut read,
+            &mut written,
+        );
         self.map_blocks::<WIDE_BLOCK>(bytes, out, &mut read, &mut written);
         self.map_blocks::<BLOCK>(bytes, out, &mut read, &mut written);
         while written < out.len() && read < bytes.len() {
