@@ -71,6 +71,7 @@ conformance!(
     a_fourth_code_retires_the_oldest_and_issues_are_limited,
     an_unlock_is_an_event_of_the_log,
     the_purge_keeps_what_is_pending,
+    a_failed_issue_leaves_nothing_behind,
     concurrent_verifications_approve_once,
     concurrent_failures_are_each_counted,
     concurrent_issues_to_a_new_subject_make_one,

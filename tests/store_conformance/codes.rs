@@ -297,6 +297,45 @@ fn race<T: Send + 'static>(
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
+/// An operation that fails leaves nothing behind: an issue whose code id is taken fails, and
+/// neither its new subject nor its count of issues is kept (on SQLite, where operations are
+/// committed in groups, its savepoint is rolled back and the group goes on).
+pub fn a_failed_issue_leaves_nothing_behind(store: Arc<dyn Store>) {
+    let c = Codes::new(
+        store,
+        Limits {
+            resend_after: Duration::ZERO,
+            issues_per_window: 1,
+            ..Limits::default()
+        },
+    );
+    assert_eq!(
+        c.issue_as("vc_taken", "alice", "123456", START),
+        Issued::Stored { attempts_left: 5 }
+    );
+    let before = c.store.code_counts(START).unwrap();
+    let taken = c.issue_request("vc_taken", "bob", "654321", START);
+    assert!(c.store.issue_code(taken, &c.limits).wait().is_err());
+    let after = c.store.code_counts(START).unwrap();
+    assert_eq!(
+        (after.codes, after.subjects),
+        (before.codes, before.subjects)
+    );
+    // Bob's window holds no issue: his one issue of the window is still his.
+    assert_eq!(
+        c.issue_as("vc_bob", "bob", "654321", START),
+        Issued::Stored { attempts_left: 5 }
+    );
+    assert_eq!(
+        c.verify("bob", "654321", START),
+        (VerifyResult::Approved, 0)
+    );
+    assert_eq!(
+        c.verify("alice", "123456", START),
+        (VerifyResult::Approved, 0)
+    );
+}
+
 pub fn concurrent_verifications_approve_once(store: Arc<dyn Store>) {
     let mut c = Codes::new(store, free_issues());
     for round in 0..30 {

@@ -423,15 +423,15 @@ fn commit_group(path: &Path, inner: &mut Inner, group: Vec<CodeOp>) {
     let mut answers = Vec::with_capacity(group.len());
     let committed = inner.write_in_wal(path, |conn| {
         let write_error = |e| sql_error(path, "cannot write", e);
-        let mut tx = conn
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(write_error)?;
+        // The savepoint statements are prepared once per connection (rusqlite's `Savepoint`
+        // formats and parses them again for every operation).
+        let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut s| s.execute([]));
         for op in &group {
-            let savepoint = tx.savepoint().map_err(write_error)?;
-            let mut steps = SqliteTx {
-                tx: &savepoint,
-                path,
-            };
+            run("SAVEPOINT code_op").map_err(write_error)?;
+            let mut steps = SqliteTx { tx: &tx, path };
             let answer = match op {
                 CodeOp::Issue(request, limits, _) => {
                     ready(codes::issue(&mut steps, request, limits)).map(CodeAnswer::Issued)
@@ -440,10 +440,11 @@ fn commit_group(path: &Path, inner: &mut Inner, group: Vec<CodeOp>) {
                     ready(codes::verify(&mut steps, request, limits)).map(CodeAnswer::Verified)
                 }
             };
-            if answer.is_ok() {
-                savepoint.commit().map_err(write_error)?;
+            if answer.is_err() {
+                // A failed operation leaves nothing behind; the group goes on.
+                run("ROLLBACK TO code_op").map_err(write_error)?;
             }
-            // Dropped without a commit, a savepoint rolls its steps back.
+            run("RELEASE code_op").map_err(write_error)?;
             answers.push(answer);
         }
         tx.commit().map_err(write_error)
